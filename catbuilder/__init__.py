@@ -1,0 +1,40 @@
+"""catbuilder: galaxy morphology catalogs from survey images at scale.
+
+The top-level namespace is lazy: ``import catbuilder`` imports no deep-learning
+framework and no Dask; each attribute imports its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute" (attribute None: the module itself)
+_LAZY: dict[str, str] = {
+    "config": "catbuilder.config",
+    "synth": "catbuilder.synth",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        target = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'catbuilder' has no attribute {name!r}") from None
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    value = getattr(module, attr) if attr else module
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from catbuilder import config, synth  # noqa: F401

@@ -1,0 +1,58 @@
+"""Run Dask collections with a progress bar on whatever scheduler is active."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["active_client", "compute"]
+
+
+def active_client() -> Any | None:
+    """The current :class:`distributed.Client`, or None when there is none."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def compute(
+    tasks: Sequence[Any],
+    *,
+    scheduler: str | None = None,
+    progress: bool = True,
+    desc: str = "",
+    unit: str = "task",
+) -> list[Any]:
+    """Compute ``tasks`` (Dask delayed objects) and return their results in order.
+
+    With an active distributed client (and no explicit ``scheduler``), tasks run
+    on its cluster; otherwise on ``scheduler`` (default ``"processes"``). A
+    tqdm bar counts finished tasks when ``progress`` is true.
+    """
+    import dask
+    from tqdm.auto import tqdm
+
+    client = active_client() if scheduler is None else None
+    if client is not None:
+        from distributed import as_completed
+
+        futures = client.compute(list(tasks))
+        try:
+            with tqdm(total=len(futures), desc=desc, unit=unit, disable=not progress) as bar:
+                for _ in as_completed(futures):
+                    bar.update(1)
+            return client.gather(futures)
+        finally:
+            for f in futures:
+                f.release()
+    if progress:
+        from tqdm.dask import TqdmCallback
+
+        with TqdmCallback(desc=desc, unit=unit):
+            return list(dask.compute(*tasks, scheduler=scheduler or "processes"))
+    return list(dask.compute(*tasks, scheduler=scheduler or "processes"))

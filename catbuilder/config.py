@@ -1,0 +1,228 @@
+"""Configuration through :mod:`dask.config`, in the manner of dask-jobqueue.
+
+All defaults live in the packaged, commented ``catbuilder.yaml`` under the
+top-level key ``catbuilder``. Values are looked up, from lowest to highest
+precedence, in:
+
+1. the packaged defaults;
+2. YAML files that dask reads by itself (``~/.config/dask/*.yaml``,
+   ``DASK_CONFIG``) and ``DASK_CATBUILDER__...`` environment variables;
+3. a user file given to :func:`load` (or ``catbuilder --config FILE``);
+4. ``CATBUILDER_<SECTION>__<KEY>`` environment variables, e.g.
+   ``CATBUILDER_CUTOUTS__SIZE=96``;
+5. :func:`set` / :func:`dask.config.set` blocks;
+6. keyword arguments of the API function being called (see :func:`resolve`).
+
+Keys are checked: an unknown key is a :class:`ConfigKeyError` that names it and
+suggests the nearest known key, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dask.config
+import yaml
+
+__all__ = [
+    "ConfigKeyError",
+    "defaults",
+    "get",
+    "load",
+    "resolve",
+    "set",
+    "validate",
+]
+
+PREFIX = "catbuilder"
+ENV_PREFIX = "CATBUILDER_"
+_DEFAULTS_FILE = Path(__file__).with_name("catbuilder.yaml")
+_no_default = object()
+
+
+class ConfigKeyError(KeyError, ValueError):
+    """An unknown configuration key (a typo, or a key from another version)."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _normalise(key: str) -> str:
+    return key.replace("_", "-").lower()
+
+
+def _load_defaults() -> dict[str, Any]:
+    with open(_DEFAULTS_FILE) as f:
+        data = yaml.safe_load(f)
+    return data
+
+
+_DEFAULTS: dict[str, Any] = _load_defaults()
+
+
+def defaults() -> dict[str, Any]:
+    """Return a copy of the packaged defaults (the ``catbuilder`` section)."""
+    import copy
+
+    return copy.deepcopy(_DEFAULTS[PREFIX])
+
+
+def _is_free_form(node: Any) -> bool:
+    # An empty mapping in the defaults is a pass-through section (for example
+    # extra keyword arguments for a dask-jobqueue class): any key is allowed.
+    return isinstance(node, Mapping) and len(node) == 0
+
+
+def validate(mapping: Mapping[str, Any], where: str = PREFIX) -> None:
+    """Check that every key of ``mapping`` exists in the packaged defaults.
+
+    Parameters
+    ----------
+    mapping
+        Nested configuration, relative to ``where`` (for ``where="catbuilder"``
+        the keys are sections such as ``cutouts``).
+    where
+        Dotted path of ``mapping`` inside the configuration tree.
+
+    Raises
+    ------
+    ConfigKeyError
+        Naming the first unknown key and the closest known ones.
+    """
+    node: Any = {PREFIX: _DEFAULTS[PREFIX]}
+    for part in where.split("."):
+        node = {_normalise(k): v for k, v in node.items()}[_normalise(part)]
+    _validate(mapping, node, where)
+
+
+def _validate(mapping: Mapping[str, Any], schema: Any, where: str) -> None:
+    if _is_free_form(schema) or schema is None:
+        return
+    if not isinstance(schema, Mapping):
+        return
+    known = {_normalise(k): v for k, v in schema.items()}
+    for key, value in mapping.items():
+        nkey = _normalise(str(key))
+        if nkey not in known:
+            close = difflib.get_close_matches(nkey, list(known), n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigKeyError(
+                f"unknown configuration key '{where}.{key}'.{hint} "
+                f"Known keys under '{where}': {', '.join(sorted(known))}."
+            )
+        if isinstance(value, Mapping) and isinstance(known[nkey], Mapping):
+            _validate(value, known[nkey], f"{where}.{nkey}")
+
+
+def _env_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and name != "CATBUILDER_CONFIG":
+            path = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+            flat[path] = dask.config.interpret_value(value)
+    nested: dict[str, Any] = {}
+    dask.config.set(flat, config=nested)
+    return nested
+
+
+def _apply_env(environ: Mapping[str, str] | None = None) -> None:
+    env = _env_config(os.environ if environ is None else environ)
+    if env:
+        validate(env, PREFIX)
+        dask.config.update(dask.config.config, {PREFIX: env}, priority="new")
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a user YAML file into the active configuration.
+
+    The file may hold the ``catbuilder`` section itself or a mapping with a
+    top-level ``catbuilder`` key (as in ``~/.config/dask/catbuilder.yaml``).
+    Environment variables keep precedence over the file.
+
+    Parameters
+    ----------
+    path
+        A YAML file.
+
+    Returns
+    -------
+    dict
+        The ``catbuilder`` section that was read.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ConfigKeyError
+        If the file holds a key that catbuilder does not know.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"configuration file not found: {path}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    section = data.get(PREFIX, data)
+    try:
+        validate(section, PREFIX)
+    except ConfigKeyError as err:
+        raise ConfigKeyError(f"{path}: {err}") from None
+    dask.config.update(dask.config.config, {PREFIX: section}, priority="new")
+    _apply_env()
+    return dict(section)
+
+
+def get(key: str, default: Any = _no_default) -> Any:
+    """Return ``catbuilder.<key>`` from the active configuration.
+
+    Parameters
+    ----------
+    key
+        Dotted key below ``catbuilder``, e.g. ``"cutouts.size"``.
+    default
+        Returned when the key is absent; without it an absent key raises.
+    """
+    if default is _no_default:
+        return dask.config.get(f"{PREFIX}.{key}")
+    return dask.config.get(f"{PREFIX}.{key}", default=default)
+
+
+def resolve(key: str, value: Any = None) -> Any:
+    """Return ``value`` unless it is None, else the configured ``key``.
+
+    This is how every keyword argument that defaults to ``None`` falls back to
+    the configuration, as in dask-jobqueue.
+    """
+    return get(key) if value is None else value
+
+
+@contextmanager
+def set(values: Mapping[str, Any] | None = None, **kwargs: Any) -> Iterator[None]:
+    """Temporarily set configuration values (keys relative to ``catbuilder``).
+
+    Examples
+    --------
+    >>> import catbuilder.config as cfg
+    >>> with cfg.set({"cutouts.size": 96}):
+    ...     cfg.get("cutouts.size")
+    96
+    """
+    flat = dict(values or {})
+    flat.update({k.replace("__", "."): v for k, v in kwargs.items()})
+    nested: dict[str, Any] = {}
+    dask.config.set(flat, config=nested)
+    validate(nested, PREFIX)
+    with dask.config.set({f"{PREFIX}.{k}": v for k, v in flat.items()}):
+        yield
+
+
+dask.config.update_defaults({PREFIX: _DEFAULTS[PREFIX]})
+_apply_env()
+if os.environ.get("CATBUILDER_CONFIG"):
+    load(os.environ["CATBUILDER_CONFIG"])
