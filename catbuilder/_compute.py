@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import dask
+
 __all__ = ["active_client", "compute"]
 
 
@@ -34,7 +36,6 @@ def compute(
     on its cluster; otherwise on ``scheduler`` (default ``"processes"``). A
     tqdm bar counts finished tasks when ``progress`` is true.
     """
-    import dask
     from tqdm.auto import tqdm
 
     client = active_client() if scheduler is None else None
@@ -50,9 +51,33 @@ def compute(
         finally:
             for f in futures:
                 f.release()
-    if progress:
-        from tqdm.dask import TqdmCallback
+    scheduler = scheduler or "processes"
+    with dask.config.set(_process_context(scheduler)):
+        if progress:
+            from tqdm.dask import TqdmCallback
 
-        with TqdmCallback(desc=desc, unit=unit):
-            return list(dask.compute(*tasks, scheduler=scheduler or "processes"))
-    return list(dask.compute(*tasks, scheduler=scheduler or "processes"))
+            with TqdmCallback(desc=desc, unit=unit):
+                return list(dask.compute(*tasks, scheduler=scheduler))
+        return list(dask.compute(*tasks, scheduler=scheduler))
+
+
+def _process_context(scheduler: str) -> dict:
+    """Fork worker processes where that is safe.
+
+    Dask's process pool spawns by default, which re-imports ``__main__``: an
+    analysis script without an ``if __name__ == "__main__"`` guard would then
+    crash. Forking avoids that, and is safe on Linux as long as no library
+    with its own thread pools (TensorFlow) is loaded in this process.
+    """
+    import sys
+
+    if scheduler != "processes" or not sys.platform.startswith("linux"):
+        return {}
+    if any(m in sys.modules for m in ("tensorflow", "torch", "jax")):
+        return {}
+    if (
+        "multiprocessing.context" in dask.config.config.get("multiprocessing", {})
+        and dask.config.get("multiprocessing.context") != "spawn"
+    ):
+        return {}
+    return {"multiprocessing.context": "fork"}

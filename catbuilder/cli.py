@@ -74,6 +74,107 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- tiles --------------------------------------------------------------------
+
+
+def _tiles_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", help="FITS files, directories or glob patterns")
+    p.add_argument("-o", "--output", type=Path, required=True, help="index file (.parquet)")
+    p.add_argument("--band-pattern", default=None, help="regex with a (?P<band>...) group")
+    p.add_argument("--tile-pattern", default=None, help="regex with a (?P<tile>...) group")
+
+
+@command("tiles", "index FITS tiles: bands, WCS footprints (Parquet)")(_tiles_args)
+def _tiles(args: argparse.Namespace) -> int:
+    from catbuilder.sky import TileIndex
+
+    index = TileIndex.build(
+        args.inputs, band_pattern=args.band_pattern, tile_pattern=args.tile_pattern, progress=True
+    )
+    index.to_parquet(args.output)
+    print(f"{index} -> {args.output}")
+    for path, why in index.problems:
+        print(f"  not indexed: {path}: {why}")
+    return 0
+
+
+# -- cutouts ------------------------------------------------------------------
+
+
+def _cutouts_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", help="source table (FITS, CSV, Parquet)")
+    p.add_argument("tiles", nargs="+", help="FITS tiles, directories, globs, or an index .parquet")
+    p.add_argument("-o", "--output", type=Path, required=True, help="Zarr store to write")
+    p.add_argument("--size", default=None, help='pixels, or an angle such as "20 arcsec"')
+    p.add_argument("--bands", type=_csv, default=None, help="comma-separated, e.g. g,r,i")
+    p.add_argument("--reference-band", default=None)
+    p.add_argument("--chunk-objects", type=int, default=None)
+    p.add_argument("--ra-col", default=None)
+    p.add_argument("--dec-col", default=None)
+    p.add_argument("--id-col", default=None)
+    p.add_argument("--append", action="store_true", help="append to an existing stack")
+    p.add_argument("--overwrite", action="store_true", help="replace a stack made differently")
+    p.add_argument("--scheduler", default=None, help="dask scheduler or a scheduler address")
+    p.add_argument("--no-progress", action="store_true")
+
+
+@command("cutouts", "cut sources out of FITS tiles into a Zarr image stack")(_cutouts_args)
+def _cutouts(args: argparse.Namespace) -> int:
+    from catbuilder.stack import append_to_stack, build_stack
+
+    size = args.size
+    if size is not None and size.strip().isdigit():
+        size = int(size)
+    tiles = args.tiles[0] if len(args.tiles) == 1 else args.tiles
+    common = dict(
+        ra_col=args.ra_col,
+        dec_col=args.dec_col,
+        id_col=args.id_col,
+        scheduler=args.scheduler,
+        progress=not args.no_progress,
+    )
+    if args.append:
+        stack = append_to_stack(args.output, args.table, tiles, **common)
+    else:
+        stack = build_stack(
+            args.table,
+            tiles,
+            args.output,
+            size=size,
+            bands=args.bands,
+            reference_band=args.reference_band,
+            chunk_objects=args.chunk_objects,
+            overwrite=args.overwrite,
+            **common,
+        )
+    flags = stack.objects()["flags"]
+    print(f"{stack}\n  flagged: {int((flags != 0).sum())} of {len(stack)} objects")
+    return 0
+
+
+# -- crossmatch -----------------------------------------------------------------
+
+
+def _xmatch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("left", help="table whose rows are matched")
+    p.add_argument("right", help="table searched for each left row")
+    p.add_argument("-o", "--output", type=Path, required=True, help="matched pairs (.parquet)")
+    p.add_argument("--radius", type=float, default=None, help="arcsec (default 1)")
+    p.add_argument("--unmatched", type=Path, default=None, help="write unmatched left rows here")
+
+
+@command("crossmatch", "match two source tables on the sky")(_xmatch_args)
+def _crossmatch(args: argparse.Namespace) -> int:
+    from catbuilder.sky import crossmatch
+
+    res = crossmatch(args.left, args.right, args.radius, progress=True)
+    res.join().to_parquet(args.output, index=False)
+    if args.unmatched is not None:
+        res.unmatched_left.to_parquet(args.unmatched, index=False)
+    print(res.summary())
+    return 0
+
+
 # -- demo ---------------------------------------------------------------------
 
 

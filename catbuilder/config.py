@@ -122,7 +122,9 @@ def _validate(mapping: Mapping[str, Any], schema: Any, where: str) -> None:
 def _env_config(environ: Mapping[str, str]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in environ.items():
-        if name.startswith(ENV_PREFIX) and name != "CATBUILDER_CONFIG":
+        # every key lives in a section, so a setting always has a "__"; other
+        # CATBUILDER_* variables (CATBUILDER_CONFIG, tools' own flags) are not settings
+        if name.startswith(ENV_PREFIX) and "__" in name:
             path = name[len(ENV_PREFIX) :].lower().replace("__", ".")
             flat[path] = dask.config.interpret_value(value)
     nested: dict[str, Any] = {}

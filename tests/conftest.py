@@ -17,3 +17,26 @@ def mock_survey(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("mock")
     return make_survey(root, n_objects=120, seed=7, progress=False)
+
+
+@pytest.fixture(scope="session")
+def des_stack(mock_survey, tmp_path_factory):
+    """The des-like survey of ``mock_survey`` cut into a 32 px stack, 16 objects a chunk."""
+    from catbuilder.stack import build_stack
+
+    out = tmp_path_factory.mktemp("stack") / "des.zarr"
+    files = mock_survey["des-like"]
+    return build_stack(
+        files.sources, files.directory / "tiles", out, size=32, chunk_objects=16, progress=False
+    )
+
+
+@pytest.fixture
+def tile_copy(mock_survey, tmp_path):
+    """A writable copy of the des-like tiles and sources."""
+    import shutil
+
+    files = mock_survey["des-like"]
+    dst = tmp_path / "tiles"
+    shutil.copytree(files.directory / "tiles", dst)
+    return dst, files.read_sources()

@@ -42,3 +42,44 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
     bad.write_text("catbuilder:\n  synth:\n    n_objets: 3\n")
     res = run("--config", bad, "synth", tmp_path / "x")
     assert res.returncode == 2 and "synth.n_objets" in res.stderr and "n-objects" in res.stderr
+
+
+def test_tiles_cutouts_crossmatch_cli(mock_survey, tmp_path):
+    des = mock_survey["des-like"]
+    sdss = mock_survey["sdss-like"]
+    res = run("tiles", des.directory / "tiles", "-o", tmp_path / "idx.parquet")
+    assert res.returncode == 0, res.stderr
+    assert "bands g,i,r" in res.stdout
+    res = run(
+        "cutouts",
+        des.sources,
+        tmp_path / "idx.parquet",
+        "-o",
+        tmp_path / "s.zarr",
+        "--size",
+        "24",
+        "--bands",
+        "g,r,i",
+        "--no-progress",
+        "--scheduler",
+        "sync",
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"{len(des.read_sources())} objects" in res.stdout and "24x24 px" in res.stdout
+    res = run("crossmatch", sdss.sources, des.sources, "-o", tmp_path / "m.parquet")
+    assert res.returncode == 0, res.stderr
+    assert "left rows matched" in res.stdout
+    import pandas as pd
+
+    assert len(pd.read_parquet(tmp_path / "m.parquet")) == len(sdss.read_sources())
+    res = run(
+        "cutouts",
+        des.sources,
+        tmp_path / "idx.parquet",
+        "-o",
+        tmp_path / "s.zarr",
+        "--size",
+        "32",
+        "--no-progress",
+    )
+    assert res.returncode == 2 and "overwrite" in res.stderr

@@ -1,0 +1,91 @@
+"""Cutting sources into Zarr stacks, against a per-object astropy loop."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import QUICK, positions, write_tiles
+
+_N_SIDE, _NPIX = 2, 1024
+
+
+class Cutouts:
+    params = [[1000, 5000]] if not QUICK else [[1000]]
+    param_names = ["n_objects"]
+    timeout = 300
+
+    def setup_cache(self):
+        root = Path(tempfile.mkdtemp(prefix="catbuilder-asv-"))
+        write_tiles(root / "tiles", n_side=_N_SIDE, npix=_NPIX)
+        from catbuilder.sky import TileIndex
+
+        TileIndex.build(root / "tiles").to_parquet(root / "index.parquet")
+        return str(root)
+
+    def setup(self, root, n_objects):
+        self.root = Path(root)
+        self.pos = positions(n_objects, n_side=_N_SIDE, npix=_NPIX)
+        self.out = self.root / f"stack-{n_objects}.zarr"
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def teardown(self, root, n_objects):
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def _build(self):
+        from catbuilder.stack import build_stack
+
+        build_stack(
+            self.pos,
+            self.root / "index.parquet",
+            self.out,
+            size=64,
+            progress=False,
+            scheduler="sync",
+        )
+
+    def time_build_stack(self, root, n_objects):
+        self._build()
+
+    def peakmem_build_stack(self, root, n_objects):
+        self._build()
+
+
+class Cutout2DLoop:
+    """The baseline: open the files and call Cutout2D for every object (200 objects)."""
+
+    timeout = 300
+
+    def setup_cache(self):
+        return Cutouts.setup_cache(self)
+
+    def setup(self, root):
+        from catbuilder.sky import TileIndex
+
+        self.root = Path(root)
+        self.pos = positions(200, n_side=_N_SIDE, npix=_NPIX)
+        idx = TileIndex.read_parquet(self.root / "index.parquet")
+        self.tiles = idx.locate(self.pos["ra"].to_numpy(), self.pos["dec"].to_numpy(), "r")["tile"]
+
+    def time_cutout2d_loop(self, root):
+        from astropy.coordinates import SkyCoord
+        from astropy.io import fits
+        from astropy.nddata import Cutout2D
+        from astropy.wcs import WCS
+
+        for (_, p), t in zip(self.pos.iterrows(), self.tiles):
+            c = SkyCoord(p["ra"], p["dec"], unit="deg")
+            cube = []
+            for b in "gri":
+                with fits.open(self.root / "tiles" / f"{t}_{b}.fits") as h:
+                    cube.append(
+                        Cutout2D(
+                            h[0].data,
+                            c,
+                            64,
+                            wcs=WCS(h[0].header),
+                            mode="partial",
+                            fill_value=np.nan,
+                        ).data
+                    )

@@ -1,0 +1,176 @@
+"""Read source tables (FITS, CSV, Parquet) with configurable column names."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from catbuilder import config
+
+__all__ = ["find_column", "read_sources", "read_table"]
+
+_SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".fits.gz": "fits",
+    ".fz": "fits",
+    ".csv.gz": "csv",
+    ".vot": "votable",
+    ".xml": "votable",
+    ".ecsv": "ecsv",
+}
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return _SUFFIXES[suffix]
+    raise ValueError(
+        f"{path}: cannot tell the table format from the name; use one of "
+        f"{', '.join(sorted(set(_SUFFIXES)))}"
+    )
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a FITS, CSV, Parquet, ECSV or VOTable file into a DataFrame.
+
+    Multidimensional FITS columns are dropped with a warning; byte strings
+    become str.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the file cannot be parsed, naming it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"source table not found: {path}")
+    kind = _kind(path)
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        if kind == "csv":
+            return pd.read_csv(path)
+        from astropy.table import Table
+
+        fmt = {"fits": "fits", "votable": "votable", "ecsv": "ascii.ecsv"}[kind]
+        t = Table.read(path, format=fmt)
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(f"{path}: cannot read as {kind}: {err}") from err
+    multi = [n for n in t.colnames if len(t[n].shape) > 1]
+    if multi:
+        warnings.warn(f"{path}: dropping multidimensional columns {multi}", stacklevel=2)
+        t.remove_columns(multi)
+    df = t.to_pandas()
+    for col in df.columns:
+        if df[col].dtype == object and len(df) and isinstance(df[col].iloc[0], bytes):
+            df[col] = df[col].str.decode("utf-8").str.strip()
+    return df
+
+
+def find_column(
+    df: pd.DataFrame, given: str | None, aliases: list[str], what: str, source: str
+) -> str:
+    """The column to use for ``what``: ``given`` if set, else the first alias present.
+
+    Raises
+    ------
+    ValueError
+        Naming the table, the missing column and the columns it has.
+    """
+    if given is not None:
+        if given not in df.columns:
+            raise ValueError(
+                f"{source}: no column {given!r} for {what}; columns are: "
+                f"{', '.join(map(str, df.columns))}"
+            )
+        return given
+    for name in aliases:
+        if name in df.columns:
+            return name
+    lower = {str(c).lower(): c for c in df.columns}
+    for name in aliases:
+        if name.lower() in lower:
+            return lower[name.lower()]
+    raise ValueError(
+        f"{source}: no {what} column; looked for {', '.join(aliases)}. "
+        f"Columns are: {', '.join(map(str, df.columns))}. Name it with the "
+        f"{what}_col argument or the 'sources.{what}-columns' configuration."
+    )
+
+
+def read_sources(
+    table: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    ra_col: str | None = None,
+    dec_col: str | None = None,
+    id_col: str | None = None,
+    keep: list[str] | None = None,
+) -> pd.DataFrame:
+    """Read a source table and standardise its id and position columns.
+
+    Parameters
+    ----------
+    table
+        A path (FITS, CSV, Parquet, ECSV, VOTable) or a DataFrame.
+    ra_col, dec_col, id_col
+        Column names; by default the first of the configured aliases present
+        (``sources.ra-columns`` etc., which include ``ra``, ``RA``,
+        ``ALPHAWIN_J2000`` ...). Without an id column, ids are the row numbers.
+    keep
+        Other columns to keep (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``objid``, ``ra``, ``dec`` (float64 degrees, RA wrapped to [0, 360))
+        followed by the other columns.
+
+    Raises
+    ------
+    ValueError
+        For missing or non-numeric position columns, naming the table.
+    """
+    if isinstance(table, pd.DataFrame):
+        df, source = table.copy(), "source table"
+    else:
+        df, source = read_table(table), str(table)
+    ra_name = find_column(df, ra_col, list(config.get("sources.ra-columns")), "ra", source)
+    dec_name = find_column(df, dec_col, list(config.get("sources.dec-columns")), "dec", source)
+    try:
+        id_name = find_column(df, id_col, list(config.get("sources.id-columns")), "id", source)
+    except ValueError:
+        if id_col is not None:
+            raise
+        id_name = None
+    out = pd.DataFrame(index=df.index)
+    out["objid"] = df[id_name].to_numpy() if id_name else np.arange(len(df), dtype=np.int64)
+    for std, name in (("ra", ra_name), ("dec", dec_name)):
+        try:
+            out[std] = pd.to_numeric(df[name], errors="raise").astype(np.float64)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{source}: column {name!r} ({std}) is not numeric: {err}") from None
+    out["ra"] = out["ra"] % 360.0
+    bad_dec = (out["dec"].abs() > 90).to_numpy()
+    if bad_dec.any():
+        rows = np.flatnonzero(bad_dec)[:5].tolist()
+        raise ValueError(f"{source}: |{dec_name}| > 90 deg in rows {rows}")
+    rest = [c for c in df.columns if c not in {ra_name, dec_name, id_name, "objid", "ra", "dec"}]
+    if keep is not None:
+        missing = [c for c in keep if c not in df.columns]
+        if missing:
+            raise ValueError(f"{source}: no column(s) {missing}")
+        rest = [c for c in keep if c in rest]
+    for c in rest:
+        out[c] = df[c].to_numpy()
+    return out.reset_index(drop=True)

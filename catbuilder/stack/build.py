@@ -1,0 +1,538 @@
+"""Build image stacks: plan, Zarr template, one Dask task per output chunk.
+
+The store is written in two steps, as xarray recommends for parallel writes:
+a template (``to_zarr(compute=False)``: metadata and the per-object
+coordinates known from the plan) and then, from each task, a region write of
+the chunk it cut. A per-object ``written`` mark follows each region write, so
+a build that is stopped and called again with the same arguments computes
+only the chunks that are missing, and the result is the same. Until every
+chunk is written the store's attributes say ``complete: false`` and
+:func:`~catbuilder.stack.store.open_stack` refuses it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from catbuilder import config
+from catbuilder.sky.tables import read_sources
+from catbuilder.sky.tiles import TileIndex
+from catbuilder.stack.extract import extract_chunk
+from catbuilder.stack.plan import plan_objects, size_in_pixels
+from catbuilder.stack.store import ImageStack, _meta, open_zarr
+
+__all__ = ["append_to_stack", "build_stack"]
+
+_DATA_VARS = ("images", "edge", "nan_fraction", "missing_band", "saturated", "flags", "magzero")
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("catbuilder", "numpy", "astropy", "xarray", "zarr", "dask", "reproject"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(repr(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _index_digest(index: TileIndex) -> str:
+    t = index.table
+    return _digest(list(zip(t["tile"], t["band"], t["path"], t["hdu"], t["wcs"])))
+
+
+def _prepare_sources(
+    sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
+) -> tuple[pd.DataFrame, str]:
+    src = read_sources(sources, ra_col=ra_col, dec_col=dec_col, id_col=id_col)
+    name = "DataFrame" if isinstance(sources, pd.DataFrame) else str(Path(sources).resolve())
+    dup = src["objid"].duplicated(keep=False)
+    if dup.any():
+        ids = pd.unique(src.loc[dup, "objid"])
+        raise ValueError(
+            f"{name}: {len(ids)} duplicate object id(s), e.g. {ids[:10].tolist()}; every object "
+            "must have its own id"
+        )
+    out = src[["objid", "ra", "dec"]].copy()
+    for std, col in (("label", label_col), ("split", split_col)):
+        if col in src.columns:
+            vals = src[col].astype(object).where(src[col].notna(), "")
+            out[std] = vals.astype(str).to_numpy(dtype=object)
+        else:
+            out[std] = np.array([""] * len(src), dtype=object)
+    for col in extra_columns or []:
+        if col not in src.columns:
+            raise ValueError(f"{name}: no column {col!r} to carry into the stack")
+        out[col] = src[col].to_numpy()
+    return out, name
+
+
+def _check_bands(index: TileIndex, bands: list[str], reference_band: str) -> None:
+    have = set(index.bands)
+    absent = [b for b in bands if b not in have]
+    if absent:
+        raise ValueError(
+            f"band(s) {absent} are in no tile; the tile index has bands {', '.join(sorted(have))}"
+        )
+    if reference_band not in bands:
+        raise ValueError(f"reference band {reference_band!r} is not among bands {bands}")
+
+
+def _template(plan: pd.DataFrame, bands, size, chunk, start: int):
+    import dask.array as da
+    import xarray as xr
+
+    n, nb = len(plan), len(bands)
+    obj = np.arange(start, start + n, dtype=np.int64)
+
+    def lazy(shape, dtype, fill):
+        chunks = (chunk,) + shape[1:]
+        return da.full(shape, fill, dtype=dtype, chunks=chunks)
+
+    coords: dict[str, Any] = {"object": obj, "band": np.array(bands, dtype=object)}
+    skip = {"ref_row", "margin"} | {c for c in plan.columns if c.startswith(("src_", "same_"))}
+    for col in plan.columns:
+        if col in skip:
+            continue
+        vals = plan[col].to_numpy()
+        if vals.dtype.kind in "OUS":
+            vals = vals.astype(str).astype(object)
+        coords[col] = ("object", vals)
+    data = {
+        "images": (("object", "band", "y", "x"), lazy((n, nb, size, size), np.float32, np.nan)),
+        "edge": (("object",), lazy((n,), bool, False)),
+        "nan_fraction": (("object",), lazy((n,), np.float32, np.nan)),
+        "missing_band": (("object", "band"), lazy((n, nb), bool, False)),
+        "saturated": (("object",), lazy((n,), bool, False)),
+        "flags": (("object",), lazy((n,), np.uint8, 0)),
+        "magzero": (("object", "band"), lazy((n, nb), np.float32, np.nan)),
+        "written": (("object",), lazy((n,), bool, False)),
+    }
+    ds = xr.Dataset(data, coords=coords)
+    # noise-dominated float pixels: byte shuffle + lz4 is ~3x faster than
+    # zarr's default zstd at the same size
+    from zarr.codecs import BloscCodec
+
+    ds["images"].encoding["compressors"] = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+    return ds
+
+
+def _write_chunk(
+    path: str,
+    start: int,
+    plan: pd.DataFrame,
+    records: dict[int, dict],
+    bands: list[str],
+    size: int,
+    nan_fraction_max: float,
+) -> list[str]:
+    """Cut one chunk and write it into its region of the store (a Dask task).
+
+    The region is written straight into the Zarr arrays that the xarray
+    template created (their encoding is plain: no scaling, no CF fill
+    values to translate), then the ``written`` mark.
+    """
+    import zarr
+
+    res = extract_chunk(plan, records, bands, size, nan_fraction_max)
+    with zarr.config.set({"async.concurrency": 4}):
+        group = zarr.open_group(path, mode="r+", use_consolidated=False)
+        region = slice(start, start + len(plan))
+        for v in _DATA_VARS:
+            group[v][region] = res[v]
+        group["written"][region] = np.ones(len(plan), dtype=bool)
+    return res["problems"]
+
+
+def _run_chunks(path, pieces, index, bands, size, nan_max, scheduler, progress) -> list[str]:
+    """Cut and write ``pieces``: (absolute start, plan rows) in one chunk each."""
+    import dask
+
+    from catbuilder._compute import compute
+
+    tasks = []
+    for a, part in pieces:
+        rows = set()
+        for col in ["ref_row"] + [f"src_{b}" for b in bands]:
+            rows.update(int(r) for r in part[col].to_numpy() if r >= 0)
+        records = {r: index.table.loc[r].to_dict() for r in rows}
+        tasks.append(
+            dask.delayed(_write_chunk, pure=False)(
+                str(path),
+                a,
+                part.reset_index(drop=True),
+                records,
+                bands,
+                size,
+                nan_max,
+                dask_key_name=f"cutouts-{a}",
+            )
+        )
+    results = compute(tasks, scheduler=scheduler, progress=progress, desc="cutouts", unit="chunk")
+    return [p for r in results for p in r]
+
+
+def _pieces(plan: pd.DataFrame, start: int, chunk: int) -> list[tuple[int, pd.DataFrame]]:
+    """Split a plan written from ``start`` on into chunk-aligned pieces."""
+    out = []
+    for a in _chunk_starts(start, len(plan), chunk):
+        b = min((a // chunk + 1) * chunk, start + len(plan))
+        out.append((a, plan.iloc[a - start : b - start]))
+    return out
+
+
+def _chunk_starts(start: int, n: int, chunk: int) -> list[int]:
+    """Absolute starts of the chunk-aligned regions covering [start, start+n)."""
+    out, a = [], start
+    while a < start + n:
+        out.append(a)
+        a = (a // chunk + 1) * chunk
+    return out
+
+
+def _finish(path: Path, meta: dict, problems: list[str]) -> None:
+    import zarr
+
+    meta["complete"] = True
+    meta["problems"] = sorted(set(meta.get("problems", [])) | set(problems))
+    g = zarr.open_group(str(path), mode="r+")
+    g.attrs["catbuilder"] = json.dumps(meta)
+    _consolidate(path)
+    if problems:
+        warnings.warn(
+            f"{len(set(problems))} image(s) could not be read; their objects are flagged "
+            f"missing_band: {sorted(set(problems))[:3]}",
+            stacklevel=3,
+        )
+
+
+def _consolidate(path: Path) -> None:
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(str(path))
+
+
+def _set_meta(path: Path, meta: dict) -> None:
+    import zarr
+
+    g = zarr.open_group(str(path), mode="r+")
+    g.attrs["catbuilder"] = json.dumps(meta)
+
+
+def build_stack(
+    sources: pd.DataFrame | str | os.PathLike[str],
+    tiles: TileIndex | str | os.PathLike[str] | list,
+    output: str | os.PathLike[str],
+    *,
+    size: int | str | None = None,
+    bands: list[str] | str | None = None,
+    reference_band: str | None = None,
+    chunk_objects: int | None = None,
+    ra_col: str | None = None,
+    dec_col: str | None = None,
+    id_col: str | None = None,
+    label_col: str = "label",
+    split_col: str = "split",
+    extra_columns: list[str] | None = None,
+    overwrite: bool = False,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> ImageStack:
+    """Cut every source out of the tiles into a chunked Zarr image stack.
+
+    Parameters
+    ----------
+    sources
+        Source table (path or DataFrame) with id and position columns
+        (see :func:`catbuilder.sky.read_sources`); ``label`` and ``split``
+        columns are carried when present.
+    tiles
+        A :class:`~catbuilder.sky.TileIndex`, a saved index (``.parquet``), or
+        FITS files / directories / globs to index.
+    output
+        Zarr store to write.
+    size
+        Cutout side: pixels, or an angle such as ``"20 arcsec"``
+        (default ``cutouts.size``).
+    bands
+        Bands, in stack order (default ``cutouts.bands``).
+    reference_band
+        Band whose tiles and pixel grid the others are aligned to.
+    chunk_objects
+        Objects per Zarr chunk, and per Dask task.
+    ra_col, dec_col, id_col, label_col, split_col
+        Column names in ``sources``.
+    extra_columns
+        Further source columns to keep as per-object coordinates.
+    overwrite
+        Replace an existing store made with other arguments (by default that
+        is an error; a store made with the same arguments is resumed).
+    scheduler
+        Dask scheduler; default the active distributed client, else processes.
+    progress
+        Show a progress bar over chunks.
+
+    Returns
+    -------
+    ImageStack
+        The opened stack. Every source appears exactly once, flagged rather
+        than dropped when it cannot be cut cleanly.
+
+    Raises
+    ------
+    ValueError
+        Duplicate ids, missing columns, bands in no tile, or an existing store
+        made with other arguments.
+    """
+    c = config.resolve
+    index = TileIndex.from_any(tiles)
+    bands = c("cutouts.bands", bands)
+    bands = bands.split(",") if isinstance(bands, str) else list(bands)
+    reference_band = c("cutouts.reference-band", reference_band)
+    _check_bands(index, bands, reference_band)
+    chunk = int(c("cutouts.chunk-objects", chunk_objects))
+    npix = size_in_pixels(c("cutouts.size", size), index, reference_band)
+    nan_max = float(config.get("cutouts.nan-fraction-max"))
+    src, src_name = _prepare_sources(
+        sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
+    )
+    path = Path(output)
+    params = {
+        "size": npix,
+        "bands": bands,
+        "reference_band": reference_band,
+        "chunk_objects": chunk,
+        "n_objects": len(src),
+        "objects_digest": _digest(
+            src["objid"].tolist(),
+            src["ra"].tolist(),
+            src["dec"].tolist(),
+            src["label"].tolist(),
+            src["split"].tolist(),
+        ),
+        "index_digest": _index_digest(index),
+    }
+    if path.exists():
+        existing = _existing_meta(path)
+        if existing is not None and existing.get("parameters") == params and not overwrite:
+            return _resume(path, src, index, existing, scheduler, progress)
+        if not overwrite:
+            why = (
+                "it is not an image stack"
+                if existing is None
+                else _diff(existing.get("parameters", {}), params)
+            )
+            raise ValueError(
+                f"{path} exists and was not made with these arguments ({why}); pass "
+                "overwrite=True to replace it"
+            )
+        shutil.rmtree(path)
+
+    plan = plan_objects(src, index, bands, reference_band)
+    meta = {
+        "complete": False,
+        "parameters": params,
+        "inputs": {
+            "sources": src_name,
+            "tiles": sorted(set(index.table["path"]))[:1000],
+            "n_tile_images": len(index.table),
+        },
+        "index_problems": index.problems,
+        "versions": _versions(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "history": [],
+        "flag_bits": {
+            k: v
+            for k, v in __import__(
+                "catbuilder.stack.flags", fromlist=["FLAG_BITS"]
+            ).FLAG_BITS.items()
+        },
+    }
+    ds = _template(plan, bands, npix, chunk, 0)
+    ds.attrs["catbuilder"] = json.dumps(meta)
+    ds.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False)
+    problems = _run_chunks(
+        path, _pieces(plan, 0, chunk), index, bands, npix, nan_max, scheduler, progress
+    )
+    meta["history"].append({"action": "build", "n_objects": len(plan), "at": meta["created"]})
+    _finish(path, meta, problems)
+    return ImageStack.open(path)
+
+
+def _existing_meta(path: Path) -> dict | None:
+    try:
+        ds = open_zarr(path, live=True)
+    except Exception:
+        return None
+    return _meta(ds) or None
+
+
+def _diff(old: dict, new: dict) -> str:
+    keys = [k for k in new if old.get(k) != new.get(k)]
+    return (
+        ", ".join(
+            f"{k}: {old.get(k)!r} != {new[k]!r}"
+            if "digest" not in k
+            else f"{k.replace('_digest', '')} differ"
+            for k in keys
+        )
+        or "unknown"
+    )
+
+
+def _resume(path: Path, src, index, meta, scheduler, progress) -> ImageStack:
+    """Finish a stopped build (or append): cut what is not marked written.
+
+    Each region write is followed by its ``written`` mark, so the missing
+    objects form runs that never share a chunk with a task that finished.
+    """
+    params = meta["parameters"]
+    ds = open_zarr(path, live=True)
+    written = ds["written"].values
+    if meta.get("complete") and written.all():
+        return ImageStack.open(path)
+    bands, chunk, npix = params["bands"], params["chunk_objects"], params["size"]
+    missing = np.flatnonzero(~written)
+    stored = ds["objid"].values
+    plan = plan_objects(
+        src[src["objid"].isin(stored[missing])], index, bands, params["reference_band"]
+    )
+    pos = {o: i for i, o in enumerate(stored.tolist())}
+    plan["_pos"] = [pos[o] for o in plan["objid"].tolist()]
+    plan = plan.sort_values("_pos").reset_index(drop=True)
+    if not np.array_equal(plan["_pos"].to_numpy(), missing):
+        raise ValueError(f"{path}: the sources do not match those the stack was started with")
+    # runs of consecutive missing positions, split at chunk boundaries
+    cuts = np.flatnonzero((np.diff(missing) != 1) | (missing[1:] % chunk == 0)) + 1
+    pieces = [
+        (int(missing[run[0]]), plan.iloc[run].drop(columns="_pos"))
+        for run in np.split(np.arange(len(missing)), cuts)
+    ]
+    problems = _run_chunks(
+        path,
+        pieces,
+        index,
+        bands,
+        npix,
+        float(config.get("cutouts.nan-fraction-max")),
+        scheduler,
+        progress,
+    )
+    _finish(path, meta, problems)
+    return ImageStack.open(path)
+
+
+def append_to_stack(
+    stack: str | os.PathLike[str],
+    sources: pd.DataFrame | str | os.PathLike[str],
+    tiles: TileIndex | str | os.PathLike[str] | list,
+    *,
+    ra_col: str | None = None,
+    dec_col: str | None = None,
+    id_col: str | None = None,
+    label_col: str = "label",
+    split_col: str = "split",
+    extra_columns: list[str] | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> ImageStack:
+    """Append new objects to an existing stack, with its size, bands and chunks.
+
+    Objects whose id is already in the stack are an error, so nothing is
+    stored twice. An append that was stopped is finished by calling it
+    again with the same sources.
+
+    Returns
+    -------
+    ImageStack
+        The whole, reopened stack.
+    """
+    path = Path(stack)
+    meta = _existing_meta(path)
+    if meta is None:
+        raise FileNotFoundError(f"no image stack at {path}")
+    params = meta["parameters"]
+    index = TileIndex.from_any(tiles)
+    bands, chunk, npix = params["bands"], params["chunk_objects"], params["size"]
+    _check_bands(index, bands, params["reference_band"])
+    src, src_name = _prepare_sources(
+        sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
+    )
+    ds = open_zarr(path, live=True)
+    have = ds["objid"].values
+    already = src["objid"].isin(have).to_numpy()
+    if already.all() and not meta.get("complete", True):
+        return _resume(path, src, index, meta, scheduler, progress)  # finish a stopped append
+    if already.any():
+        ids = src.loc[already, "objid"].tolist()
+        raise ValueError(f"{src_name}: {len(ids)} object id(s) already in {path}, e.g. {ids[:10]}")
+    extra = set(src.columns) ^ {c for c, v in ds.coords.items() if v.dims == ("object",)} - {
+        "row",
+        "tile",
+        "tile_x",
+        "tile_y",
+        "off_footprint",
+        "object",
+        "edge",
+        "nan_fraction",
+        "saturated",
+        "flags",
+    }
+    if extra - {"written"}:
+        raise ValueError(
+            f"appended sources must carry the same columns as the stack; "
+            f"differences: {sorted(extra - {'written'})}"
+        )
+    start = int(ds.sizes["object"])
+    plan = plan_objects(src, index, bands, params["reference_band"])
+    plan["row"] = plan["row"] + int(ds["row"].values.max(initial=-1)) + 1
+    meta["complete"] = False
+    _set_meta(path, meta)
+    _consolidate(path)  # from here on no reader takes the store for complete
+    tmpl = _template(plan, bands, npix, chunk, start).drop_vars("band")
+    tmpl.attrs["catbuilder"] = json.dumps(meta)  # appending replaces the group attributes
+    tmpl.to_zarr(path, append_dim="object", compute=False, safe_chunks=False, consolidated=False)
+    _consolidate(path)  # readers must see the new shape and complete: false at once
+    problems = _run_chunks(
+        path,
+        _pieces(plan, start, chunk),
+        index,
+        bands,
+        npix,
+        float(config.get("cutouts.nan-fraction-max")),
+        scheduler,
+        progress,
+    )
+    meta["parameters"]["n_objects"] = start + len(plan)
+    meta["history"].append(
+        {
+            "action": "append",
+            "n_objects": len(plan),
+            "sources": src_name,
+            "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+    )
+    _finish(path, meta, problems)
+    return ImageStack.open(path)

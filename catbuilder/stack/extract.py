@@ -1,0 +1,233 @@
+"""Cut one output chunk of objects out of their tiles: the work of one Dask task.
+
+Objects arrive ordered by reference tile, so a chunk touches few tiles. For
+each (tile, band) image the task reads once the section that covers all of
+its objects (FITS ``section``: only those rows are read, compressed images
+included), and slices every object out of it at once with one fancy-indexing
+gather. Bands on another pixel grid are reprojected onto the reference grid
+(``reproject.reproject_interp``) before slicing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from catbuilder.sky.tiles import _wcs_from_text
+from catbuilder.stack.flags import FLAG_BITS
+
+__all__ = ["extract_chunk"]
+
+
+class _Images:
+    """Open FITS files once per task and read sections from them."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Any] = {}
+
+    def section(self, rec: dict, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Pixels [y0:y1, x0:x1] of an image, NaN where outside it."""
+        from astropy.io import fits
+
+        path = rec["path"]
+        if path not in self.files:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                hdul = fits.open(path, memmap=True)
+            for w in caught:
+                if "truncated" in str(w.message).lower():
+                    hdul.close()
+                    raise OSError(f"truncated file: {w.message}")
+            self.files[path] = hdul
+        hdu = self.files[path][int(rec["hdu"])]
+        out = np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float32)
+        ya, yb = max(y0, 0), min(y1, int(rec["ny"]))
+        xa, xb = max(x0, 0), min(x1, int(rec["nx"]))
+        if ya < yb and xa < xb:
+            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = self._read(hdu, ya, yb, xa, xb)
+        return out
+
+    @staticmethod
+    def _read(hdu, ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
+        from astropy.io.fits import CompImageHDU
+
+        hdr = hdu.header
+        scaled = float(hdr.get("BSCALE", 1)) != 1 or float(hdr.get("BZERO", 0)) != 0
+        if isinstance(hdu, CompImageHDU) or scaled or "BLANK" in hdr:
+            return hdu.section[ya:yb, xa:xb]  # decompresses / scales only these rows
+        # a plain image on a memory map: slicing touches just the pages needed
+        return hdu.data[ya:yb, xa:xb]
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        self.files.clear()
+
+
+def _shifted_wcs(text: str, dx: int, dy: int):
+    """The WCS of an image section starting at pixel (dx, dy)."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    hdr = fits.Header.fromstring(text)
+    hdr["CRPIX1"] = float(hdr["CRPIX1"]) - dx
+    hdr["CRPIX2"] = float(hdr["CRPIX2"]) - dy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return WCS(hdr, naxis=2)
+
+
+def _reprojected(images: _Images, src: dict, ref: dict, y0, y1, x0, x1) -> np.ndarray:
+    """Band image ``src`` resampled onto the reference grid box [y0:y1, x0:x1]."""
+    from reproject import reproject_interp
+
+    ref_wcs = _wcs_from_text(ref["wcs"])
+    src_wcs = _wcs_from_text(src["wcs"])
+    bx = np.array([x0, x1, x0, x1], dtype=float) - 0.5
+    by = np.array([y0, y0, y1, y1], dtype=float) - 0.5
+    ra, dec = ref_wcs.all_pix2world(bx, by, 0)
+    sx, sy = src_wcs.all_world2pix(ra, dec, 0)
+    if not (np.all(np.isfinite(sx)) and np.all(np.isfinite(sy))):
+        return np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float32)
+    sx0, sx1 = int(np.floor(sx.min())) - 2, int(np.ceil(sx.max())) + 3
+    sy0, sy1 = int(np.floor(sy.min())) - 2, int(np.ceil(sy.max())) + 3
+    data = images.section(src, sy0, sy1, sx0, sx1)
+    out = reproject_interp(
+        (data, _shifted_wcs(src["wcs"], sx0, sy0)),
+        _shifted_wcs(ref["wcs"], x0, y0),
+        shape_out=(y1 - y0, x1 - x0),
+        return_footprint=False,
+    )
+    # per-pixel values: scale by the ratio of pixel areas so fluxes add up
+    return (out * (ref["pixel_scale"] / src["pixel_scale"]) ** 2).astype(np.float32)
+
+
+def _strips(y_lo: np.ndarray, size: int, max_rows: int | None = None) -> list[np.ndarray]:
+    """Group objects (by first row) into strips of at most ``max_rows`` rows.
+
+    One read per strip: dense objects share reads, sparse ones do not pull
+    in the rows between them.
+    """
+    max_rows = max_rows or 4 * size
+    order = np.argsort(y_lo, kind="stable")
+    ys = y_lo[order]
+    out, start = [], 0
+    for i in range(1, len(ys) + 1):
+        if i == len(ys) or ys[i] + size - ys[start] > max_rows:
+            out.append(order[start:i])
+            start = i
+    return out
+
+
+def extract_chunk(
+    plan: pd.DataFrame,
+    records: dict[int, dict],
+    bands: list[str],
+    size: int,
+    nan_fraction_max: float,
+) -> dict[str, Any]:
+    """Cut the objects of ``plan`` (one output chunk) in every band.
+
+    Parameters
+    ----------
+    plan
+        Rows of :func:`catbuilder.stack.plan.plan_objects` for this chunk.
+    records
+        Tile-index rows (as dicts) by index row number, for every image used.
+    bands
+        Band order of the output.
+    size
+        Cutout side in reference pixels.
+    nan_fraction_max
+        Above this fraction of NaN pixels the ``nan`` flag is set.
+
+    Returns
+    -------
+    dict
+        ``images`` (n, band, size, size) float32, ``edge``, ``nan_fraction``,
+        ``missing_band`` (n, band), ``saturated``, ``flags``, ``magzero``
+        (n, band), and ``problems`` (messages about images that could not be read).
+    """
+    n, nb = len(plan), len(bands)
+    images = np.full((n, nb, size, size), np.nan, dtype=np.float32)
+    missing = np.zeros((n, nb), dtype=bool)
+    magzero = np.full((n, nb), np.nan, dtype=np.float32)
+    saturated = np.zeros(n, dtype=bool)
+    edge = np.zeros(n, dtype=bool)
+    off = plan["off_footprint"].to_numpy(dtype=bool)
+    missing[off] = True
+    problems: list[str] = []
+    ref_rows = plan["ref_row"].to_numpy()
+    # the first pixel of each cutout, as astropy's Cutout2D places it
+    lo_x = np.ceil(plan["tile_x"].fillna(0).to_numpy() - size / 2.0).astype(np.int64)
+    lo_y = np.ceil(plan["tile_y"].fillna(0).to_numpy() - size / 2.0).astype(np.int64)
+    offs = np.arange(size)
+    reader = _Images()
+    try:
+        for r_ref in np.unique(ref_rows[ref_rows >= 0]):
+            ref = records[int(r_ref)]
+            in_tile = np.flatnonzero(ref_rows == r_ref)
+            x_lo, y_lo = lo_x[in_tile], lo_y[in_tile]
+            edge[in_tile] = (
+                (x_lo < 0) | (y_lo < 0) | (x_lo + size > ref["nx"]) | (y_lo + size > ref["ny"])
+            )
+            for bi, band in enumerate(bands):
+                src_rows = plan[f"src_{band}"].to_numpy()[in_tile]
+                same = plan[f"same_{band}"].to_numpy()[in_tile]
+                missing[in_tile[src_rows < 0], bi] = True
+                for r_src in np.unique(src_rows[src_rows >= 0]):
+                    pick = np.flatnonzero(src_rows == r_src)
+                    src = records[int(r_src)]
+                    all_same = bool(same[pick].all())
+                    for strip in _strips(y_lo[pick], size):
+                        sel = pick[strip]
+                        objs = in_tile[sel]
+                        x0, y0 = int(x_lo[sel].min()), int(y_lo[sel].min())
+                        x1, y1 = int(x_lo[sel].max()) + size, int(y_lo[sel].max()) + size
+                        try:
+                            if all_same:
+                                box = reader.section(src, y0, y1, x0, x1)
+                            else:
+                                box = _reprojected(reader, src, ref, y0, y1, x0, x1)
+                        except Exception as err:  # unreadable image: flag, keep going
+                            missing[objs, bi] = True
+                            problems.append(
+                                f"{src['path']}[{src['hdu']}]: {type(err).__name__}: {err}"
+                            )
+                            break
+                        rows = (y_lo[sel] - y0)[:, None] + offs
+                        cols = (x_lo[sel] - x0)[:, None] + offs
+                        cut = box[rows[:, :, None], cols[:, None, :]]
+                        images[objs, bi] = cut
+                        magzero[objs, bi] = src["magzero"]
+                        sat = src.get("saturate", np.nan)
+                        if sat is not None and np.isfinite(sat):
+                            with np.errstate(invalid="ignore"):
+                                saturated[objs] |= (cut >= sat).any(axis=(1, 2))
+                    else:
+                        continue
+                    # an unreadable image: every object of this group lacks the band
+                    missing[in_tile[pick], bi] = True
+            reader.close()  # unmap this tile's files before the next
+    finally:
+        reader.close()
+    nan_fraction = np.isnan(images).mean(axis=(1, 2, 3)).astype(np.float32)
+    flags = np.zeros(n, dtype=np.uint8)
+    flags[off] |= FLAG_BITS["off_footprint"]
+    flags[edge] |= FLAG_BITS["edge"]
+    flags[nan_fraction > nan_fraction_max] |= FLAG_BITS["nan"]
+    flags[missing.any(axis=1)] |= FLAG_BITS["missing_band"]
+    flags[saturated] |= FLAG_BITS["saturated"]
+    return {
+        "images": images,
+        "edge": edge,
+        "nan_fraction": nan_fraction,
+        "missing_band": missing,
+        "saturated": saturated,
+        "flags": flags,
+        "magzero": magzero,
+        "problems": problems,
+    }

@@ -1,0 +1,310 @@
+"""ImageStack: an xarray Dataset of cutouts on a chunked Zarr store.
+
+Dimensions ``(object, band, y, x)``; ``images`` holds native float32 pixels.
+Per-object coordinates: ``objid, ra, dec, tile, tile_x, tile_y`` (0-based pixel
+position in the reference tile; ``x``/``y`` name the image axes), ``row`` (row
+of the source table), ``label, split`` and
+the flags ``off_footprint, edge, nan_fraction, missing_band (object, band),
+saturated, flags`` (bits in :data:`catbuilder.stack.flags.FLAG_BITS`), and
+``magzero (object, band)``. Attributes record provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from catbuilder.stack.flags import FLAG_BITS
+
+__all__ = ["Batch", "ImageStack", "open_stack"]
+
+# variables written per chunk that are per-object metadata, shown as coordinates
+FLAG_VARS = ("edge", "nan_fraction", "missing_band", "saturated", "flags", "magzero")
+
+
+class IncompleteStackError(RuntimeError):
+    """The store holds a build that did not finish."""
+
+
+@dataclass
+class Batch:
+    """A batch of cutouts: pixels and the per-object table."""
+
+    images: np.ndarray
+    objects: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class ImageStack:
+    """Cutouts on a Zarr store, opened lazily through xarray.
+
+    Use :func:`open_stack` (or :meth:`open`) to open one and
+    :func:`catbuilder.stack.build_stack` to make one.
+
+    Parameters
+    ----------
+    ds
+        The dataset (flags as coordinates).
+    path
+        The Zarr store, if the stack lives on disk.
+    """
+
+    def __init__(self, ds, path: str | os.PathLike[str] | None = None):
+        self.ds = ds
+        self.path = Path(path) if path is not None else None
+
+    # -- opening ----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], allow_incomplete: bool = False) -> ImageStack:
+        """Open a stack lazily.
+
+        Raises
+        ------
+        FileNotFoundError
+            When there is no store at ``path``.
+        IncompleteStackError
+            When the build that wrote it did not finish (resume it by calling
+            the build again with the same arguments), unless ``allow_incomplete``.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no image stack at {path}")
+        try:
+            ds = open_zarr(path)
+        except Exception as err:
+            raise ValueError(f"{path} is not a readable Zarr image stack: {err}") from err
+        meta = _meta(ds)
+        if not meta.get("complete", False) and not allow_incomplete:
+            written = ds["written"].values
+            raise IncompleteStackError(
+                f"image stack {path} is incomplete ({int(written.sum())}/{written.size} objects "
+                "written): resume the build with the same arguments"
+            )
+        ds = ds.set_coords([v for v in FLAG_VARS if v in ds.data_vars])
+        if "written" in ds:
+            ds = ds.drop_vars("written")
+        return cls(ds, path)
+
+    # -- description ------------------------------------------------------------
+
+    @property
+    def images(self):
+        """The ``images`` DataArray (object, band, y, x), lazy."""
+        return self.ds["images"]
+
+    @property
+    def bands(self) -> list[str]:
+        return [str(b) for b in self.ds["band"].values]
+
+    @property
+    def size(self) -> int:
+        return int(self.ds.sizes["y"])
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Provenance and build parameters."""
+        return _meta(self.ds)
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted non-empty labels present in the stack."""
+        labels = _strings(self.ds["label"].values)
+        return sorted(set(labels[labels != ""]))
+
+    def __len__(self) -> int:
+        return int(self.ds.sizes["object"])
+
+    def __repr__(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        return (
+            f"<ImageStack{where}: {len(self)} objects, bands {','.join(self.bands)}, "
+            f"{self.size}x{self.size} px, classes {self.classes}>"
+        )
+
+    def objects(self) -> pd.DataFrame:
+        """The per-object table (every 1-D coordinate along ``object``)."""
+        cols = {}
+        for name, var in self.ds.coords.items():
+            if var.dims == ("object",) and name != "object":
+                vals = var.values
+                cols[name] = _strings(vals) if vals.dtype.kind in "TUSO" else vals
+        for name in ("missing_band", "magzero"):
+            if name in self.ds.coords:
+                vals = self.ds[name].values
+                for i, b in enumerate(self.bands):
+                    cols[f"{name}_{b}"] = vals[:, i]
+        return pd.DataFrame(cols, index=pd.Index(self.ds["object"].values, name="object"))
+
+    # -- selection --------------------------------------------------------------
+
+    def isel(self, index) -> ImageStack:
+        """Positional selection along ``object``."""
+        return ImageStack(self.ds.isel(object=index), self.path)
+
+    def select(
+        self,
+        *,
+        clean: bool = False,
+        exclude: list[str] | None = None,
+        label: str | list[str] | None = None,
+        split: str | list[str] | None = None,
+        labelled: bool | None = None,
+        region: tuple[float, float, float] | dict[str, tuple[float, float]] | None = None,
+        objid: Any = None,
+    ) -> ImageStack:
+        """Select objects by flag, label, split, sky region or id (lazily).
+
+        Parameters
+        ----------
+        clean
+            Drop objects with any flag set.
+        exclude
+            Flag names to drop objects for (see ``FLAG_BITS``).
+        label, split
+            Keep these labels / splits.
+        labelled
+            Keep only objects with (True) or without (False) a label.
+        region
+            ``(ra, dec, radius_deg)`` cone, or ``{"ra": (lo, hi), "dec": (lo, hi)}``.
+        objid
+            Keep these object ids.
+        """
+        keep = np.ones(len(self), dtype=bool)
+        coords = self.ds.coords
+        flags = coords["flags"].values
+        if clean:
+            keep &= flags == 0
+        for name in exclude or []:
+            if name not in FLAG_BITS:
+                raise ValueError(f"unknown flag {name!r}; flags are {', '.join(FLAG_BITS)}")
+            keep &= (flags & FLAG_BITS[name]) == 0
+        if label is not None:
+            keep &= np.isin(_strings(coords["label"].values), np.atleast_1d(label))
+        if split is not None:
+            keep &= np.isin(_strings(coords["split"].values), np.atleast_1d(split))
+        if labelled is not None:
+            has = _strings(coords["label"].values) != ""
+            keep &= has if labelled else ~has
+        if region is not None:
+            ra, dec = coords["ra"].values, coords["dec"].values
+            if isinstance(region, dict):
+                lo, hi = region.get("ra", (0, 360))
+                keep &= ((ra >= lo) & (ra <= hi)) if lo <= hi else ((ra >= lo) | (ra <= hi))
+                dlo, dhi = region.get("dec", (-90, 90))
+                keep &= (dec >= dlo) & (dec <= dhi)
+            else:
+                from catbuilder.sky.tiles import sky_to_xyz
+
+                c = sky_to_xyz(np.array([region[0]]), np.array([region[1]]))[0]
+                cosd = sky_to_xyz(ra, dec) @ c
+                keep &= cosd >= np.cos(np.radians(region[2]))
+        if objid is not None:
+            keep &= np.isin(coords["objid"].values, np.atleast_1d(objid))
+        return self.isel(np.flatnonzero(keep))
+
+    # -- reading ----------------------------------------------------------------
+
+    def batches(
+        self,
+        batch_size: int = 64,
+        *,
+        shuffle: bool = False,
+        seed: int | None = None,
+        shuffle_buffer: int = 8,
+        transform: Any = None,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Iterate over batches, reading the store lazily.
+
+        Contiguous runs of objects are read together, so a batch costs about
+        one chunk read and memory holds at most ``shuffle_buffer`` batches.
+        With ``shuffle``, blocks of ``batch_size`` objects are visited in random
+        order and ``shuffle_buffer`` of them are pooled and mixed before being
+        cut into batches (objects are stored by tile, so neighbours on disk are
+        neighbours on the sky).
+
+        Parameters
+        ----------
+        batch_size
+            Objects per batch.
+        shuffle, seed
+            Randomise the order.
+        shuffle_buffer
+            Blocks mixed together when shuffling.
+        transform
+            Applied to each batch as ``transform(pixels, objects, bands)``, e.g. a
+            :class:`catbuilder.stack.preprocess.Preprocessor`.
+        drop_last
+            Skip a final, smaller batch.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        n = len(self)
+        table = self.objects()
+        starts = list(range(0, n, batch_size))
+        rng = np.random.default_rng(seed)
+        if shuffle:
+            rng.shuffle(starts)
+        window = max(1, shuffle_buffer) if shuffle else 1
+        for w in range(0, len(starts), window):
+            idx = np.concatenate(
+                [np.arange(s, min(s + batch_size, n)) for s in sorted(starts[w : w + window])]
+            )
+            pixels = self.ds["images"].isel(object=idx).values
+            sub = table.iloc[idx]
+            if shuffle:
+                perm = rng.permutation(len(idx))
+                pixels, sub = pixels[perm], sub.iloc[perm]
+            for a in range(0, len(idx), batch_size):
+                px, ob = pixels[a : a + batch_size], sub.iloc[a : a + batch_size]
+                if drop_last and len(px) < batch_size:
+                    continue
+                if transform is not None:
+                    px = transform(px, ob, self.bands)
+                yield Batch(px, ob)
+
+    def load(self) -> np.ndarray:
+        """All pixels as one numpy array (only for small stacks)."""
+        return self.ds["images"].values
+
+
+def open_zarr(path: str | os.PathLike[str], live: bool = False):
+    """Open a Zarr store lazily, with consolidated metadata when it has them.
+
+    Stores being written have none (they are consolidated when a build
+    finishes), and are read from their per-array metadata without a warning.
+    ``live=True`` always reads the per-array metadata (what builds do).
+    """
+    import xarray as xr
+
+    if live:
+        return xr.open_zarr(path, consolidated=False)
+    try:
+        return xr.open_zarr(path, consolidated=True)
+    except (KeyError, ValueError, OSError):
+        return xr.open_zarr(path, consolidated=False)
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    """String array as Python str objects (Zarr v3 returns numpy StringDType)."""
+    return np.array([str(v) for v in values.tolist()], dtype=object)
+
+
+def _meta(ds) -> dict[str, Any]:
+    raw = ds.attrs.get("catbuilder", {})
+    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+
+def open_stack(path: str | os.PathLike[str], allow_incomplete: bool = False) -> ImageStack:
+    """Open an image stack written by :func:`catbuilder.stack.build_stack`."""
+    return ImageStack.open(path, allow_incomplete=allow_incomplete)

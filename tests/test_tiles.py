@@ -1,0 +1,139 @@
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from catbuilder.sky import TileIndex
+
+
+def test_index_of_mock_tiles(mock_survey, tmp_path):
+    files = mock_survey["des-like"]
+    idx = TileIndex.build(files.directory / "tiles")
+    assert idx.bands == ["g", "i", "r"]
+    assert len(idx) == 3 * len(files.tiles) and not idx.problems
+    assert sorted(idx.tiles) == sorted(files.tiles)
+    row = idx.table.iloc[0]
+    assert row["pixel_scale"] == pytest.approx(0.263, rel=1e-6)
+    assert row["nx"] == row["ny"] == 685
+    # centre to corner of a 685 px square at 0.263"/px
+    assert row["radius"] == pytest.approx(685 * 0.263 / np.sqrt(2) / 3600, rel=1e-3)
+    assert np.isfinite(row["magzero"]) and np.isfinite(row["saturate"])
+    path = idx.to_parquet(tmp_path / "idx.parquet")
+    again = TileIndex.read_parquet(path)
+    assert again.table.equals(idx.table) and again.problems == idx.problems
+    assert TileIndex.from_any(str(path)).tiles == idx.tiles
+
+
+def test_locate_picks_the_most_central_tile(mock_survey):
+    files = mock_survey["des-like"]
+    idx = TileIndex.build(files.directory / "tiles")
+    src = files.read_sources()
+    rng = np.random.default_rng(0)
+    ra = np.concatenate([src["ra"], rng.uniform(src.ra.min(), src.ra.max(), 300), [150.0, np.nan]])
+    dec = np.concatenate([src["dec"], rng.uniform(src.dec.min(), src.dec.max(), 300), [50.0, 0.0]])
+    loc = idx.locate(ra, dec, "r")
+    # brute force over every r tile
+    best = np.full(len(ra), -np.inf)
+    best_tile = np.full(len(ra), "", dtype=object)
+    for r in idx.table.index[idx.table["band"] == "r"]:
+        rec = idx.table.loc[r]
+        with np.errstate(invalid="ignore"):
+            x, y = idx.wcs(r).all_world2pix(ra, dec, 0)
+        m = np.minimum.reduce([x + 0.5, rec.nx - 0.5 - x, y + 0.5, rec.ny - 0.5 - y])
+        better = np.nan_to_num(m, nan=-np.inf) > best
+        best[better], best_tile[better] = m[better], rec.tile
+    inside = best >= 0
+    assert (loc["tile"].to_numpy()[inside] == best_tile[inside]).all()
+    assert (loc["row"].to_numpy()[~inside] == -1).all()
+    assert loc["tile"].iloc[-2] == "" and loc["tile"].iloc[-1] == ""  # far away, NaN
+    assert (loc["tile"].to_numpy()[: len(src)] == src["tile"].to_numpy()).all()
+    # tiles overlap: some positions lie in two tiles
+    assert (loc["margin"] < 8 / 0.263).any()
+
+
+def _rewrite(path, out, *, band_kw=True, compress=False, filter_value=None):
+    with fits.open(path) as hdul:
+        hdr = hdul[0].header.copy()
+        data = hdul[0].data
+    if not band_kw:
+        del hdr["BAND"], hdr["FILTER"]
+    if filter_value is not None:
+        del hdr["BAND"]
+        hdr["FILTER"] = filter_value
+    if compress:
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header=hdr)]).writeto(out)
+    else:
+        fits.PrimaryHDU(data, header=hdr).writeto(out)
+
+
+def test_survey_file_layouts(mock_survey, tmp_path):
+    """fpacked files, bands in file names, DES FILTER strings, bands as extensions."""
+    files = mock_survey["des-like"]
+    tile = files.tiles[0]
+    src = {b: files.directory / "tiles" / f"{tile}_{b}.fits" for b in "gri"}
+    (tmp_path / "fz").mkdir()
+    (tmp_path / "named").mkdir()
+    (tmp_path / "mef").mkdir()
+    for b, p in src.items():
+        _rewrite(
+            p,
+            tmp_path / "fz" / f"{tile}_r2583p01_{b}.fits.fz",
+            compress=True,
+            filter_value=f"{b} DECam SDSS c0001 4720.0 1520.0",
+        )
+        _rewrite(p, tmp_path / "named" / f"frame-{b}-000094-1-0131.fits", band_kw=False)
+    hdus = [fits.PrimaryHDU()]
+    for b, p in src.items():
+        with fits.open(p) as h:
+            hdr = h[0].header.copy()
+            del hdr["BAND"], hdr["FILTER"]
+            hdus.append(fits.ImageHDU(h[0].data, header=hdr, name=b))
+    fits.HDUList(hdus).writeto(tmp_path / "mef" / f"{tile}.fits")
+
+    fz = TileIndex.build(tmp_path / "fz")
+    assert fz.bands == ["g", "i", "r"] and fz.tiles == [f"{tile}_r2583p01"]
+    assert set(fz.table["hdu"]) == {1}
+    named = TileIndex.build(tmp_path / "named", band_pattern=r"frame-(?P<band>[ugriz])-")
+    assert named.bands == ["g", "i", "r"] and named.tiles == ["frame-000094-1-0131"]
+    mef = TileIndex.build(str(tmp_path / "mef" / "*.fits"))
+    assert mef.bands == ["g", "i", "r"] and mef.tiles == [tile]
+    assert sorted(mef.table["hdu"]) == [1, 2, 3]
+    # all three describe the same footprint
+    for idx in (fz, named, mef):
+        r = idx.table[idx.table.band == "r"].iloc[0]
+        assert r["ra"] == pytest.approx(
+            files.read_sources().query("tile == @tile").ra.mean(), abs=0.02
+        )
+    with pytest.warns(UserWarning, match="band unknown"):
+        with pytest.raises(ValueError, match="no usable FITS"):
+            TileIndex.build(tmp_path / "named")  # no keyword, no pattern
+
+
+def test_bad_files_are_reported_not_dropped_silently(mock_survey, tmp_path):
+    files = mock_survey["des-like"]
+    good = files.tile_paths("r")[0]
+    d = tmp_path / "t"
+    d.mkdir()
+    (d / "ok_r.fits").write_bytes(good.read_bytes())
+    (d / "truncated_r.fits").write_bytes(good.read_bytes()[:200_000])
+    (d / "garbage_r.fits").write_bytes(b"this is not a FITS file" * 100)
+    (d / "empty_r.fits").write_bytes(b"")
+    fits.PrimaryHDU(np.zeros((10, 10), np.float32)).writeto(d / "nowcs_r.fits")
+    (d / "dup").mkdir()
+    (d / "dup" / "ok_r.fits").write_bytes(good.read_bytes())
+    with pytest.warns(UserWarning, match="not indexed"):
+        idx = TileIndex.build([d, d / "missing_r.fits"])
+    assert idx.tiles == ["ok"]
+    reasons = {p.split("/")[-1]: why for p, why in idx.problems if "duplicate" not in why}
+    assert "truncated" in reasons["truncated_r.fits"]
+    assert "corrupt" in reasons["garbage_r.fits"]
+    assert "empty" in reasons["empty_r.fits"]
+    assert "WCS" in reasons["nowcs_r.fits"] or "band" in reasons["nowcs_r.fits"]
+    assert "not found" in reasons["missing_r.fits"]
+    dups = [p for p, why in idx.problems if "duplicate tile 'ok' band 'r'" in why]
+    assert len(dups) == 1 and dups[0].endswith("ok_r.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(FileNotFoundError):
+            TileIndex.build(tmp_path / "nothing-here")
