@@ -175,6 +175,90 @@ def _crossmatch(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- plugins --------------------------------------------------------------------
+
+
+def _plugins_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kind", choices=["classifier", "embedder"], default=None)
+
+
+@command("plugins", "list the installed classifier and embedder plugins")(_plugins_args)
+def _plugins(args: argparse.Namespace) -> int:
+    from catbuilder.plugins import describe
+
+    rows = describe(args.kind)
+    if not rows:
+        print("no plugins installed; see docs/plugins.md")
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for kind in ("classifier", "embedder"):
+        sel = [r for r in rows if r["kind"] == kind]
+        if sel:
+            print(f"{kind}s:")
+        for r in sel:
+            size = f"{r['input_size']} px" if r["input_size"] else "any size"
+            print(f"  {r['name']:<{width}}  {r['description']} [{r['framework']}, {size}]")
+    return 0
+
+
+# -- train ----------------------------------------------------------------------
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stack", help="image stack (.zarr) with labels, or a run file (.yaml)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="directory for the model")
+    p.add_argument("--model", default=None, help="plugin name, e.g. keras.xception")
+    p.add_argument("--params", default=None, help="estimator parameters as a JSON object")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of every stage")
+    p.add_argument("--checkpoint-dir", type=Path, default=None)
+    p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    p.add_argument(
+        "--cluster",
+        default=None,
+        help="train with Horovod on Dask: local, slurm, pbs, ..., or an address",
+    )
+    p.add_argument("--workers", type=int, default=None, help="ranks (Dask worker processes)")
+
+
+@command("train", "train a plugin model on a labelled image stack")(_train_args)
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    from catbuilder.train.run import run_training
+
+    params = json.loads(args.params) if args.params else None
+    result = run_training(
+        args.stack,
+        output=args.output,
+        model=args.model,
+        params=params,
+        epochs=args.epochs,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=not args.no_resume,
+        cluster=args.cluster,
+        workers=args.workers,
+    )
+    h = result.history
+    cols = [
+        c
+        for c in (
+            "stage",
+            "epoch",
+            "loss",
+            "accuracy",
+            "val_loss",
+            "val_accuracy",
+            "lr",
+            "samples_per_s",
+        )
+        if c in h.columns
+    ]
+    if len(h):
+        print(h[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"model saved to {result.output}")
+    return 0
+
+
 # -- demo ---------------------------------------------------------------------
 
 

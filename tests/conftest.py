@@ -40,3 +40,52 @@ def tile_copy(mock_survey, tmp_path):
     dst = tmp_path / "tiles"
     shutil.copytree(files.directory / "tiles", dst)
     return dst, files.read_sources()
+
+
+@pytest.fixture(scope="session")
+def hp_survey(tmp_path_factory):
+    """A des-like survey big enough for a Galaxy Zoo high-probability sample."""
+    from catbuilder.synth import make_survey
+
+    return make_survey(
+        tmp_path_factory.mktemp("hp"), presets="des-like", n_objects=1800, seed=21, progress=False
+    )
+
+
+@pytest.fixture(scope="session")
+def hp_stack(hp_survey, tmp_path_factory):
+    """Galaxy Zoo HP labels crossmatched onto des-like sources, cut at 64 px."""
+    from catbuilder.sky import label_sources
+    from catbuilder.stack import build_stack
+
+    table = label_sources(hp_survey.read_labels(), hp_survey["des-like"].sources)
+    out = tmp_path_factory.mktemp("hpstack") / "hp.zarr"
+    return build_stack(
+        table,
+        hp_survey["des-like"].directory / "tiles",
+        out,
+        size=64,
+        chunk_objects=64,
+        extra_columns=["label_prob"],
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real SLURM controller and node on localhost, for @pytest.mark.slurm tests.
+
+    ``SLURM_CONF`` is set for the session so dask-jobqueue's sbatch/squeue/scancel
+    find it; the daemons are stopped (by pid) at the end.
+    """
+    from slurm_localhost import LocalSlurm
+
+    s = LocalSlurm(tmp_path_factory.mktemp("slurm")).start()
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = s.env["SLURM_CONF"]
+    yield s
+    if old is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = old
+    s.stop()

@@ -1,7 +1,7 @@
 """Sky inputs: FITS tile index, source tables, Galaxy Zoo selection, crossmatch."""
 
 from catbuilder.sky.crossmatch import MatchResult, crossmatch
-from catbuilder.sky.selection import assign_splits, select_galaxy_zoo
+from catbuilder.sky.selection import assign_splits, label_sources, select_galaxy_zoo
 from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
 
@@ -10,6 +10,7 @@ __all__ = [
     "TileIndex",
     "assign_splits",
     "crossmatch",
+    "label_sources",
     "read_sources",
     "select_galaxy_zoo",
 ]

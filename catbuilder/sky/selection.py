@@ -9,7 +9,7 @@ import pandas as pd
 
 from catbuilder import config
 
-__all__ = ["assign_splits", "select_galaxy_zoo"]
+__all__ = ["assign_splits", "label_sources", "select_galaxy_zoo"]
 
 
 def select_galaxy_zoo(
@@ -104,3 +104,64 @@ def assign_splits(
         raise ValueError(f"validation ({v}) and test ({t}) fractions must be >= 0 and sum below 1")
     u = _unit_hash(np.asarray(objids), int(config.resolve("train.seed", seed)))
     return np.where(u < t, "test", np.where(u < t + v, "validation", "train")).astype(object)
+
+
+def label_sources(
+    labels: pd.DataFrame,
+    sources,
+    *,
+    sample: str = "hp",
+    radius_arcsec: float | None = None,
+    splits: bool = True,
+    keep_unlabelled: bool = False,
+    **selection: float,
+) -> pd.DataFrame:
+    """Carry Galaxy Zoo labels onto another survey's sources by position.
+
+    The paper's step: select Galaxy Zoo galaxies (``sample`` "hp" or "fo"),
+    crossmatch them to the target survey within ``radius_arcsec``, and give
+    each matched target source the label.
+
+    Parameters
+    ----------
+    labels
+        Vote table with positions (``ra``, ``dec``) and vote fractions.
+    sources
+        Target table or path (read with :func:`catbuilder.sky.read_sources`).
+    sample
+        ``"hp"`` or ``"fo"``, see :func:`select_galaxy_zoo`.
+    radius_arcsec
+        Match radius (default ``crossmatch.radius-arcsec``).
+    splits
+        Add a deterministic ``split`` column (train/validation/test).
+    keep_unlabelled
+        Keep unmatched target sources too, with an empty label.
+    **selection
+        Threshold overrides for :func:`select_galaxy_zoo`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Target sources with ``label``, ``label_prob``, ``label_objid`` (the
+        Galaxy Zoo object) and ``split``.
+    """
+    from catbuilder.sky.crossmatch import crossmatch
+    from catbuilder.sky.tables import read_sources
+
+    chosen = select_galaxy_zoo(labels, sample, **selection)
+    target = read_sources(sources)
+    res = crossmatch(target, chosen, radius_arcsec)
+    out = target.copy()
+    out["label"] = ""
+    out["label_prob"] = np.nan
+    out["label_objid"] = pd.Series([None] * len(out), dtype=object)
+    li, ri = res.matches["left"].to_numpy(), res.matches["right"].to_numpy()
+    out.loc[li, "label"] = chosen["label"].to_numpy()[ri]
+    out.loc[li, "label_prob"] = chosen["label_prob"].to_numpy()[ri]
+    ids = res.right["objid"].to_numpy()[ri]
+    out.loc[li, "label_objid"] = pd.Series(ids, index=li, dtype=object)
+    if not keep_unlabelled:
+        out = out.loc[li].sort_index()
+    if splits:
+        out["split"] = assign_splits(out["objid"].to_numpy())
+    return out.reset_index(drop=True)

@@ -151,19 +151,28 @@ class Preprocessor:
         if bands is None:
             raise ValueError("Preprocessor needs the band names of the pixels")
         magzero = None
-        if self.calibrate and objects is not None:
+        if objects is not None:
             cols = [f"magzero_{b}" for b in bands]
             if all(c in objects.columns for c in cols):
                 magzero = objects[cols].to_numpy(dtype=np.float32)
+        return self.transform(pixels, bands, magzero)
+
+    def transform(
+        self, pixels: np.ndarray, bands, magzero: np.ndarray | None = None, size: int | None = None
+    ) -> np.ndarray:
+        """Model inputs from native pixels ``(n, band, y, x)`` of ``bands``.
+
+        ``size`` overrides the configured output size (a model's input size).
+        """
         return to_rgb(
             pixels,
             list(bands),
             rgb=self.rgb,
-            magzero=magzero,
+            magzero=magzero if self.calibrate else None,
             stretch=self.stretch,
             softening=self.softening,
             clip_percentile=self.clip_percentile,
-            size=self.size,
+            size=size or self.size,
         )
 
     def lazy(self, images, magzero=None):

@@ -1,0 +1,150 @@
+"""``catbuilder.train``: fit a plugin model on an image stack."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from catbuilder import config
+
+__all__ = ["TrainResult", "split_for_training", "train"]
+
+
+@dataclass
+class TrainResult:
+    """A fitted model and how it got there.
+
+    Attributes
+    ----------
+    model
+        The fitted estimator.
+    history
+        One row per stage and epoch: ``stage, epoch, loss, accuracy, val_loss,
+        val_accuracy, lr`` (and ``samples_per_s`` for distributed runs).
+    checkpoint_dir
+        Where the per-epoch checkpoints are.
+    """
+
+    model: Any
+    history: pd.DataFrame
+    checkpoint_dir: Path | None = None
+
+
+def split_for_training(stack, exclude_flags=None, validation_fraction=None, seed=None):
+    """Training and validation stacks from a stack's labels, splits and flags.
+
+    Labelled objects without the excluded flags are used. When the stack has
+    ``split`` values, ``train`` and ``validation`` are taken from them;
+    otherwise a deterministic fraction (by object id) is held out.
+    """
+    from catbuilder.sky.selection import assign_splits
+    from catbuilder.stack.store import _strings
+
+    exclude = list(config.resolve("train.exclude-flags", exclude_flags))
+    usable = stack.select(labelled=True, exclude=exclude)
+    if len(usable) == 0:
+        raise ValueError(
+            "the stack has no labelled objects to train on (labels come from a 'label' column "
+            "of the source table)"
+        )
+    if len(usable.classes) < 2:
+        raise ValueError(f"training needs at least two classes; the stack has {usable.classes}")
+    splits = _strings(usable.ds["split"].values)
+    if (splits == "train").any():
+        return usable.select(split="train"), (
+            usable.select(split="validation") if (splits == "validation").any() else None
+        )
+    vf = float(config.resolve("train.validation-fraction", validation_fraction))
+    s = assign_splits(
+        usable.ds["objid"].values, validation=vf, test=0.0, seed=config.resolve("train.seed", seed)
+    )
+    return usable.isel(np.flatnonzero(s == "train")), usable.isel(np.flatnonzero(s != "train"))
+
+
+def train(
+    stack: Any,
+    model: str | Any | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    validation: Any = "auto",
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    cluster: Any = None,
+    workers: int | None = None,
+    exclude_flags: list[str] | None = None,
+) -> TrainResult:
+    """Train a plugin model on the labelled objects of an image stack.
+
+    Parameters
+    ----------
+    stack
+        An :class:`~catbuilder.stack.ImageStack` or the path of one.
+    model
+        A plugin name (``"keras.xception"``, ``"keras.small-cnn"``,
+        ``"morphology.forest"``, ...; default ``train.model``) or an estimator.
+    params
+        Keyword arguments for the plugin's estimator (e.g. ``stages``,
+        ``batch_size``, ``input_size``, ``weights``).
+    validation
+        ``"auto"`` (the stack's ``validation`` split, else a held-out fraction),
+        None (no validation), or a stack.
+    checkpoint_dir
+        Where per-epoch checkpoints go (default ``train.checkpoint-dir``, else
+        ``<stack>.checkpoints``); a run that was stopped resumes from them.
+    resume
+        Continue from the checkpoints in ``checkpoint_dir`` when they match.
+    cluster
+        None: train in this process. Otherwise Horovod ranks on Dask workers:
+        ``"local"``, a dask-jobqueue name (``"slurm"`` ...), a scheduler
+        address, a Cluster or a Client (see :mod:`catbuilder.cluster`).
+    workers
+        Ranks to train with on ``cluster``.
+    exclude_flags
+        Objects with these flags are left out (default ``train.exclude-flags``).
+
+    Returns
+    -------
+    TrainResult
+    """
+    from catbuilder.plugins import make_model
+    from catbuilder.stack.store import ImageStack
+
+    if not isinstance(stack, ImageStack):
+        stack = ImageStack.open(stack)
+    est = (
+        make_model(config.resolve("train.model", model), **(params or {}))
+        if (model is None or isinstance(model, str))
+        else model
+    )
+    train_set, val_set = split_for_training(stack, exclude_flags)
+    if validation is None:
+        val_set = None
+    elif validation != "auto":
+        val_set = validation if isinstance(validation, ImageStack) else ImageStack.open(validation)
+    ckpt = checkpoint_dir or config.get("train.checkpoint-dir")
+    if ckpt is None and stack.path is not None:
+        ckpt = Path(str(stack.path).rstrip("/") + ".checkpoints")
+    ckpt = Path(ckpt) if ckpt is not None else None
+    if cluster is None:
+        est.fit(train_set, validation_data=val_set, checkpoint_dir=ckpt, resume=resume)
+    else:
+        from catbuilder.train.distributed import fit_distributed
+
+        est = fit_distributed(
+            est,
+            train_set,
+            val_set,
+            cluster=cluster,
+            workers=workers,
+            checkpoint_dir=ckpt,
+            resume=resume,
+        )
+    history = getattr(est, "history_", None)
+    if history is None:
+        history = pd.DataFrame()
+    return TrainResult(est, history, ckpt)

@@ -1,0 +1,109 @@
+"""Training runs described by a YAML file or by arguments (``catbuilder train``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from catbuilder import config
+
+__all__ = ["RunResult", "run_training"]
+
+_RUN_KEYS = {
+    "stack",
+    "model",
+    "params",
+    "output",
+    "epochs",
+    "checkpoint-dir",
+    "resume",
+    "cluster",
+    "workers",
+    "catbuilder",
+}
+
+
+@dataclass
+class RunResult:
+    model: Any
+    history: pd.DataFrame
+    output: Path
+
+
+def _read_run(path: Path) -> dict:
+    spec = yaml.safe_load(path.read_text()) or {}
+    unknown = set(spec) - _RUN_KEYS
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key(s) {sorted(unknown)}; a run file has "
+            f"{', '.join(sorted(_RUN_KEYS))}"
+        )
+    if "catbuilder" in spec:  # configuration overrides for this run
+        config.validate(spec["catbuilder"])
+        import dask
+
+        dask.config.update(dask.config.config, {"catbuilder": spec["catbuilder"]}, priority="new")
+    base = path.parent
+    for key in ("stack", "output", "checkpoint-dir"):
+        if spec.get(key) is not None and not os.path.isabs(str(spec[key])):
+            spec[key] = str(base / spec[key])
+    return spec
+
+
+def run_training(
+    stack: str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    params: dict | None = None,
+    epochs: int | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    cluster: Any = None,
+    workers: int | None = None,
+) -> RunResult:
+    """Train and save a model; arguments override a run file's values.
+
+    ``stack`` is an image stack, or a YAML run file with keys ``stack``,
+    ``model``, ``params``, ``output``, ``epochs``, ``checkpoint-dir``,
+    ``resume``, ``cluster``, ``workers`` and an optional ``catbuilder:``
+    section of configuration overrides.
+    """
+    from catbuilder.train.api import train
+    from catbuilder.train.schedule import stages_from_config
+
+    spec: dict = {}
+    if str(stack).endswith((".yaml", ".yml")):
+        spec = _read_run(Path(stack))
+        stack = spec.get("stack")
+        if stack is None:
+            raise ValueError("the run file names no stack")
+    model = model or spec.get("model")
+    params = {**(spec.get("params") or {}), **(params or {})}
+    epochs = epochs if epochs is not None else spec.get("epochs")
+    if epochs is not None:
+        stages = params.get("stages")
+        if stages is None and str(model or config.get("train.model")).endswith("small-cnn"):
+            stages = [
+                {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
+            ]
+        else:
+            stages = [{**s.to_dict(), "epochs": epochs} for s in stages_from_config(stages)]
+        params["stages"] = stages
+    out = Path(output or spec.get("output") or (str(stack).rstrip("/") + ".model"))
+    result = train(
+        stack,
+        model,
+        params=params,
+        checkpoint_dir=checkpoint_dir or spec.get("checkpoint-dir"),
+        resume=resume if spec.get("resume") is None else bool(spec["resume"]) and resume,
+        cluster=cluster or spec.get("cluster"),
+        workers=workers or spec.get("workers"),
+    )
+    result.model.save(out)
+    return RunResult(result.model, result.history, out)

@@ -1,0 +1,70 @@
+"""Training stages as data: which layers train, for how long, at what rate."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from catbuilder import config
+
+__all__ = ["Stage", "stages_from_config"]
+
+_KEYS = {"name", "epochs", "learning-rate", "learning_rate", "trainable-from", "trainable_from"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of transfer learning.
+
+    Parameters
+    ----------
+    name
+        Label in the history.
+    epochs
+        Epochs to train (early stopping may end the stage sooner).
+    learning_rate
+        Adam learning rate (per worker, before scaling by the number of ranks).
+    trainable_from
+        ``"head"``: the pretrained base is frozen, only the new head trains;
+        ``"top"`` / ``"all"``: the architecture's two freezing points (layers
+        40+ and 2+ for Xception, as in the paper); an int: base layers from
+        that index on train. Models without a pretrained base train whole.
+    """
+
+    name: str
+    epochs: int
+    learning_rate: float
+    trainable_from: str | int | None = "head"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Stage:
+        unknown = set(d) - _KEYS
+        if unknown:
+            raise ValueError(
+                f"unknown stage key(s) {sorted(unknown)}; a stage has name, epochs, "
+                "learning-rate, trainable-from"
+            )
+        get = lambda k: d.get(k, d.get(k.replace("-", "_")))  # noqa: E731
+        tf = get("trainable-from")
+        if tf is not None and not isinstance(tf, int) and tf not in ("head", "top", "all"):
+            raise ValueError(f"trainable-from must be head, top, all or a layer index, got {tf!r}")
+        if get("epochs") is None or get("learning-rate") is None:
+            raise ValueError(f"stage {d} needs epochs and learning-rate")
+        return cls(
+            str(get("name") or "stage"),
+            int(get("epochs")),
+            float(get("learning-rate")),
+            "head" if tf is None else tf,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stages_from_config(stages: list | None = None) -> list[Stage]:
+    """Stages from a list of dicts/Stages, default the ``train.stages`` configuration."""
+    raw = config.resolve("train.stages", stages)
+    out = [s if isinstance(s, Stage) else Stage.from_dict(dict(s)) for s in raw]
+    if not out:
+        raise ValueError("at least one training stage is needed")
+    return out

@@ -1,0 +1,415 @@
+"""KerasClassifier: a scikit-learn style estimator around a tf-keras network."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin, TransformerMixin
+
+from catbuilder import config
+from catbuilder.estimator import ImageEstimator, input_bands, iter_inputs, labels_of
+from catbuilder.train.schedule import Stage, stages_from_config
+from catbuilder_keras import architectures as arch
+from catbuilder_keras.training import CatbuilderModel, RankInfo, fit_stages
+
+__all__ = ["KerasClassifier"]
+
+_SMALL_CNN_STAGES = [Stage("all", 15, 1e-3, "all")]
+
+
+class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
+    """A pretrained (or small, from-scratch) CNN with the paper's head.
+
+    Parameters
+    ----------
+    architecture
+        ``"xception"``, ``"resnet50"``, ``"inceptionv3"``, ``"vgg16"``,
+        ``"vgg19"`` or ``"small-cnn"``.
+    input_size
+        Model input side in pixels (cutouts are resized on the fly);
+        default the architecture's (299 for Xception, 64 for the small CNN).
+    weights
+        Base weights: None (random), ``"imagenet"`` (Keras's cached file,
+        never downloaded) or a path to a weights file.
+    head_units
+        Dense layers of the head; the last one is the embedding (1024-d).
+    dropout
+        Dropout after each dense layer (0.7 in the paper).
+    stages
+        Training stages (dicts or :class:`~catbuilder.train.Stage`); default
+        the ``train.stages`` configuration (the paper's three stages), or one
+        whole-network stage for the small CNN.
+    batch_size
+        Batch size (per worker when distributed); default ``train.batch-size``.
+    augment
+        ``"paper"`` (or True): flips, rotations to 45 deg, shifts and zoom to
+        0.3, as in the paper; ``"rotations"``: flips and rotations only (the
+        small CNN's default); False: none. Default ``train.augment``.
+    early_stopping_patience, lr_patience, lr_factor
+        Early stopping on ``val_loss`` and learning-rate reduction on ``loss``.
+    bands, rgb, stretch
+        Bands of array inputs, the bands mapped to R, G, B, and the stretch.
+    seed
+        Seeds weights, shuffling and augmentation.
+    verbose
+        Keras verbosity while fitting.
+    """
+
+    def __init__(
+        self,
+        architecture: str = "xception",
+        input_size: int | None = None,
+        weights: str | None = None,
+        head_units: tuple[int, ...] = (1024,),
+        dropout: float = 0.7,
+        stages: list | None = None,
+        batch_size: int | None = None,
+        augment: bool | None = None,
+        early_stopping_patience: int | None = None,
+        lr_patience: int | None = None,
+        lr_factor: float | None = None,
+        bands: tuple[str, ...] = ("g", "r", "i"),
+        rgb: tuple[str, ...] | None = None,
+        stretch: str | None = None,
+        seed: int = 0,
+        verbose: int = 0,
+    ):
+        self.architecture = architecture
+        self.input_size = input_size
+        self.weights = weights
+        self.head_units = head_units
+        self.dropout = dropout
+        self.stages = stages
+        self.batch_size = batch_size
+        self.augment = augment
+        self.early_stopping_patience = early_stopping_patience
+        self.lr_patience = lr_patience
+        self.lr_factor = lr_factor
+        self.bands = bands
+        self.rgb = rgb
+        self.stretch = stretch
+        self.seed = seed
+        self.verbose = verbose
+
+    #: the rank function of a distributed fit (see catbuilder.train.distributed)
+    distributed_entry = "catbuilder_keras.distributed:rank_main"
+
+    # -- settings -------------------------------------------------------------
+
+    def _size(self) -> int:
+        return int(self.input_size or arch.spec(self.architecture).default_size)
+
+    def _stages(self) -> list[Stage]:
+        if self.stages is None and arch.spec(self.architecture).application is None:
+            return list(_SMALL_CNN_STAGES)
+        return stages_from_config(self.stages)
+
+    def _batch(self) -> int:
+        return int(config.resolve("train.batch-size", self.batch_size))
+
+    def _prep(self):
+        from catbuilder.stack.preprocess import Preprocessor
+
+        return Preprocessor(rgb=self.rgb, stretch=self.stretch)
+
+    def _build(self, n_classes: int, weights: str | None):
+        return arch.build_model(
+            self.architecture,
+            self._size(),
+            n_classes,
+            tuple(self.head_units),
+            self.dropout,
+            weights,
+            CatbuilderModel,
+        )
+
+    def _signature(self, n_train: int) -> dict:
+        return {
+            "architecture": self.architecture,
+            "input_size": self._size(),
+            "classes": list(self.classes_),
+            "head_units": list(self.head_units),
+            "stages": [s.to_dict() for s in self._stages()],
+            "batch_size": self._batch(),
+            "n_train": int(n_train),
+            "seed": self.seed,
+        }
+
+    # -- fitting --------------------------------------------------------------
+
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        validation_data: Any = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        resume: bool = True,
+        rank: RankInfo | None = None,
+        classes: list[str] | None = None,
+        n_train: int | None = None,
+    ) -> KerasClassifier:
+        """Train through the stages on ``X`` (an ImageStack or an array).
+
+        Parameters
+        ----------
+        X, y
+            Training objects and labels (a stack's own labels by default;
+            unlabelled objects are skipped).
+        validation_data
+            An ImageStack, or ``(X, y)``.
+        checkpoint_dir
+            Per-epoch checkpoints; a stopped fit resumes from them.
+        resume
+            Continue from matching checkpoints in ``checkpoint_dir``.
+        rank
+            Set by the distributed launcher (Horovod rank, size, steps).
+        classes, n_train
+            Set by the distributed launcher: every rank must know all classes
+            and the whole training set's size, not just its shard's.
+        """
+        from catbuilder_keras.data import make_dataset
+
+        keras = arch.keras
+        keras.utils.set_random_seed(int(self.seed))
+        labels = labels_of(X, y)
+        if labels is None:
+            raise ValueError("fit needs labels: pass y, or a stack with a label coordinate")
+        if classes is None:
+            classes = sorted({str(v) for v in labels if str(v) not in ("", "nan", "None")})
+        if len(classes) < 2:
+            raise ValueError(f"fit needs at least two classes, got {classes}")
+        self.classes_ = np.array(classes, dtype=object)
+        if n_train is None:
+            n_train = int(np.isin(labels.astype(str), classes).sum())
+        weights = arch.resolve_weights(self.architecture, self.weights)
+        model, base = self._build(len(classes), weights)
+        bands = input_bands(X, self.bands)
+        prep, size, batch = self._prep(), self._size(), self._batch()
+        augment = config.resolve("train.augment", self.augment)
+        rank = rank or RankInfo()
+        repeat = rank.steps_per_epoch is not None
+        train_ds = make_dataset(
+            X,
+            bands=bands,
+            size=size,
+            preprocessor=prep,
+            batch_size=batch,
+            classes=classes,
+            y=y,
+            shuffle=True,
+            seed=int(self.seed) + rank.rank,
+            augment=augment,
+            repeat=repeat,
+        )
+        val_ds = None
+        if validation_data is not None:
+            vx, vy = (
+                validation_data if isinstance(validation_data, tuple) else (validation_data, None)
+            )
+            val_ds = make_dataset(
+                vx,
+                bands=input_bands(vx, self.bands),
+                size=size,
+                preprocessor=prep,
+                batch_size=batch,
+                classes=classes,
+                y=vy,
+                repeat=repeat,
+            )
+        history = fit_stages(
+            model,
+            base,
+            self.architecture,
+            self._stages(),
+            train_ds,
+            val_ds,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            signature=self._signature(n_train),
+            early_stopping_patience=int(
+                config.resolve("train.early-stopping-patience", self.early_stopping_patience)
+            ),
+            lr_patience=int(config.resolve("train.lr-patience", self.lr_patience)),
+            lr_factor=float(config.resolve("train.lr-factor", self.lr_factor)),
+            verbose=self.verbose,
+            rank=rank,
+        )
+        model.hvd = None
+        self.model_ = model
+        self.history_ = _history_frame(history)
+        self.n_train_ = n_train
+        return self
+
+    def _fitted_from_ranks(self, results: list[dict], classes: list[str]) -> None:
+        """Become the model rank 0 trained (called by the distributed launcher)."""
+        import pandas as pd
+
+        self.classes_ = np.array(classes, dtype=object)
+        model, _ = self._build(len(classes), None)
+        model.set_weights(results[0]["weights"])
+        self.model_ = model
+        self.history_ = pd.DataFrame(results[0]["history"])
+        self.ranks_ = [{k: v for k, v in r.items() if k != "weights"} for r in results]
+        self._both = None
+
+    # -- inference ------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this KerasClassifier is not fitted; call fit or load first")
+
+    def _outputs_model(self):
+        if getattr(self, "_both", None) is None:
+            m = self.model_
+            self._both = arch.keras.Model(
+                m.inputs, [m.get_layer("probabilities").output, m.get_layer("embedding").output]
+            )
+        return self._both
+
+    def iter_predictions(
+        self, X: Any, batch_size: int | None = None, embed: bool = True, tta: bool = False
+    ):
+        """Yield ``(probabilities, embeddings or None)`` per batch, in input order.
+
+        With ``tta``, probabilities and embeddings are averaged over the eight
+        flips and right-angle rotations of each image.
+        """
+        self._check_fitted()
+        bands = input_bands(X, self.bands)
+        prep, size = self._prep(), self._size()
+        model = self._outputs_model() if embed else self.model_
+        for b in iter_inputs(X, batch_size or max(self._batch(), 64), bands):
+            imgs = prep.transform(b.pixels, bands, b.magzero, size=size)
+            views = _dihedral(imgs) if tta else [imgs]
+            outs = [model.predict_on_batch(v) for v in views]
+            if embed:
+                p = np.mean([o[0] for o in outs], axis=0)
+                e = np.mean([o[1] for o in outs], axis=0)
+                yield p.astype(np.float32), e.astype(np.float32)
+            else:
+                yield np.mean(outs, axis=0).astype(np.float32), None
+
+    def predict_proba(self, X: Any, batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` in the order of ``classes_``."""
+        parts = [p for p, _ in self.iter_predictions(X, batch_size, embed=False)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes_)), np.float32)
+
+    def transform(self, X: Any, batch_size: int | None = None) -> np.ndarray:
+        """Embeddings ``(n, head_units[-1])``: the penultimate (1024-d) layer."""
+        parts = [e for _, e in self.iter_predictions(X, batch_size, embed=True)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.head_units[-1]), np.float32)
+
+    # -- persistence ----------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``estimator.json`` and ``model.weights.h5`` into directory ``path``."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        wpath = path / "model.weights.h5"
+        self.model_.save_weights(wpath)
+        params = self.get_params()
+        params["stages"] = [s.to_dict() for s in self._stages()]
+        params["weights"] = None  # trained weights are in model.weights.h5
+        meta = {
+            "class": "catbuilder_keras.estimator.KerasClassifier",
+            "plugin": f"keras.{self.architecture}",
+            "params": _jsonable(params),
+            "classes_": [str(c) for c in self.classes_],
+            "history": self.history_.to_dict(orient="records") if hasattr(self, "history_") else [],
+            "weights_sha256": _sha256(wpath),
+            "versions": _versions(),
+        }
+        (path / "estimator.json").write_text(json.dumps(meta, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> KerasClassifier:
+        """Rebuild a saved estimator (no ImageNet file needed: weights are saved)."""
+        import pandas as pd
+
+        path = Path(path)
+        meta_path = path / "estimator.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"no saved KerasClassifier in {path} (no estimator.json)")
+        meta = json.loads(meta_path.read_text())
+        params = meta["params"]
+        params["head_units"] = tuple(params["head_units"])
+        params["bands"] = tuple(params["bands"])
+        est = cls(**params)
+        est.classes_ = np.array(meta["classes_"], dtype=object)
+        model, _ = est._build(len(est.classes_), None)
+        model.load_weights(path / "model.weights.h5")
+        est.model_ = model
+        est.history_ = pd.DataFrame(meta.get("history", []))
+        est.weights_sha256_ = meta.get("weights_sha256")
+        return est
+
+
+def _dihedral(x: np.ndarray) -> list[np.ndarray]:
+    out = []
+    for k in range(4):
+        r = np.rot90(x, k, axes=(1, 2))
+        out += [r, r[:, :, ::-1]]
+    return out
+
+
+def _history_frame(rows):
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    front = [
+        c
+        for c in (
+            "stage",
+            "stage_index",
+            "epoch",
+            "loss",
+            "accuracy",
+            "val_loss",
+            "val_accuracy",
+            "lr",
+        )
+        if c in df.columns
+    ]
+    return df[front + [c for c in df.columns if c not in front]]
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Stage):
+        return v.to_dict()
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    return v
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for p in ("catbuilder", "catbuilder-keras", "tensorflow", "tf-keras"):
+        try:
+            out[p] = md.version(p)
+        except md.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,278 @@
+"""The stage loop: compile, fit, checkpoint every epoch, resume; Horovod-aware.
+
+One code path serves a single process and each Horovod rank: with
+``RankInfo.hvd`` set, gradients are averaged through
+``hvd.DistributedGradientTape`` inside :meth:`CatbuilderModel.train_step`,
+rank 0's variables (and the optimizer's) are broadcast after the first batch
+of every stage, epoch metrics are averaged over ranks, the learning rate is
+scaled by the number of ranks after a warm-up, and only rank 0 writes
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+import tf_keras as keras
+
+from catbuilder_keras.architectures import set_trainable
+
+__all__ = ["CatbuilderModel", "RankInfo", "fit_stages"]
+
+
+class CatbuilderModel(keras.Model):
+    """A functional model whose ``train_step`` averages gradients over Horovod ranks."""
+
+    hvd: Any = None
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compiled_loss(y, y_pred, regularization_losses=self.losses)
+        if self.hvd is not None:
+            tape = self.hvd.DistributedGradientTape(tape)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        self.compiled_metrics.update_state(y, y_pred)
+        return {m.name: m.result() for m in self.metrics}
+
+
+@dataclass
+class RankInfo:
+    """Where this process stands in a (possibly distributed) run."""
+
+    rank: int = 0
+    size: int = 1
+    hvd: Any = None
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    warmup_epochs: int = 0
+    samples_per_step: int | None = None
+
+
+class _Broadcast(keras.callbacks.Callback):
+    """Give every rank rank 0's variables after the first batch of a stage."""
+
+    def __init__(self, hvd):
+        super().__init__()
+        self.hvd, self.done = hvd, False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.done:
+            self.hvd.broadcast_variables(self.model.variables, root_rank=0)
+            self.hvd.broadcast_variables(self.model.optimizer.variables(), root_rank=0)
+            self.done = True
+
+
+class _AverageMetrics(keras.callbacks.Callback):
+    """Average epoch logs over ranks (before early stopping and lr schedules see them)."""
+
+    def __init__(self, hvd):
+        super().__init__()
+        self.hvd = hvd
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs:
+            for k in sorted(logs):
+                v = tf.constant(float(logs[k]), dtype=tf.float32)
+                logs[k] = float(self.hvd.allreduce(v, op=self.hvd.Average, name=f"avg_{k}"))
+
+
+class _WarmUp(keras.callbacks.Callback):
+    """Ramp the learning rate from ``lr`` to ``lr * size`` over the first epochs."""
+
+    def __init__(self, base_lr, size, epochs, steps):
+        super().__init__()
+        self.base, self.size, self.epochs, self.steps = base_lr, size, epochs, max(1, steps)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch >= self.epochs:
+            return
+        done = (self.epoch * self.steps + batch + 1) / (self.epochs * self.steps)
+        lr = self.base * (1.0 + (self.size - 1.0) * min(done, 1.0))
+        self.model.optimizer.learning_rate.assign(lr)
+
+
+class _Recorder(keras.callbacks.Callback):
+    """One history row per epoch; rank 0 saves a checkpoint and the run state."""
+
+    def __init__(self, run, stage_index, stage_name):
+        super().__init__()
+        self.run, self.i, self.name = run, stage_index, stage_name
+        self.t0 = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        dt = time.perf_counter() - self.t0
+        row = {"stage": self.name, "stage_index": self.i, "epoch": epoch + 1}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        row["lr"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+        row["seconds"] = dt
+        n = self.run.samples_per_epoch
+        if n:
+            row["samples_per_s"] = n / dt
+        self.run.history.append(row)
+        self.run.save(stage=self.i, epoch=epoch + 1)
+
+
+class _Run:
+    """Checkpoints and run state (``state.json``) in a checkpoint directory."""
+
+    def __init__(self, model, directory, signature, rank, resume, samples_per_epoch=None):
+        self.model, self.rank, self.signature = model, rank, signature
+        self.dir = Path(directory) if directory is not None else None
+        self.history: list[dict] = []
+        self.samples_per_epoch = samples_per_epoch
+        self.state = {"stage": 0, "epoch": 0, "done": False}
+        if self.dir is None:
+            return
+        state_path = self.dir / "state.json"
+        if resume and state_path.exists():
+            saved = json.loads(state_path.read_text())
+            if saved.get("signature") == signature:
+                self.state = {k: saved[k] for k in ("stage", "epoch", "done")}
+                self.history = saved.get("history", [])
+            else:
+                warnings.warn(
+                    f"checkpoints in {self.dir} are from a different model or data; "
+                    "training from the start",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                if rank == 0:
+                    shutil.rmtree(self.dir / "ckpt", ignore_errors=True)
+        elif rank == 0 and self.dir.exists() and not resume:
+            shutil.rmtree(self.dir / "ckpt", ignore_errors=True)
+
+    def _manager(self):
+        ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
+        return ckpt, tf.train.CheckpointManager(ckpt, str(self.dir / "ckpt"), max_to_keep=2)
+
+    def restore(self, optimizer: bool = True) -> bool:
+        """Load the last checkpoint into the model (and optimizer); False if none.
+
+        The optimizer state belongs to one stage: at a stage boundary only the
+        weights are restored, into the next stage's fresh optimizer.
+        """
+        if self.dir is None or not (self.dir / "ckpt").exists():
+            return False
+        ckpt, manager = self._manager()
+        if manager.latest_checkpoint is None:
+            return False
+        target = ckpt if optimizer else tf.train.Checkpoint(model=self.model)
+        target.restore(manager.latest_checkpoint).expect_partial()
+        return True
+
+    def save(self, stage: int, epoch: int, done: bool = False) -> None:
+        self.state = {"stage": stage, "epoch": epoch, "done": done}
+        if self.dir is None or self.rank != 0:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _, manager = self._manager()
+        manager.save()
+        tmp = self.dir / "state.json.part"
+        tmp.write_text(
+            json.dumps(
+                {**self.state, "signature": self.signature, "history": self.history}, indent=1
+            )
+        )
+        tmp.replace(self.dir / "state.json")
+
+
+def fit_stages(
+    model: keras.Model,
+    base: keras.Model,
+    architecture: str,
+    stages,
+    train_ds,
+    val_ds,
+    *,
+    checkpoint_dir=None,
+    resume: bool = True,
+    signature: dict | None = None,
+    early_stopping_patience: int = 3,
+    lr_patience: int = 2,
+    lr_factor: float = 0.5,
+    verbose: int = 0,
+    rank: RankInfo | None = None,
+    extra_callbacks: list | None = None,
+) -> list[dict]:
+    """Train ``model`` through ``stages``; returns the history rows.
+
+    A run with checkpoints in ``checkpoint_dir`` made with the same
+    ``signature`` continues where it stopped (its stage and epoch, with the
+    optimizer state); a finished run only restores its final weights.
+    """
+    rank = rank or RankInfo()
+    if rank.hvd is not None:
+        model.hvd = rank.hvd
+    samples = (rank.steps_per_epoch or 0) * (rank.samples_per_step or 0) or None
+    run = _Run(model, checkpoint_dir, signature or {}, rank.rank, resume, samples)
+    start_stage, start_epoch = run.state["stage"], run.state["epoch"]
+    restored = False
+    for i, stage in enumerate(stages):
+        if i < start_stage and not run.state["done"]:
+            continue
+        set_trainable(base, architecture, stage.trainable_from)
+        lr = stage.learning_rate
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=lr),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        if run.state["done"]:
+            run.restore(optimizer=False)
+            return run.history
+        initial_epoch = start_epoch if i == start_stage else 0
+        if not restored and (start_stage, start_epoch) != (0, 0):
+            model.optimizer.build(model.trainable_variables)
+            restored = run.restore(optimizer=initial_epoch > 0)
+        if initial_epoch >= stage.epochs:
+            run.save(stage=i + 1, epoch=0)
+            continue
+        monitor = "val_loss" if val_ds is not None else "loss"
+        callbacks = []
+        if rank.hvd is not None:
+            callbacks += [_Broadcast(rank.hvd), _AverageMetrics(rank.hvd)]
+            if rank.warmup_epochs > 0 and rank.size > 1:
+                callbacks.append(
+                    _WarmUp(lr, rank.size, rank.warmup_epochs, rank.steps_per_epoch or 1)
+                )
+        callbacks += [
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=early_stopping_patience, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="loss", factor=lr_factor, patience=lr_patience, min_lr=lr * 1e-3
+            ),
+            _Recorder(run, i, stage.name),
+        ] + list(extra_callbacks or [])
+        if rank.hvd is not None and rank.size > 1 and rank.warmup_epochs == 0:
+            model.optimizer.learning_rate.assign(lr * rank.size)
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=stage.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=rank.steps_per_epoch,
+            validation_steps=rank.validation_steps if val_ds is not None else None,
+            callbacks=callbacks,
+            verbose=verbose if rank.rank == 0 else 0,
+        )
+        run.save(stage=i + 1, epoch=0)
+    run.save(stage=len(stages), epoch=0, done=True)
+    return run.history

@@ -1,0 +1,225 @@
+"""Estimators: statmorph features as an embedding; sklearn classifiers on them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin, TransformerMixin
+
+from catbuilder.estimator import ImageEstimator, input_bands, labels_of
+from catbuilder_morphology.features import compute_features, feature_names
+
+__all__ = ["MorphologyClassifier", "MorphologyEmbedder", "load"]
+
+
+class MorphologyEmbedder(TransformerMixin, ImageEstimator):
+    """Non-parametric morphology and colours of each object (statmorph).
+
+    Parameters
+    ----------
+    band
+        Band measured by statmorph (colours use every band).
+    bands
+        Bands of array inputs.
+    batch_size
+        Objects per Dask task.
+    scheduler
+        Dask scheduler (default: the active client, else processes).
+    """
+
+    def __init__(
+        self,
+        band: str = "r",
+        bands: tuple[str, ...] = ("g", "r", "i"),
+        batch_size: int = 16,
+        scheduler: str | None = None,
+    ):
+        self.band = band
+        self.bands = bands
+        self.batch_size = batch_size
+        self.scheduler = scheduler
+
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> MorphologyEmbedder:
+        self.feature_names_out_ = np.array(feature_names(input_bands(X, self.bands)), dtype=object)
+        self.n_features_out_ = len(self.feature_names_out_)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``(n, n_features)``; NaN where a measurement failed."""
+        return compute_features(
+            X,
+            input_bands(X, self.bands),
+            band=self.band,
+            batch_size=self.batch_size,
+            scheduler=self.scheduler,
+        )
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.array(feature_names(list(self.bands)), dtype=object)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        return _save(self, path)
+
+
+class MorphologyClassifier(ClassifierMixin, ImageEstimator):
+    """A scikit-learn classifier on statmorph morphology and colours.
+
+    Parameters
+    ----------
+    model
+        ``"random-forest"`` or ``"gradient-boosting"``.
+    n_estimators
+        Trees (random forest) or boosting iterations.
+    band, bands, batch_size, scheduler
+        As for :class:`MorphologyEmbedder`.
+    random_state
+        Seed of the classifier.
+    """
+
+    def __init__(
+        self,
+        model: str = "random-forest",
+        n_estimators: int = 300,
+        band: str = "r",
+        bands: tuple[str, ...] = ("g", "r", "i"),
+        batch_size: int = 16,
+        scheduler: str | None = None,
+        random_state: int = 0,
+    ):
+        self.model = model
+        self.n_estimators = n_estimators
+        self.band = band
+        self.bands = bands
+        self.batch_size = batch_size
+        self.scheduler = scheduler
+        self.random_state = random_state
+
+    def _pipeline(self):
+        from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+
+        if self.model == "random-forest":
+            clf = RandomForestClassifier(
+                n_estimators=self.n_estimators, n_jobs=-1, random_state=self.random_state
+            )
+        elif self.model == "gradient-boosting":
+            clf = HistGradientBoostingClassifier(
+                max_iter=self.n_estimators, random_state=self.random_state
+            )
+        else:
+            raise ValueError(
+                f"model must be 'random-forest' or 'gradient-boosting', got {self.model!r}"
+            )
+        return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), clf)
+
+    def features(self, X: Any) -> np.ndarray:
+        """The feature matrix of ``X`` (computed on Dask)."""
+        return compute_features(
+            X,
+            input_bands(X, self.bands),
+            band=self.band,
+            batch_size=self.batch_size,
+            scheduler=self.scheduler,
+        )
+
+    def fit(
+        self, X: Any, y: Any = None, *, features: np.ndarray | None = None, **fit_params: Any
+    ) -> MorphologyClassifier:
+        """Measure features (or take ``features``) and fit the classifier.
+
+        Objects without a label are skipped. Extra keyword arguments of the
+        training API (``validation_data``, ``checkpoint_dir``, ``resume``)
+        are accepted and ignored: one fit takes seconds.
+        """
+        labels = labels_of(X, y)
+        if labels is None:
+            raise ValueError("fit needs labels: pass y, or a stack with a label coordinate")
+        labels = labels.astype(str)
+        keep = ~np.isin(labels, ["", "nan", "None"])
+        F = self.features(X) if features is None else np.asarray(features)
+        classes = sorted(set(labels[keep]))
+        if len(classes) < 2:
+            raise ValueError(f"fit needs at least two classes, got {classes}")
+        self.pipeline_ = self._pipeline().fit(F[keep], labels[keep])
+        self.classes_ = np.array(self.pipeline_.classes_, dtype=object)
+        self.feature_names_in_ = np.array(feature_names(input_bands(X, self.bands)), dtype=object)
+        return self
+
+    def predict_proba(self, X: Any, features: np.ndarray | None = None) -> np.ndarray:
+        self._check()
+        F = self.features(X) if features is None else np.asarray(features)
+        return self.pipeline_.predict_proba(F)
+
+    def predict(self, X: Any, features: np.ndarray | None = None) -> np.ndarray:
+        proba = self.predict_proba(X, features)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The morphology features: this classifier's embedding."""
+        return self.features(X)
+
+    def iter_predictions(
+        self, X: Any, batch_size: int | None = None, embed: bool = True, tta: bool = False
+    ):
+        """One block of ``(probabilities, features)`` for all of ``X``."""
+        F = self.features(X)
+        yield (
+            self.pipeline_.predict_proba(F).astype(np.float32),
+            (F.astype(np.float32) if embed else None),
+        )
+
+    def _check(self) -> None:
+        if not hasattr(self, "pipeline_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this MorphologyClassifier is not fitted")
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        return _save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MorphologyClassifier:
+        return load(path)
+
+
+def _save(est, path) -> Path:
+    import joblib
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    joblib.dump(est, path / "estimator.joblib")
+    (path / "estimator.json").write_text(
+        json.dumps(
+            {
+                "class": f"catbuilder_morphology.estimator.{type(est).__name__}",
+                "plugin": "morphology.statmorph"
+                if isinstance(est, MorphologyEmbedder)
+                else f"morphology.{est.model}",
+                "params": {
+                    k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()
+                },
+                "classes_": [str(c) for c in getattr(est, "classes_", [])],
+            },
+            indent=1,
+        )
+    )
+    return path
+
+
+def load(path: str | os.PathLike[str]):
+    """Load a morphology estimator saved with ``save``."""
+    import joblib
+
+    path = Path(path)
+    f = path / "estimator.joblib"
+    if not f.exists():
+        raise FileNotFoundError(f"no saved morphology estimator in {path}")
+    return joblib.load(f)
+
+
+MorphologyEmbedder.load = classmethod(lambda cls, path: load(path))  # type: ignore[assignment]

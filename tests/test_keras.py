@@ -1,0 +1,267 @@
+"""The Keras plugin: architectures, the paper's stages, the estimator contract."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip  # noqa: B018 (the plugin is installed by the README's install command)
+
+from catbuilder.plugins import get_plugin, make_model  # noqa: E402
+from catbuilder.train import Stage, train  # noqa: E402
+
+TINY = [
+    {"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"},
+    {"name": "top", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "top"},
+    {"name": "all", "epochs": 1, "learning-rate": 1e-5, "trainable-from": "all"},
+]
+
+
+def _labelled(stack, truth_survey):
+    """Truth classes for the galaxies of a stack (stars dropped)."""
+    truth = truth_survey.read_truth().set_index("truth_id")
+    src = truth_survey["des-like"].read_sources().set_index("objid")
+    y = truth.loc[src.loc[stack.objects()["objid"], "truth_id"], "cls"].to_numpy()
+    keep = np.flatnonzero(y != "star")
+    return stack.isel(keep), y[keep]
+
+
+def test_xception_head_and_freezing_points_follow_the_paper():
+    from catbuilder_keras.architectures import build_model, set_trainable
+
+    model, base = build_model("xception", 71, 2)
+    assert base.name == "xception" and len(base.layers) == 132
+    emb = model.get_layer("embedding")
+    assert emb.units == 1024 and emb.activation.__name__ == "relu"
+    assert model.get_layer("dropout0").rate == 0.7
+    assert model.get_layer("probabilities").units == 2
+    assert model.output_shape == (None, 2)
+    assert set_trainable(base, "xception", "head") == 0
+    assert set_trainable(base, "xception", "top") == 132 - 40
+    assert not base.layers[39].trainable and base.layers[40].trainable
+    assert set_trainable(base, "xception", "all") == 132 - 2
+    assert not base.layers[1].trainable and base.layers[2].trainable
+    assert set_trainable(base, "xception", 100) == 32
+    n_head = len(model.trainable_weights)
+    set_trainable(base, "xception", "head")
+    assert len(model.trainable_weights) < n_head
+
+
+@pytest.mark.parametrize(
+    "name,size",
+    [("resnet50", 32), ("inceptionv3", 75), ("vgg16", 32), ("vgg19", 32), ("small-cnn", 32)],
+)
+def test_every_architecture_builds_with_the_head(name, size):
+    from catbuilder_keras.architectures import build_model
+
+    model, _base = build_model(name, size, 3)
+    assert model.get_layer("embedding").units == 1024
+    out = model.predict_on_batch(np.zeros((2, size, size, 3), np.float32))
+    assert out.shape == (2, 3) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+
+
+def test_too_small_inputs_and_unknown_architecture():
+    from catbuilder_keras.architectures import build_model
+
+    with pytest.raises(ValueError, match="at least 71 px"):
+        build_model("xception", 64, 2)
+    with pytest.raises(ValueError, match="unknown architecture 'alexnet'"):
+        build_model("alexnet", 64, 2)
+
+
+def test_imagenet_weights_are_never_downloaded(tmp_path, monkeypatch):
+    from catbuilder_keras.architectures import build_model, resolve_weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(FileNotFoundError) as info:
+        resolve_weights("xception", "imagenet")
+    msg = str(info.value)
+    assert "xception_weights_tf_dim_ordering_tf_kernels_notop.h5" in msg
+    assert str(tmp_path / "keras" / "models") in msg and "never downloads" in msg
+    # a user-supplied file in Keras's cache is used, as is an explicit path
+    _, base = build_model("xception", 71, 2)
+    cache = tmp_path / "keras" / "models"
+    cache.mkdir(parents=True)
+    f = cache / "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    base.save_weights(f)
+    assert resolve_weights("xception", "imagenet") == str(f)
+    _, loaded = build_model("xception", 71, 2, weights=str(f))
+    np.testing.assert_array_equal(
+        loaded.layers[1].get_weights()[0], base.layers[1].get_weights()[0]
+    )
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        resolve_weights("xception", tmp_path / "nope.h5")
+
+
+def test_xception_runs_the_three_stages(des_stack, mock_survey, tmp_path):
+    X, y = _labelled(des_stack, mock_survey)
+    X, y = X.isel(slice(0, 24)), y[:24]
+    est = make_model("keras.xception", input_size=71, stages=TINY, batch_size=8)
+    est.fit(X, y, validation_data=(X, y), checkpoint_dir=tmp_path / "ck")
+    h = est.history_
+    assert list(h["stage"]) == ["head", "top", "all"]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr"} <= set(h.columns)
+    assert np.allclose(h["lr"], [1e-4, 1e-4, 1e-5])
+    proba = est.predict_proba(X)
+    assert proba.shape == (24, 2) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert est.transform(X).shape == (24, 1024)
+    state = json.loads((tmp_path / "ck" / "state.json").read_text())
+    assert state["done"] and len(state["history"]) == 3
+
+
+def test_estimator_follows_scikit_learn_conventions():
+    from sklearn.base import clone
+    from sklearn.utils.estimator_checks import (
+        check_get_params_invariance,
+        check_no_attributes_set_in_init,
+        check_parameters_default_constructible,
+        check_set_params,
+    )
+
+    est = make_model("keras.small-cnn", batch_size=4)
+    name = type(est).__name__
+    check_no_attributes_set_in_init(name, est)
+    check_get_params_invariance(name, est)
+    check_set_params(name, est)
+    check_parameters_default_constructible(name, est)
+    c = clone(est).set_params(dropout=0.5)
+    assert c.get_params()["dropout"] == 0.5 and est.get_params()["dropout"] == 0.7
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        est.predict_proba(np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_small_cnn_on_arrays_save_and_load(tmp_path):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32] - 16
+    blob = np.exp(-(xx**2 + yy**2) / 30.0)
+    X = rng.normal(0, 1, (64, 3, 32, 32)).astype(np.float32)
+    y = np.array(["red", "blue"] * 32)
+    X[y == "red", 2] += 40 * blob  # red objects are bright in i
+    X[y == "blue", 0] += 40 * blob  # blue in g
+    est = make_model(
+        "keras.small-cnn",
+        input_size=32,
+        batch_size=16,
+        augment=False,
+        stages=[{"name": "all", "epochs": 6, "learning-rate": 3e-3, "trainable-from": "all"}],
+    )
+    est.fit(X, y)
+    assert list(est.classes_) == ["blue", "red"]
+    assert (est.predict(X) == y).mean() > 0.9
+    est.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "estimator.json").read_text())
+    assert meta["plugin"] == "keras.small-cnn" and len(meta["weights_sha256"]) == 64
+    again = get_plugin("keras.small-cnn").load(str(tmp_path / "m"))
+    np.testing.assert_allclose(again.predict_proba(X), est.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(again.transform(X), est.transform(X), atol=1e-5)
+
+
+def test_augmentation_follows_the_paper():
+    from catbuilder_keras.data import augmenter
+
+    aug = augmenter(seed=1)
+    kinds = [type(layer).__name__ for layer in aug.layers]
+    assert kinds == ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
+    assert aug.layers[1].factor == pytest.approx(45 / 360)
+    assert aug.layers[2].height_factor == 0.3 and aug.layers[3].height_factor == (-0.3, 0.3)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    out = aug(x, training=True).numpy()
+    assert out.shape == x.shape and not np.allclose(out, x)
+    assert out.min() >= -1 and out.max() <= 1
+    np.testing.assert_array_equal(aug(x, training=False).numpy(), x)
+
+
+def test_stage_schedule_is_data():
+    s = Stage.from_dict({"name": "top", "epochs": 2, "learning-rate": 1e-4, "trainable-from": 40})
+    assert s.trainable_from == 40 and s.to_dict()["learning_rate"] == 1e-4
+    with pytest.raises(ValueError, match="unknown stage key"):
+        Stage.from_dict({"name": "x", "epochs": 1, "learning-rate": 1, "freeze": 3})
+    with pytest.raises(ValueError, match="trainable-from"):
+        Stage.from_dict({"name": "x", "epochs": 1, "learning-rate": 1, "trainable-from": "x"})
+    from catbuilder.train import stages_from_config
+
+    paper = stages_from_config()
+    assert [(p.name, p.trainable_from) for p in paper] == [
+        ("head", "head"),
+        ("top", "top"),
+        ("all", "all"),
+    ]
+
+
+_KILLABLE_FIT = textwrap.dedent(
+    """
+    import sys
+    from catbuilder.stack import open_stack
+    from catbuilder.train import train
+    train(open_stack(sys.argv[1]), "keras.small-cnn", checkpoint_dir=sys.argv[2],
+          params={"batch_size": 16, "input_size": 32, "early_stopping_patience": 100,
+                  "stages": [{"name": "all", "epochs": int(sys.argv[3]),
+                              "learning-rate": 1e-3, "trainable-from": "all"}]})
+    """
+)
+
+
+def _fit_until_killed(stack, ck, epochs, stop_after):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLABLE_FIT, str(stack.path), str(ck), str(epochs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        state_path = ck / "state.json"
+        if state_path.exists() and json.loads(state_path.read_text())["epoch"] >= stop_after:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return json.loads((ck / "state.json").read_text())
+
+
+def _small(epochs):
+    return {
+        "batch_size": 16,
+        "input_size": 32,
+        "early_stopping_patience": 100,
+        "stages": [
+            {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
+        ],
+    }
+
+
+def test_training_resumes_from_the_last_checkpoint(hp_stack, tmp_path):
+    ck = tmp_path / "ck"
+    stopped = _fit_until_killed(hp_stack, ck, epochs=6, stop_after=2)
+    assert not stopped["done"] and 2 <= stopped["epoch"] < 6
+    n0 = stopped["epoch"]
+    res = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=_small(6))
+    rows = res.history.to_dict(orient="records")
+    # the epochs before the stop are the saved ones; training went on from there
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    for saved, now in zip(stopped["history"], rows[:n0]):
+        assert saved["seconds"] == now["seconds"] and saved["loss"] == now["loss"]
+    assert json.loads((ck / "state.json").read_text())["done"]
+    # calling it again on a finished run trains nothing and restores the model
+    t = time.perf_counter()
+    again = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=_small(6))
+    assert len(again.history) == 6 and time.perf_counter() - t < 30
+    probe = hp_stack.isel(slice(0, 16))
+    np.testing.assert_allclose(
+        again.model.predict_proba(probe), res.model.predict_proba(probe), atol=1e-5
+    )
+
+
+def test_changed_schedule_starts_over(hp_stack, tmp_path):
+    ck = tmp_path / "ck"
+    train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=_small(1))
+    with pytest.warns(RuntimeWarning, match="different model or data"):
+        res = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=_small(2))
+    assert res.history["epoch"].tolist() == [1, 2]
