@@ -20,11 +20,15 @@ _STRETCHES = ("asinh", "lupton", "linear")
 
 
 def _robust_noise(x: np.ndarray) -> np.ndarray:
-    """Per-image, per-channel noise from the median absolute deviation. x: (n, c, h, w)."""
-    flat = x.reshape(x.shape[0], x.shape[1], -1)
-    med = np.nanmedian(flat, axis=2, keepdims=True)
-    mad = np.nanmedian(np.abs(flat - med), axis=2)
-    noise = 1.4826 * mad
+    """Per-image, per-channel noise from the median absolute deviation. x: (n, c, h, w).
+
+    Estimated on every other pixel (plenty for a MAD), with the vectorised
+    median when the batch has no NaN (``nanmedian`` loops per row).
+    """
+    flat = x.reshape(x.shape[0], x.shape[1], -1)[:, :, ::2]
+    median = np.median if not np.isnan(flat).any() else np.nanmedian
+    med = median(flat, axis=2, keepdims=True)
+    noise = 1.4826 * median(np.abs(flat - med), axis=2)
     return np.where(np.isfinite(noise) & (noise > 0), noise, 1.0)
 
 

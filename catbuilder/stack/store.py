@@ -85,7 +85,7 @@ class ImageStack:
             raise ValueError(f"{path} is not a readable Zarr image stack: {err}") from err
         meta = _meta(ds)
         if not meta.get("complete", False) and not allow_incomplete:
-            written = ds["written"].values
+            written = _values(ds["written"])
             raise IncompleteStackError(
                 f"image stack {path} is incomplete ({int(written.sum())}/{written.size} objects "
                 "written): resume the build with the same arguments"
@@ -118,7 +118,7 @@ class ImageStack:
     @property
     def classes(self) -> list[str]:
         """Sorted non-empty labels present in the stack."""
-        labels = _strings(self.ds["label"].values)
+        labels = _strings(_values(self.ds["label"]))
         return sorted(set(labels[labels != ""]))
 
     def __len__(self) -> int:
@@ -136,11 +136,11 @@ class ImageStack:
         cols = {}
         for name, var in self.ds.coords.items():
             if var.dims == ("object",) and name != "object":
-                vals = var.values
+                vals = _values(var)
                 cols[name] = _strings(vals) if vals.dtype.kind in "TUSO" else vals
         for name in ("missing_band", "magzero"):
             if name in self.ds.coords:
-                vals = self.ds[name].values
+                vals = _values(self.ds[name])
                 for i, b in enumerate(self.bands):
                     cols[f"{name}_{b}"] = vals[:, i]
         return pd.DataFrame(cols, index=pd.Index(self.ds["object"].values, name="object"))
@@ -181,7 +181,7 @@ class ImageStack:
         """
         keep = np.ones(len(self), dtype=bool)
         coords = self.ds.coords
-        flags = coords["flags"].values
+        flags = _values(coords["flags"])
         if clean:
             keep &= flags == 0
         for name in exclude or []:
@@ -189,14 +189,14 @@ class ImageStack:
                 raise ValueError(f"unknown flag {name!r}; flags are {', '.join(FLAG_BITS)}")
             keep &= (flags & FLAG_BITS[name]) == 0
         if label is not None:
-            keep &= np.isin(_strings(coords["label"].values), np.atleast_1d(label))
+            keep &= np.isin(_strings(_values(coords["label"])), np.atleast_1d(label))
         if split is not None:
-            keep &= np.isin(_strings(coords["split"].values), np.atleast_1d(split))
+            keep &= np.isin(_strings(_values(coords["split"])), np.atleast_1d(split))
         if labelled is not None:
-            has = _strings(coords["label"].values) != ""
+            has = _strings(_values(coords["label"])) != ""
             keep &= has if labelled else ~has
         if region is not None:
-            ra, dec = coords["ra"].values, coords["dec"].values
+            ra, dec = _values(coords["ra"]), _values(coords["dec"])
             if isinstance(region, dict):
                 lo, hi = region.get("ra", (0, 360))
                 keep &= ((ra >= lo) & (ra <= hi)) if lo <= hi else ((ra >= lo) | (ra <= hi))
@@ -209,7 +209,7 @@ class ImageStack:
                 cosd = sky_to_xyz(ra, dec) @ c
                 keep &= cosd >= np.cos(np.radians(region[2]))
         if objid is not None:
-            keep &= np.isin(coords["objid"].values, np.atleast_1d(objid))
+            keep &= np.isin(_values(coords["objid"]), np.atleast_1d(objid))
         return self.isel(np.flatnonzero(keep))
 
     # -- reading ----------------------------------------------------------------
@@ -260,7 +260,7 @@ class ImageStack:
             idx = np.concatenate(
                 [np.arange(s, min(s + batch_size, n)) for s in sorted(starts[w : w + window])]
             )
-            pixels = self.ds["images"].isel(object=idx).values
+            pixels = _values(self.ds["images"].isel(object=idx))
             sub = table.iloc[idx]
             if shuffle:
                 perm = rng.permutation(len(idx))
@@ -275,7 +275,7 @@ class ImageStack:
 
     def load(self) -> np.ndarray:
         """All pixels as one numpy array (only for small stacks)."""
-        return self.ds["images"].values
+        return _values(self.ds["images"])
 
 
 def open_zarr(path: str | os.PathLike[str], live: bool = False):
@@ -293,6 +293,20 @@ def open_zarr(path: str | os.PathLike[str], live: bool = False):
         return xr.open_zarr(path, consolidated=True)
     except (KeyError, ValueError, OSError):
         return xr.open_zarr(path, consolidated=False)
+
+
+def _values(var) -> np.ndarray:
+    """Read a (dask-backed) variable in the calling thread.
+
+    Reads use Dask's synchronous scheduler: inside a task on a distributed
+    worker the default scheduler would be the cluster itself, whose threads
+    may all be busy running that very task (training ranks are), and the read
+    would wait forever. Reading a few chunks gains nothing from parallelism.
+    """
+    data = var.data
+    if hasattr(data, "compute"):
+        return np.asarray(data.compute(scheduler="synchronous"))
+    return np.asarray(data)
 
 
 def _strings(values: np.ndarray) -> np.ndarray:

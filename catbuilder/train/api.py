@@ -43,7 +43,7 @@ def split_for_training(stack, exclude_flags=None, validation_fraction=None, seed
     otherwise a deterministic fraction (by object id) is held out.
     """
     from catbuilder.sky.selection import assign_splits
-    from catbuilder.stack.store import _strings
+    from catbuilder.stack.store import _strings, _values
 
     exclude = list(config.resolve("train.exclude-flags", exclude_flags))
     usable = stack.select(labelled=True, exclude=exclude)
@@ -54,14 +54,17 @@ def split_for_training(stack, exclude_flags=None, validation_fraction=None, seed
         )
     if len(usable.classes) < 2:
         raise ValueError(f"training needs at least two classes; the stack has {usable.classes}")
-    splits = _strings(usable.ds["split"].values)
+    splits = _strings(_values(usable.ds["split"]))
     if (splits == "train").any():
         return usable.select(split="train"), (
             usable.select(split="validation") if (splits == "validation").any() else None
         )
     vf = float(config.resolve("train.validation-fraction", validation_fraction))
     s = assign_splits(
-        usable.ds["objid"].values, validation=vf, test=0.0, seed=config.resolve("train.seed", seed)
+        _values(usable.ds["objid"]),
+        validation=vf,
+        test=0.0,
+        seed=config.resolve("train.seed", seed),
     )
     return usable.isel(np.flatnonzero(s == "train")), usable.isel(np.flatnonzero(s != "train"))
 

@@ -86,6 +86,24 @@ class _AverageMetrics(keras.callbacks.Callback):
                 logs[k] = float(self.hvd.allreduce(v, op=self.hvd.Average, name=f"avg_{k}"))
 
 
+class _AverageState(keras.callbacks.Callback):
+    """Average non-trainable variables (BatchNorm statistics) over ranks each epoch.
+
+    Gradients are averaged, so trainable weights agree; moving statistics
+    follow each rank's own batches and would not. Averaging them at every
+    epoch end gives every rank, the checkpoint and early stopping's best
+    weights one model.
+    """
+
+    def __init__(self, hvd):
+        super().__init__()
+        self.hvd = hvd
+
+    def on_epoch_end(self, epoch, logs=None):
+        for i, v in enumerate(self.model.non_trainable_variables):
+            v.assign(self.hvd.allreduce(v, op=self.hvd.Average, name=f"state_{i}"))
+
+
 class _WarmUp(keras.callbacks.Callback):
     """Ramp the learning rate from ``lr`` to ``lr * size`` over the first epochs."""
 
@@ -247,7 +265,7 @@ def fit_stages(
         monitor = "val_loss" if val_ds is not None else "loss"
         callbacks = []
         if rank.hvd is not None:
-            callbacks += [_Broadcast(rank.hvd), _AverageMetrics(rank.hvd)]
+            callbacks += [_Broadcast(rank.hvd), _AverageState(rank.hvd), _AverageMetrics(rank.hvd)]
             if rank.warmup_epochs > 0 and rank.size > 1:
                 callbacks.append(
                     _WarmUp(lr, rank.size, rank.warmup_epochs, rank.steps_per_epoch or 1)

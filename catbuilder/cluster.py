@@ -1,0 +1,153 @@
+"""Dask clusters from configuration: local, dask-jobqueue, or an existing one.
+
+As in dask-jobqueue, every keyword defaults to None and falls back to the
+configuration (``catbuilder.cluster.*``); the jobqueue classes also read
+their own ``jobqueue.<name>.*`` configuration, so an allocation is described
+once, in YAML::
+
+    catbuilder:
+      cluster:
+        kind: slurm
+        workers: 8
+        jobqueue: {cores: 1, memory: 8GB, queue: gpu, walltime: "02:00:00"}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from catbuilder import config
+
+__all__ = ["JOBQUEUE_CLASSES", "connect", "make_cluster", "worker_env"]
+
+JOBQUEUE_CLASSES = {
+    "slurm": "SLURMCluster",
+    "pbs": "PBSCluster",
+    "lsf": "LSFCluster",
+    "sge": "SGECluster",
+    "htcondor": "HTCondorCluster",
+    "oar": "OARCluster",
+    "moab": "MoabCluster",
+}
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """Environment for worker processes: frameworks use ``threads`` threads each."""
+    t = str(max(1, int(threads)))
+    return {
+        "OMP_NUM_THREADS": t,
+        "TF_NUM_INTRAOP_THREADS": t,
+        "TF_NUM_INTEROP_THREADS": "2",
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        "TF_USE_LEGACY_KERAS": "1",
+    }
+
+
+def make_cluster(
+    kind: str | None = None,
+    workers: int | None = None,
+    *,
+    threads_per_worker: int | None = None,
+    memory_limit: str | None = None,
+    interface: str | None = None,
+    **kwargs: Any,
+):
+    """Create (but do not connect to) a cluster of ``kind``.
+
+    Parameters
+    ----------
+    kind
+        ``"local"`` (a :class:`distributed.LocalCluster` on 127.0.0.1 with one
+        process per worker) or a dask-jobqueue name: ``slurm``, ``pbs``,
+        ``lsf``, ``sge``, ``htcondor``, ``oar``, ``moab``.
+    workers
+        Worker processes to start (jobqueue: jobs are requested for them).
+    threads_per_worker, memory_limit, interface
+        As in dask; ``interface="lo"`` keeps everything on loopback.
+    **kwargs
+        Passed to the cluster class, over ``cluster.jobqueue`` for jobqueue.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind, listing the known ones.
+    """
+    c = config.resolve
+    kind = c("cluster.kind", kind)
+    threads = int(c("cluster.threads-per-worker", threads_per_worker))
+    interface = c("cluster.interface", interface) if interface is None else interface
+    n = workers if workers is not None else config.get("cluster.workers")
+    env = worker_env(threads)
+    if kind == "local":
+        from distributed import LocalCluster
+
+        n = int(n or os.cpu_count() or 1)
+        host = "127.0.0.1" if interface in (None, "lo") else None
+        local = dict(
+            n_workers=n,
+            threads_per_worker=threads,
+            processes=True,
+            memory_limit=c("cluster.memory-limit", memory_limit),
+            dashboard_address=None,
+            env=env,
+        )
+        if host:
+            local["host"] = host
+        else:
+            local["interface"] = interface
+        local.update(kwargs)
+        return LocalCluster(**local)
+    if kind in JOBQUEUE_CLASSES:
+        import dask_jobqueue
+
+        cls = getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])
+        params = dict(config.get("cluster.jobqueue") or {})
+        params.update(kwargs)
+        if interface is not None:
+            params.setdefault("interface", interface)
+        prologue = [f"export {k}={v}" for k, v in env.items()]
+        params["job_script_prologue"] = list(params.get("job_script_prologue") or []) + prologue
+        cluster = cls(**params)
+        cluster.scale(n=int(n or 1))
+        return cluster
+    raise ValueError(
+        f"unknown cluster kind {kind!r}; use local, {', '.join(JOBQUEUE_CLASSES)}, a scheduler "
+        "address (tcp://host:port), a Cluster or a Client"
+    )
+
+
+@contextmanager
+def connect(
+    cluster: Any = None, workers: int | None = None, timeout: float | None = None
+) -> Iterator[Any]:
+    """A :class:`distributed.Client` for ``cluster``, with ``workers`` connected.
+
+    ``cluster`` may be a kind (see :func:`make_cluster`), a scheduler address,
+    a Cluster or a Client. What this function creates it also closes; what it
+    is given stays open.
+    """
+    from distributed import Client
+
+    timeout = float(config.resolve("cluster.wait-timeout", timeout))
+    created = None
+    if isinstance(cluster, Client):
+        client, own_client = cluster, False
+    elif isinstance(cluster, str) and "://" in cluster:
+        client, own_client = Client(cluster, timeout=timeout), True
+    elif cluster is None or isinstance(cluster, str):
+        created = make_cluster(cluster, workers)
+        client, own_client = Client(created, timeout=timeout), True
+    else:  # a Cluster object
+        client, own_client = Client(cluster, timeout=timeout), True
+    try:
+        if workers:
+            client.wait_for_workers(int(workers), timeout=timeout)
+        yield client
+    finally:
+        if own_client:
+            client.close()
+        if created is not None:
+            created.close()

@@ -1,0 +1,157 @@
+"""dask-jobqueue on a real single-node SLURM (started by the ``slurm`` fixture)."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from catbuilder import config
+from catbuilder.train import train
+from catbuilder.train.distributed import DistributedTrainingError
+
+pytestmark = [pytest.mark.slurm, pytest.mark.horovod, pytest.mark.slow]
+
+
+@pytest.fixture
+def jobqueue(slurm, tmp_path):
+    """catbuilder's cluster configuration for the test SLURM, on loopback."""
+    settings = {
+        "cluster.kind": "slurm",
+        "cluster.interface": "lo",
+        "cluster.jobqueue": {
+            "cores": 1,
+            "memory": "2GB",
+            "processes": 1,
+            "queue": slurm.partition,
+            "walltime": "00:30:00",
+            "python": sys.executable,
+            "job_extra_directives": ["--oversubscribe"],
+            "log_directory": str(tmp_path / "logs"),
+            "local_directory": str(tmp_path / "work"),
+        },
+    }
+    with config.set(settings):
+        yield settings
+
+
+def _params(epochs):
+    return {
+        "batch_size": 16,
+        "input_size": 32,
+        "early_stopping_patience": 100,
+        "stages": [
+            {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
+        ],
+    }
+
+
+def test_slurm_daemons_listen_on_loopback_only(slurm):
+    res = slurm.run("srun", "-n1", "hostname")
+    assert res.returncode == 0, res.stderr
+    for name in ("slurmctld.pid", "slurmd.pid"):
+        pid = int((slurm.root / name).read_text())
+        listening = [
+            c.laddr.ip
+            for c in psutil.Process(pid).net_connections("inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        assert listening and all(ip == "127.0.0.1" for ip in listening), (name, listening)
+
+
+def test_two_ranks_on_slurm_jobs(hp_stack, jobqueue, slurm, tmp_path):
+    res = train(
+        hp_stack,
+        "keras.small-cnn",
+        params=_params(2),
+        cluster="slurm",
+        workers=2,
+        checkpoint_dir=tmp_path / "ck",
+    )
+    ranks = res.model.ranks_
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"]
+    assert len(res.history) == 2 and res.history["loss"].iloc[-1] < res.history["loss"].iloc[0]
+    # the jobs went away with the cluster
+    deadline = time.time() + 60
+    while time.time() < deadline and slurm.run("squeue", "-h").stdout.strip():
+        time.sleep(1)
+    assert slurm.run("squeue", "-h").stdout.strip() == ""
+
+
+def test_a_cancelled_job_resumes_from_its_checkpoint(hp_stack, jobqueue, slurm, tmp_path):
+    ck = tmp_path / "ck"
+
+    def cancel_when_training():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if (ck / "state.json").exists():
+                ids = slurm.run("squeue", "-h", "-o", "%i").stdout.split()
+                slurm.run("scancel", *ids)
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=cancel_when_training, daemon=True).start()
+    with pytest.raises(DistributedTrainingError, match=r"rank \d died"):
+        train(
+            hp_stack,
+            "keras.small-cnn",
+            params=_params(6),
+            cluster="slurm",
+            workers=2,
+            checkpoint_dir=ck,
+        )
+    stopped = json.loads((ck / "state.json").read_text())
+    assert not stopped["done"] and 1 <= stopped["epoch"] < 6
+    res = train(
+        hp_stack,
+        "keras.small-cnn",
+        params=_params(6),
+        cluster="slurm",
+        workers=2,
+        checkpoint_dir=ck,
+    )
+    assert res.history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert [r["seconds"] for r in stopped["history"]] == res.history["seconds"].tolist()[
+        : stopped["epoch"]
+    ]
+
+
+def test_cli_trains_from_a_run_file_on_slurm(hp_stack, jobqueue, slurm, tmp_path):
+    run = tmp_path / "run.yaml"
+    jq = dict(jobqueue["cluster.jobqueue"])
+    run.write_text(
+        json.dumps(
+            {
+                "stack": str(hp_stack.path),
+                "model": "keras.small-cnn",
+                "output": "model",
+                "params": _params(1),
+                "catbuilder": {"cluster": {"interface": "lo", "jobqueue": jq}},
+            }
+        )
+    )
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "catbuilder.cli",
+            "train",
+            str(run),
+            "--cluster",
+            "slurm",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=slurm.env,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "model saved to" in res.stdout
+    meta = json.loads((tmp_path / "model" / "estimator.json").read_text())
+    assert meta["plugin"] == "keras.small-cnn"
