@@ -46,6 +46,24 @@ def worker_env(threads: int) -> dict[str, str]:
     }
 
 
+_PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
+
+
+def _forget_leaked_trim() -> None:
+    """Drop dask's MALLOC_TRIM_THRESHOLD_ from this process's environment.
+
+    A Nanny writes its pre-spawn variables into the *parent's* ``os.environ``
+    before it spawns a worker, so after any default-configured cluster every
+    later child inherits dask's value. Only dask's own value is removed; one
+    the user set to something else stays.
+    """
+    import dask
+
+    default = dask.config.get(f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_", None)
+    if default is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(default):
+        del os.environ["MALLOC_TRIM_THRESHOLD_"]
+
+
 def make_cluster(
     kind: str | None = None,
     workers: int | None = None,
@@ -81,7 +99,9 @@ def make_cluster(
     interface = c("cluster.interface", interface) if interface is None else interface
     n = workers if workers is not None else config.get("cluster.workers")
     env = worker_env(threads)
+    trim = bool(config.get("cluster.trim-memory"))
     if kind == "local":
+        import dask
         from distributed import LocalCluster
 
         n = int(n or os.cpu_count() or 1)
@@ -99,7 +119,12 @@ def make_cluster(
         else:
             local["interface"] = interface
         local.update(kwargs)
-        return LocalCluster(**local)
+        if trim:
+            return LocalCluster(**local)
+        _forget_leaked_trim()
+        # read by each Nanny when it is created, and set before its worker spawns
+        with dask.config.set({f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None}):
+            return LocalCluster(**local)
     if kind in JOBQUEUE_CLASSES:
         import dask_jobqueue
 
@@ -109,9 +134,12 @@ def make_cluster(
         if interface is not None:
             params.setdefault("interface", interface)
         prologue = [f"export {k}={v}" for k, v in env.items()]
+        if not trim:  # see the local case; sbatch & co. pass this process's environment on
+            key = "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_"
+            prologue += ["unset MALLOC_TRIM_THRESHOLD_", f"export {key}=None"]
         params["job_script_prologue"] = list(params.get("job_script_prologue") or []) + prologue
         cluster = cls(**params)
-        cluster.scale(n=int(n or 1))
+        cluster.scale(n=int(n) if n is not None else 1)  # 0: none yet
         return cluster
     raise ValueError(
         f"unknown cluster kind {kind!r}; use local, {', '.join(JOBQUEUE_CLASSES)}, a scheduler "

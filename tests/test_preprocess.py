@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from catbuilder import config
-from catbuilder.stack.preprocess import Preprocessor, to_rgb
+from catbuilder.stack.preprocess import Preprocessor, resize, to_rgb
 
 
 def _blob(n=4, size=32, seed=0):
@@ -83,3 +83,21 @@ def test_preprocessor_on_stack_batches_and_lazily(des_stack):
     import pickle
 
     assert pickle.loads(pickle.dumps(prep)) == prep
+
+
+@pytest.mark.parametrize(("side", "size"), [(64, 128), (64, 299), (100, 64), (1, 8)])
+def test_resize_samples_like_scipy_zoom(side, size):
+    from scipy.ndimage import zoom
+
+    x = np.random.default_rng(side).uniform(0, 1, (3, 2, side, side)).astype(np.float32)
+    got = resize(x, size)
+    assert got.shape == (3, 2, size, size)
+    np.testing.assert_allclose(got, zoom(x, (1, 1, size / side, size / side), order=1), atol=1e-5)
+
+
+def test_preprocessing_never_changes_its_input():
+    x = np.random.default_rng(3).normal(0, 1, (4, 3, 32, 32)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    before = x.copy()
+    to_rgb(x, ["g", "r", "i"], magzero=np.full((4, 3), 30.0), size=48)
+    np.testing.assert_array_equal(x, before)

@@ -9,12 +9,13 @@ stack batches, in memory or lazily over a Dask-backed DataArray.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from catbuilder import config
 
-__all__ = ["Preprocessor", "to_rgb"]
+__all__ = ["Preprocessor", "resize", "to_rgb"]
 
 _STRETCHES = ("asinh", "lupton", "linear")
 
@@ -22,14 +23,55 @@ _STRETCHES = ("asinh", "lupton", "linear")
 def _robust_noise(x: np.ndarray) -> np.ndarray:
     """Per-image, per-channel noise from the median absolute deviation. x: (n, c, h, w).
 
-    Estimated on every other pixel (plenty for a MAD), with the vectorised
-    median when the batch has no NaN (``nanmedian`` loops per row).
+    Estimated on every fourth pixel (a thousand or more per channel: plenty
+    for a MAD) with one partition per median (the lower median) when the
+    batch has no NaN (``nanmedian`` loops per row).
     """
-    flat = x.reshape(x.shape[0], x.shape[1], -1)[:, :, ::2]
-    median = np.median if not np.isnan(flat).any() else np.nanmedian
-    med = median(flat, axis=2, keepdims=True)
-    noise = 1.4826 * median(np.abs(flat - med), axis=2)
-    return np.where(np.isfinite(noise) & (noise > 0), noise, 1.0)
+    flat = x.reshape(x.shape[0], x.shape[1], -1)[:, :, ::4]
+    if np.isnan(flat).any():
+        med = np.nanmedian(flat, axis=2, keepdims=True)
+        noise = 1.4826 * np.nanmedian(np.abs(flat - med), axis=2)
+    else:
+        k = (flat.shape[2] - 1) // 2
+        med = np.partition(flat, k, axis=2)[:, :, k : k + 1]
+        dev = np.abs(flat - med)
+        noise = 1.4826 * np.partition(dev, k, axis=2)[:, :, k]
+    return np.where(np.isfinite(noise) & (noise > 0), noise, 1.0).astype(np.float32)
+
+
+def _upper_level(y: np.ndarray, pct: float) -> np.ndarray:
+    """Per image, the ``pct`` percentile of every other pixel (nearest rank)."""
+    flat = y.reshape(len(y), -1)[:, ::2]
+    k = min(flat.shape[1] - 1, max(0, round(pct / 100 * (flat.shape[1] - 1))))
+    return np.partition(flat, k, axis=1)[:, k]
+
+
+@lru_cache(maxsize=32)
+def _interpolation(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)`` bilinear weights, corners aligned (``scipy.ndimage.zoom``, order 1)."""
+    w = np.zeros((n_out, n_in), np.float32)
+    if n_in == 1:
+        w[:, 0] = 1.0
+        return w
+    pos = np.arange(n_out) * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(1)
+    i0 = np.clip(np.floor(pos).astype(int), 0, n_in - 2)
+    frac = (pos - i0).astype(np.float32)
+    rows = np.arange(n_out)
+    w[rows, i0] = 1.0 - frac
+    w[rows, i0 + 1] += frac
+    return w
+
+
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of the last two axes to ``size`` x ``size``.
+
+    The same sampling as ``scipy.ndimage.zoom(order=1)`` (corners aligned),
+    done as two small matrix products: about 50 times faster at 299 px.
+    """
+    x = np.asarray(images, dtype=np.float32)
+    wy = _interpolation(x.shape[-2], int(size))
+    wx = _interpolation(x.shape[-1], int(size))
+    return np.matmul(np.matmul(wy, x), wx.T)
 
 
 def to_rgb(
@@ -90,35 +132,35 @@ def to_rgb(
     if missing:
         raise ValueError(f"RGB band(s) {missing} not in the stack's bands {bands}")
     idx = [bands.index(b) for b in rgb]
-    x = x[:, idx].astype(np.float32)
+    y = x[:, idx]  # a copy (fancy indexing): worked on in place below
     if magzero is not None:
         zp = np.asarray(magzero, dtype=np.float32)
         zp = zp[None] if zp.ndim == 1 else zp
         zp = zp[:, idx]
         scale = np.where(np.isfinite(zp), 10 ** (-0.4 * (zp - 22.5)), 1.0).astype(np.float32)
-        x = x * scale[:, :, None, None]
-    noise = _robust_noise(x)  # (n, 3)
-    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        y *= scale[:, :, None, None]
+    noise = _robust_noise(y)  # (n, 3)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        y[bad] = 0.0
     if stretch == "asinh":
-        y = np.arcsinh(x / (soft * noise[:, :, None, None]))
+        y /= soft * noise[:, :, None, None]
+        np.arcsinh(y, out=y)
     elif stretch == "lupton":
         level = soft * noise.mean(axis=1)[:, None, None]
-        intensity = x.mean(axis=1)
+        intensity = y.mean(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             f = np.where(intensity > 0, np.arcsinh(intensity / level) / intensity, 0.0)
-        y = x * f[:, None]
-    else:
-        y = x
-    top = np.percentile(y.reshape(len(y), -1), pct, axis=1)
-    top = np.where(top > 0, top, 1.0)
-    y = np.clip(y / top[:, None, None, None], 0.0, 1.0)
-    y = np.moveaxis(y, 1, -1)  # (n, h, w, 3)
-    if size is not None and int(size) != y.shape[1]:
-        from scipy.ndimage import zoom
-
-        f = int(size) / y.shape[1]
-        y = np.clip(zoom(y, (1, f, int(size) / y.shape[2], 1), order=1), 0.0, 1.0)
-    out = (2.0 * y - 1.0).astype(np.float32)
+        y *= f[:, None].astype(np.float32)
+    top = _upper_level(y, pct)
+    top = np.where(top > 0, top, 1.0).astype(np.float32)
+    y /= top[:, None, None, None]
+    np.clip(y, 0.0, 1.0, out=y)
+    if size is not None and (int(size) != y.shape[2] or int(size) != y.shape[3]):
+        y = resize(y, int(size))
+    out = np.empty((y.shape[0], y.shape[2], y.shape[3], y.shape[1]), np.float32)
+    np.multiply(np.moveaxis(y, 1, -1), 2.0, out=out)  # (n, h, w, 3) in [-1, 1]
+    out -= 1.0
     return out[0] if single else out
 
 

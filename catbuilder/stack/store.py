@@ -58,9 +58,10 @@ class ImageStack:
         The Zarr store, if the stack lives on disk.
     """
 
-    def __init__(self, ds, path: str | os.PathLike[str] | None = None):
+    def __init__(self, ds, path: str | os.PathLike[str] | None = None, _table=None):
         self.ds = ds
         self.path = Path(path) if path is not None else None
+        self._table = _table  # the per-object table, once read (selections slice it)
 
     # -- opening ----------------------------------------------------------------
 
@@ -132,24 +133,48 @@ class ImageStack:
         )
 
     def objects(self) -> pd.DataFrame:
-        """The per-object table (every 1-D coordinate along ``object``)."""
+        """The per-object table (every 1-D coordinate along ``object``).
+
+        Read once per stack object (and sliced, not read again, by its
+        selections); each call returns a copy.
+        """
+        if self._table is None:
+            self._table = self._read_objects()
+        return self._table.copy()
+
+    def _read_objects(self) -> pd.DataFrame:
+        import dask
+
+        one = [n for n, v in self.ds.coords.items() if v.dims == ("object",) and n != "object"]
+        per_band = [n for n in ("missing_band", "magzero") if n in self.ds.coords]
+        direct = self._direct_reader()
+        values = [direct(n) if direct else None for n in one + per_band]
+        lazy = [i for i, v in enumerate(values) if v is None]
+        # one synchronous compute for the rest: a graph each costs more than the read
+        got = dask.compute(
+            *[self.ds[(one + per_band)[i]].data for i in lazy], scheduler="synchronous"
+        )
+        for i, v in zip(lazy, got):
+            values[i] = v
         cols = {}
-        for name, var in self.ds.coords.items():
-            if var.dims == ("object",) and name != "object":
-                vals = _values(var)
-                cols[name] = _strings(vals) if vals.dtype.kind in "TUSO" else vals
-        for name in ("missing_band", "magzero"):
-            if name in self.ds.coords:
-                vals = _values(self.ds[name])
-                for i, b in enumerate(self.bands):
-                    cols[f"{name}_{b}"] = vals[:, i]
+        for name, vals in zip(one, values[: len(one)]):
+            vals = np.asarray(vals)
+            cols[name] = _strings(vals) if vals.dtype.kind in "TUSO" else vals
+        for name, vals in zip(per_band, values[len(one) :]):
+            vals = np.asarray(vals)
+            for i, b in enumerate(self.bands):
+                cols[f"{name}_{b}"] = vals[:, i]
         return pd.DataFrame(cols, index=pd.Index(self.ds["object"].values, name="object"))
 
     # -- selection --------------------------------------------------------------
 
     def isel(self, index) -> ImageStack:
         """Positional selection along ``object``."""
-        return ImageStack(self.ds.isel(object=index), self.path)
+        index = _as_slice(index)
+        table = None
+        if self._table is not None:
+            table = self._table.iloc[index if isinstance(index, slice) else np.atleast_1d(index)]
+        return ImageStack(self.ds.isel(object=index), self.path, table)
 
     def select(
         self,
@@ -260,7 +285,7 @@ class ImageStack:
             idx = np.concatenate(
                 [np.arange(s, min(s + batch_size, n)) for s in sorted(starts[w : w + window])]
             )
-            pixels = _values(self.ds["images"].isel(object=idx))
+            pixels = self._pixels(idx)
             sub = table.iloc[idx]
             if shuffle:
                 perm = rng.permutation(len(idx))
@@ -273,9 +298,74 @@ class ImageStack:
                     px = transform(px, ob, self.bands)
                 yield Batch(px, ob)
 
+    def _direct_reader(self):
+        """For a stack on disk: ``name -> values`` of this selection, read with
+        Zarr itself (one call per array), or None where xarray must decode."""
+        if self.path is None:
+            return None
+        import zarr
+
+        try:
+            group = zarr.open_group(str(self.path), mode="r", use_consolidated=False)
+        except Exception:
+            return None
+        stored = np.asarray(self.ds["object"].values)
+        sel = _as_slice(stored)
+
+        def read(name: str):
+            var = self.ds[name]
+            if not isinstance(var.data, _dask_array_type()) or name not in group:
+                return None
+            arr = group[name]
+            attrs = dict(arr.attrs)
+            if (
+                (arr.dtype != var.dtype and arr.dtype.kind not in "TUSO")
+                or arr.shape[1:] != var.shape[1:]
+                or {"scale_factor", "add_offset", "units", "dtype"} & set(attrs)
+            ):
+                return None  # encoded: xarray decodes it
+            rest = (slice(None),) * (arr.ndim - 1)
+            if isinstance(sel, slice):
+                return np.asarray(arr[(sel, *rest)])
+            return np.asarray(arr.get_orthogonal_selection((stored, *rest)))
+
+        return read
+
+    def _pixels(self, idx: np.ndarray) -> np.ndarray:
+        """Pixels of positions ``idx`` of this stack (a selection's own order).
+
+        A stack on disk is read with Zarr directly: its ``object`` coordinate is
+        the position in the store, and a run of them is one slice. This skips
+        building a Dask graph per batch, which costs as much as the read.
+        """
+        if self.path is None or not isinstance(
+            getattr(self.ds["images"], "data", None), _dask_array_type()
+        ):
+            return _values(self.ds["images"].isel(object=_as_slice(idx)))
+        if getattr(self, "_zimages", None) is None:
+            import zarr
+
+            z = zarr.open_array(str(self.path / "images"), mode="r")
+            # a selection of bands or pixels is read through xarray
+            self._zimages = z if z.shape[1:] == self.ds["images"].shape[1:] else False
+        if self._zimages is False:
+            return _values(self.ds["images"].isel(object=_as_slice(idx)))
+        stored = np.asarray(self.ds["object"].values)[idx]
+        sel = _as_slice(stored)
+        if isinstance(sel, slice):
+            return np.asarray(self._zimages[sel])
+        return np.asarray(self._zimages.get_orthogonal_selection((stored,)))
+
     def load(self) -> np.ndarray:
         """All pixels as one numpy array (only for small stacks)."""
         return _values(self.ds["images"])
+
+
+def sibling(path: str | os.PathLike[str], suffix: str) -> Path:
+    """A path next to a store: ``hp.zarr`` -> ``hp<suffix>``."""
+    p = Path(str(path).rstrip("/"))
+    stem = p.name[: -len(".zarr")] if p.name.endswith(".zarr") else p.name
+    return p.with_name(stem + suffix)
 
 
 def open_zarr(path: str | os.PathLike[str], live: bool = False):
@@ -293,6 +383,24 @@ def open_zarr(path: str | os.PathLike[str], live: bool = False):
         return xr.open_zarr(path, consolidated=True)
     except (KeyError, ValueError, OSError):
         return xr.open_zarr(path, consolidated=False)
+
+
+def _dask_array_type():
+    import dask.array as da
+
+    return da.Array
+
+
+def _as_slice(index: Any) -> Any:
+    """A run of consecutive positions as a slice (a cheap read); else unchanged."""
+    if isinstance(index, slice) or np.ndim(index) != 1:
+        return index
+    idx = np.asarray(index)
+    if idx.dtype.kind not in "iu" or len(idx) == 0:
+        return index
+    if (len(idx) == 1 or np.all(np.diff(idx) == 1)) and idx[0] >= 0:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return index
 
 
 def _values(var) -> np.ndarray:
