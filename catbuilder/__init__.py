@@ -15,6 +15,15 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "config": "catbuilder.config",
     "synth": "catbuilder.synth",
+    "make_survey": "catbuilder.synth:make_survey",
+    "build_stack": "catbuilder.stack:build_stack",
+    "open_stack": "catbuilder.stack:open_stack",
+    "predict": "catbuilder.infer:predict",
+    "open_predictions": "catbuilder.infer:open_predictions",
+    "build_catalog": "catbuilder.catalog:build_catalog",
+    "write_catalog": "catbuilder.catalog:write_catalog",
+    "read_catalog": "catbuilder.catalog:read_catalog",
+    "demo": "catbuilder.pipeline:demo",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])

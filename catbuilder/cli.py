@@ -259,21 +259,140 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- predict ----------------------------------------------------------------------
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stack", help="image stack (.zarr)")
+    p.add_argument("--model", required=True, help="saved model directory")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="catalog: .parquet, .fits, .vot, or a directory with --format hats",
+    )
+    p.add_argument("--format", choices=["parquet", "fits", "votable", "hats"], default=None)
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        default=None,
+        help="Zarr store of probabilities/embeddings (default next to the stack)",
+    )
+    p.add_argument("--cluster", default=None, help="local (default), slurm, ..., or an address")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--tta", action="store_true", help="average over flips and rotations")
+    p.add_argument("--no-embed", action="store_true", help="do not write embeddings")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+
+
+@command("predict", "classify a stack on Dask workers and write the catalog")(_predict_args)
+def _predict(args: argparse.Namespace) -> int:
+    from catbuilder.catalog import build_catalog, write_catalog
+    from catbuilder.infer import predict
+
+    preds = predict(
+        args.stack,
+        args.model,
+        output=args.predictions,
+        cluster=args.cluster,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        embed=False if args.no_embed else None,
+        tta=True if args.tta else None,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    cat = build_catalog(preds)
+    path = write_catalog(cat, args.output, args.format)
+    counts = cat["predicted"].replace("", "(no prediction)").value_counts().to_dict()
+    print(f"{len(cat)} objects -> {path}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    print(f"probabilities{' and embeddings' if not args.no_embed else ''} in {preds.path}")
+    return 0
+
+
+# -- evaluate ---------------------------------------------------------------------
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("catalog", help="catalog written by catbuilder predict")
+    p.add_argument("--truth", default=None, help="table with the true classes (default: labels)")
+    p.add_argument("--truth-col", default="label")
+    p.add_argument("--id-col", default="objid")
+    p.add_argument("--by", default="split", help="column to report groups of (default split)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="metrics table (.csv)")
+    p.add_argument("--plots", type=Path, default=None, help="directory for PNG figures")
+    p.add_argument("--stack", default=None, help="stack, for a gallery of cutouts")
+
+
+@command("evaluate", "accuracy, ROC, confidence curves of a catalog against truth")(_evaluate_args)
+def _evaluate(args: argparse.Namespace) -> int:
+    from catbuilder.evaluate import evaluate
+
+    ev = evaluate(
+        args.catalog, args.truth, truth_col=args.truth_col, id_col=args.id_col, by=args.by or None
+    )
+    print(ev.summary())
+    cols = [
+        "group",
+        "class",
+        "accuracy",
+        "precision",
+        "recall",
+        "specificity",
+        "f1",
+        "fpr",
+        "auc",
+        "support",
+    ]
+    t = ev.table()
+    print(
+        t[[c for c in cols if c in t.columns]].to_string(
+            index=False, float_format=lambda v: f"{v:.4f}", na_rep=""
+        )
+    )
+    if args.output is not None:
+        ev.metrics.to_csv(args.output, index=False)
+    if args.plots is not None:
+        stack = None
+        if args.stack:
+            from catbuilder.stack import open_stack
+
+            stack = open_stack(args.stack)
+        for p in ev.plot(args.plots, stack):
+            print(f"plot: {p}")
+    return 0
+
+
 # -- demo ---------------------------------------------------------------------
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("outdir", type=Path, nargs="?", default=Path("catbuilder-demo"))
-    p.add_argument("--n-objects", type=int, default=400)
+    p.add_argument("--n-objects", type=int, default=600, help="mock survey size")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--epochs", type=int, default=12, help="small-CNN training epochs")
+    p.add_argument("--workers", type=int, default=2, help="Dask workers for inference")
     p.add_argument("--no-progress", action="store_true")
 
 
-@command("demo", "run the pipeline end to end on an embedded synthetic survey")(_demo_args)
+@command(
+    "demo",
+    "synthetic survey -> labels by crossmatch -> Zarr cutouts -> CNN -> catalog -> evaluation",
+)(_demo_args)
 def _demo(args: argparse.Namespace) -> int:
     from catbuilder.pipeline import demo
 
-    demo(args.outdir, n_objects=args.n_objects, seed=args.seed, progress=not args.no_progress)
+    demo(
+        args.outdir,
+        n_objects=args.n_objects,
+        seed=args.seed,
+        epochs=args.epochs,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-__all__ = ["ImageEstimator", "InputBatch", "iter_inputs", "labels_of", "n_inputs"]
+__all__ = ["ImageEstimator", "InputBatch", "iter_inputs", "labels_of", "n_inputs", "prefetch"]
 
 
 class InputBatch:
@@ -116,6 +116,50 @@ def iter_inputs(
     for s in range(0, len(arr), batch_size):
         idx = order[s : s + batch_size]
         yield InputBatch(arr[idx], None, None if labels is None else labels[idx], None)
+
+
+def prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run ``iterator`` in a background thread, ``depth`` items ahead.
+
+    Reading Zarr chunks and numpy preprocessing release the GIL for most of
+    their time, so the next batch is ready while the model works on this one.
+    An exception in the producer is raised in the consumer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("done", done))
+        except BaseException as err:  # handed to the consumer
+            q.put(("error", err))
+
+    t = threading.Thread(target=produce, daemon=True, name="catbuilder-prefetch")
+    t.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
 
 
 def input_bands(X: Any, bands: tuple[str, ...] | list[str]) -> list[str]:

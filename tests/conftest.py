@@ -89,3 +89,39 @@ def slurm(tmp_path_factory):
     else:
         os.environ["SLURM_CONF"] = old
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def small_model(hp_stack, tmp_path_factory):
+    """A small CNN trained briefly on the HP stack, saved; its directory."""
+    from catbuilder.train import train
+
+    root = tmp_path_factory.mktemp("model")
+    res = train(
+        hp_stack,
+        "keras.small-cnn",
+        checkpoint_dir=root / "ck",
+        params={
+            "batch_size": 32,
+            "input_size": 32,
+            "stages": [
+                {"name": "all", "epochs": 4, "learning-rate": 1e-3, "trainable-from": "all"}
+            ],
+        },
+    )
+    return res.model.save(root / "small-cnn.model")
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A LocalCluster of two one-thread worker processes on 127.0.0.1."""
+    from distributed import Client
+
+    from catbuilder.cluster import make_cluster
+
+    cluster = make_cluster("local", 2, threads_per_worker=1)
+    client = Client(cluster)
+    client.wait_for_workers(2)
+    yield client
+    client.close()
+    cluster.close()

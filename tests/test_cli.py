@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CLI = [sys.executable, "-m", "catbuilder.cli"]
 
 
@@ -83,3 +85,56 @@ def test_tiles_cutouts_crossmatch_cli(mock_survey, tmp_path):
         "--no-progress",
     )
     assert res.returncode == 2 and "overwrite" in res.stderr
+
+
+def test_predict_and_evaluate_cli(hp_stack, small_model, tmp_path):
+    res = run(
+        "predict",
+        hp_stack.path,
+        "--model",
+        small_model,
+        "-o",
+        tmp_path / "c.fits",
+        "--predictions",
+        tmp_path / "p.zarr",
+        "--workers",
+        "1",
+        "--no-progress",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"{len(hp_stack)} objects -> " in res.stdout
+    res = run(
+        "evaluate", tmp_path / "c.fits", "--plots", tmp_path / "plots", "-o", tmp_path / "m.csv"
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "accuracy" in res.stdout and (tmp_path / "plots" / "roc.png").exists()
+    import pandas as pd
+
+    assert {"group", "class", "metric", "value"} <= set(pd.read_csv(tmp_path / "m.csv"))
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    """``catbuilder demo``: survey -> labels -> stack -> CNN -> catalog -> evaluation."""
+    import pandas as pd
+
+    out = tmp_path / "demo"
+    res = run("demo", out, "--n-objects", 160, "--epochs", 3, "--workers", 1, "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "test split   accuracy" in res.stdout
+    cat = pd.read_parquet(out / "catalog.parquet")
+    sources = pd.read_parquet(out / "survey" / "des-like" / "sources.parquet")
+    assert len(cat) == len(sources) and set(cat["objid"]) == set(sources["objid"])
+    labelled = cat["label"] != ""
+    assert labelled.any() and (~labelled).any()  # the unlabelled area is classified too
+    ok = cat["predicted"] != ""
+    assert ok.sum() > 0.9 * len(cat)
+    assert set(cat.loc[ok, "predicted"]) <= {"elliptical", "spiral"}
+    p = cat.loc[ok, ["p_elliptical", "p_spiral"]].sum(axis=1)
+    assert (p - 1).abs().max() < 1e-4
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert {"accuracy", "auc", "precision", "recall", "specificity", "f1"} <= set(metrics.columns)
+    test = cat[(cat["split"] == "test") & ok]
+    acc = metrics.query("`class` == 'all'")["accuracy"].iloc[0]
+    assert acc == pytest.approx((test["label"] == test["predicted"]).mean())
+    for name in ("roc", "confidence", "confusion", "gallery", "embeddings_tsne"):
+        assert (out / "plots" / f"{name}.png").stat().st_size > 5000

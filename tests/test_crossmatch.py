@@ -61,3 +61,23 @@ def test_radius_and_unmatched_report():
     assert len(crossmatch(left, right, 2.0).matches) == 2
     with pytest.raises(ValueError, match="positive"):
         crossmatch(left, right, 0)
+
+
+def test_labels_carried_onto_another_survey(mock_survey):
+    from catbuilder.sky import label_sources, select_galaxy_zoo
+
+    labels = mock_survey.read_labels()
+    des = mock_survey["des-like"].sources
+    only = label_sources(labels, des, sample="fo")
+    every = label_sources(labels, des, sample="fo", keep_unlabelled=True)
+    n_des = len(pd.read_parquet(des))
+    assert len(every) == n_des and every["objid"].is_unique
+    assert 0 < len(only) <= len(select_galaxy_zoo(labels, "fo"))
+    assert (only["label"] != "").all() and set(only["split"]) <= {"train", "validation", "test"}
+    unlabelled = every["label"] == ""
+    assert unlabelled.sum() == n_des - len(only)
+    # only labelled objects are put in a split (the rest are neither trained nor scored on)
+    assert (every.loc[unlabelled, "split"] == "").all()
+    merged = every[~unlabelled].merge(only, on="objid", suffixes=("", "_only"))
+    assert (merged["label"] == merged["label_only"]).all()
+    assert (merged["split"] == merged["split_only"]).all()

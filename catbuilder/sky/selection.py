@@ -143,7 +143,7 @@ def label_sources(
     -------
     pandas.DataFrame
         Target sources with ``label``, ``label_prob``, ``label_objid`` (the
-        Galaxy Zoo object) and ``split``.
+        Galaxy Zoo object) and ``split`` (empty for unlabelled sources).
     """
     from catbuilder.sky.crossmatch import crossmatch
     from catbuilder.sky.tables import read_sources
@@ -162,6 +162,7 @@ def label_sources(
     out.loc[li, "label_objid"] = pd.Series(ids, index=li, dtype=object)
     if not keep_unlabelled:
         out = out.loc[li].sort_index()
-    if splits:
-        out["split"] = assign_splits(out["objid"].to_numpy())
+    if splits:  # labelled objects only: the others are not trained or scored on
+        split = assign_splits(out["objid"].to_numpy())
+        out["split"] = np.where(out["label"].to_numpy() != "", split, "").astype(object)
     return out.reset_index(drop=True)

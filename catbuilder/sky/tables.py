@@ -73,8 +73,17 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         t.remove_columns(multi)
     df = t.to_pandas()
     for col in df.columns:
-        if df[col].dtype == object and len(df) and isinstance(df[col].iloc[0], bytes):
-            df[col] = df[col].str.decode("utf-8").str.strip()
+        if df[col].dtype != object:
+            continue
+        vals = df[col].tolist()
+        if any(isinstance(v, (bytes, str)) for v in vals):
+            # FITS gives bytes, and masks empty strings: both back to str
+            df[col] = [
+                v.decode("utf-8").strip()
+                if isinstance(v, bytes)
+                else ("" if v is None or (isinstance(v, float) and np.isnan(v)) else v)
+                for v in vals
+            ]
     return df
 
 

@@ -131,7 +131,9 @@ def train(
         val_set = validation if isinstance(validation, ImageStack) else ImageStack.open(validation)
     ckpt = checkpoint_dir or config.get("train.checkpoint-dir")
     if ckpt is None and stack.path is not None:
-        ckpt = Path(str(stack.path).rstrip("/") + ".checkpoints")
+        from catbuilder.stack.store import sibling
+
+        ckpt = sibling(stack.path, ".checkpoints")
     ckpt = Path(ckpt) if ckpt is not None else None
     if cluster is None:
         est.fit(train_set, validation_data=val_set, checkpoint_dir=ckpt, resume=resume)

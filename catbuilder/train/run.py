@@ -95,7 +95,9 @@ def run_training(
         else:
             stages = [{**s.to_dict(), "epochs": epochs} for s in stages_from_config(stages)]
         params["stages"] = stages
-    out = Path(output or spec.get("output") or (str(stack).rstrip("/") + ".model"))
+    from catbuilder.stack.store import sibling
+
+    out = Path(output or spec.get("output") or sibling(stack, ".model"))
     result = train(
         stack,
         model,

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin, TransformerMixin
 
 from catbuilder import config
-from catbuilder.estimator import ImageEstimator, input_bands, iter_inputs, labels_of
+from catbuilder.estimator import ImageEstimator, input_bands, iter_inputs, labels_of, prefetch
 from catbuilder.train.schedule import Stage, stages_from_config
 from catbuilder_keras import architectures as arch
 from catbuilder_keras.training import CatbuilderModel, RankInfo, fit_stages
@@ -274,22 +274,51 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             )
         return self._both
 
+    def _infer_fn(self, embed: bool):
+        """A compiled inference call, traced once for any batch size.
+
+        Cheaper per batch than ``predict_on_batch``, which builds a
+        ``tf.data`` iterator for every call.
+        """
+        import tensorflow as tf
+
+        fns = self.__dict__.setdefault("_fns", {})
+        if embed not in fns or fns[embed][0] is not self.model_:
+            model = self._outputs_model() if embed else self.model_
+            side = self._size()
+            spec = [tf.TensorSpec([None, side, side, 3], tf.float32)]
+            fns[embed] = (
+                self.model_,
+                tf.function(lambda x: model(x, training=False), input_signature=spec),
+            )
+        return fns[embed][1]
+
     def iter_predictions(
         self, X: Any, batch_size: int | None = None, embed: bool = True, tta: bool = False
     ):
         """Yield ``(probabilities, embeddings or None)`` per batch, in input order.
 
         With ``tta``, probabilities and embeddings are averaged over the eight
-        flips and right-angle rotations of each image.
+        flips and right-angle rotations of each image. Reading and
+        preprocessing run a batch ahead in a background thread, so the model
+        does not wait for I/O.
         """
         self._check_fitted()
         bands = input_bands(X, self.bands)
         prep, size = self._prep(), self._size()
-        model = self._outputs_model() if embed else self.model_
-        for b in iter_inputs(X, batch_size or max(self._batch(), 64), bands):
-            imgs = prep.transform(b.pixels, bands, b.magzero, size=size)
+        fn = self._infer_fn(embed)
+
+        def run(x):
+            out = fn(x)
+            return [o.numpy() for o in out] if embed else out.numpy()
+
+        def inputs():
+            for b in iter_inputs(X, batch_size or max(self._batch(), 64), bands):
+                yield prep.transform(b.pixels, bands, b.magzero, size=size)
+
+        for imgs in prefetch(inputs()):
             views = _dihedral(imgs) if tta else [imgs]
-            outs = [model.predict_on_batch(v) for v in views]
+            outs = [run(np.ascontiguousarray(v)) for v in views]
             if embed:
                 p = np.mean([o[0] for o in outs], axis=0)
                 e = np.mean([o[1] for o in outs], axis=0)

@@ -1,0 +1,236 @@
+"""The output catalog: one row per object, written as Parquet, FITS, VOTable or HATS."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from catbuilder import config
+
+__all__ = ["FORMATS", "build_catalog", "crossmatch_catalog", "read_catalog", "write_catalog"]
+
+FORMATS = ("parquet", "fits", "votable", "hats")
+_UNRELIABLE = ("off_footprint",)  # no pixels: no prediction
+
+
+def build_catalog(predictions, stack=None) -> pd.DataFrame:
+    """Join predictions with the stack's per-object table.
+
+    Parameters
+    ----------
+    predictions
+        :class:`catbuilder.infer.Predictions` (or the path of one).
+    stack
+        The stack predicted on (default: the one recorded in the predictions).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per object: ``objid, ra, dec``, ``p_<class>`` for each class,
+        ``predicted`` (class name), ``confidence`` (its probability), the
+        flags (``flags`` bits and each flag), ``tile``, ``label`` and ``split``
+        where known. Objects off the footprint have no probabilities (NaN) and
+        an empty ``predicted``. ``df.attrs["catbuilder"]`` holds the model's
+        and the stack's provenance.
+    """
+    from catbuilder.infer import Predictions, open_predictions
+    from catbuilder.stack.store import ImageStack
+
+    if not isinstance(predictions, Predictions):
+        predictions = open_predictions(predictions)
+    meta = predictions.meta
+    if stack is None:
+        stack = ImageStack.open(meta["stack"]["path"])
+    elif not isinstance(stack, ImageStack):
+        stack = ImageStack.open(stack)
+    positions = np.asarray(predictions.ds["position"].values)
+    objects = stack.isel(positions).objects().reset_index(drop=True)
+    proba = predictions.probabilities()
+    classes = predictions.classes
+    if len(objects) != len(proba):
+        raise ValueError("predictions and stack disagree on the number of objects")
+    off = objects["off_footprint"].to_numpy(dtype=bool)
+    proba = proba.astype(np.float32).copy()
+    proba[off] = np.nan
+    cat = pd.DataFrame({"objid": objects["objid"], "ra": objects["ra"], "dec": objects["dec"]})
+    for i, c in enumerate(classes):
+        cat[f"p_{c}"] = proba[:, i]
+    best = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=1)
+    cat["predicted"] = np.where(off, "", np.asarray(classes, dtype=object)[best])
+    cat["confidence"] = np.where(off, np.nan, np.nanmax(np.where(off[:, None], 0, proba), axis=1))
+    cat["flags"] = objects["flags"].astype(np.uint8)
+    for name in ("off_footprint", "edge", "saturated"):
+        cat[name] = objects[name].astype(bool)
+    cat["nan_fraction"] = objects["nan_fraction"].astype(np.float32)
+    miss = [c for c in objects.columns if c.startswith("missing_band_")]
+    cat["missing_band"] = objects[miss].any(axis=1) if miss else False
+    for col in ("tile", "label", "split"):
+        if col in objects:
+            cat[col] = objects[col].astype(str)
+    cat.attrs["catbuilder"] = {
+        "model": meta.get("model"),
+        "predictions": str(predictions.path),
+        "stack": meta.get("stack", {}).get("path"),
+        "classes": classes,
+        "tta": meta.get("parameters", {}).get("tta"),
+        "catbuilder_version": __import__("catbuilder").__version__,
+    }
+    return cat
+
+
+def write_catalog(
+    catalog: pd.DataFrame, path: str | os.PathLike[str], format: str | None = None
+) -> Path:
+    """Write a catalog with its provenance.
+
+    Parameters
+    ----------
+    catalog
+        From :func:`build_catalog`.
+    path
+        Output file (a directory for HATS).
+    format
+        ``parquet`` (default ``catalog.format``), ``fits``, ``votable`` or
+        ``hats`` (a HEALPix-partitioned catalog via lsdb, for crossmatching at
+        scale); by default from the suffix.
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    fmt = format or {
+        ".parquet": "parquet",
+        ".pq": "parquet",
+        ".fits": "fits",
+        ".vot": "votable",
+        ".xml": "votable",
+    }.get(path.suffix.lower())
+    fmt = fmt or config.get("catalog.format")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown catalog format {fmt!r}; use one of {', '.join(FORMATS)}")
+    meta = catalog.attrs.get("catbuilder", {})
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        t = pa.Table.from_pandas(catalog, preserve_index=False)
+        md = dict(t.schema.metadata or {})
+        md[b"catbuilder"] = json.dumps(meta).encode()
+        pq.write_table(t.replace_schema_metadata(md), path)
+    elif fmt in ("fits", "votable"):
+        from astropy.table import Table
+
+        t = Table.from_pandas(catalog)
+        model = meta.get("model") or {}
+        t.meta["MODEL"] = str(model.get("plugin"))
+        t.meta["WSHA256"] = str(model.get("weights_sha256"))
+        t.meta["CLASSES"] = ",".join(meta.get("classes", []))
+        t.meta["CBVER"] = str(meta.get("catbuilder_version"))
+        if fmt == "votable":  # VOTable keeps a description (re-wrapped), nothing else
+            blob = base64.b64encode(json.dumps(meta).encode()).decode()
+            t.meta = {"description": f"catbuilder-provenance:{blob}"}
+        t.write(path, format="fits" if fmt == "fits" else "votable", overwrite=True)
+    else:
+        import lsdb
+
+        cat = lsdb.from_dataframe(
+            catalog.reset_index(drop=True), ra_column="ra", dec_column="dec", catalog_name=path.name
+        )
+        cat.to_hats(path, catalog_name=path.name, overwrite=True)
+        (path / "catbuilder.json").write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a catalog written by :func:`write_catalog` (any format)."""
+    path = Path(path)
+    if path.is_dir():
+        import lsdb
+
+        df = lsdb.read_hats(path).compute().reset_index(drop=True)
+        if (path / "catbuilder.json").exists():
+            df.attrs["catbuilder"] = json.loads((path / "catbuilder.json").read_text())
+        return df
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(path)
+        df = t.to_pandas()
+        raw = (t.schema.metadata or {}).get(b"catbuilder")
+        if raw:
+            df.attrs["catbuilder"] = json.loads(raw)
+        return df
+    from astropy.table import Table
+
+    from catbuilder.sky.tables import read_table
+
+    df = read_table(path)
+    meta = Table.read(path).meta
+    desc = "".join(str(meta.get("description", "")).split())
+    if desc.startswith("catbuilder-provenance:"):
+        raw = base64.b64decode(desc.split(":", 1)[1])
+        df.attrs["catbuilder"] = json.loads(raw)
+    elif "MODEL" in meta:
+        df.attrs["catbuilder"] = {
+            "model": {"plugin": meta["MODEL"], "weights_sha256": meta.get("WSHA256")},
+            "classes": str(meta.get("CLASSES", "")).split(","),
+            "catbuilder_version": meta.get("CBVER"),
+        }
+    return df
+
+
+def crossmatch_catalog(
+    catalog: pd.DataFrame | str | os.PathLike[str],
+    other: Any,
+    radius_arcsec: float | None = None,
+    *,
+    method: str = "auto",
+) -> pd.DataFrame:
+    """Match a catalog to another table by position; one row per matched object.
+
+    ``method="astropy"`` uses :func:`catbuilder.sky.crossmatch` (in memory,
+    partitioned on Dask when large); ``"lsdb"`` uses lsdb's HEALPix-partitioned
+    crossmatch (either side may be a HATS catalog directory); ``"auto"``
+    picks lsdb when either side is a HATS directory.
+    """
+    from catbuilder.sky import crossmatch
+
+    radius = float(config.resolve("crossmatch.radius-arcsec", radius_arcsec))
+    hats = any(isinstance(x, (str, os.PathLike)) and Path(x).is_dir() for x in (catalog, other))
+    if method == "auto":
+        method = "lsdb" if hats else "astropy"
+    if method == "astropy":
+        left = catalog if isinstance(catalog, pd.DataFrame) else read_catalog(catalog)
+        right = other if isinstance(other, pd.DataFrame) else read_catalog(other)
+        return crossmatch(left, right, radius).join(suffixes=("", "_other"))
+    if method != "lsdb":
+        raise ValueError(f"method must be auto, astropy or lsdb, got {method!r}")
+    import lsdb
+
+    def as_lsdb(x, name):
+        if isinstance(x, pd.DataFrame):
+            return lsdb.from_dataframe(
+                x.reset_index(drop=True), ra_column="ra", dec_column="dec", catalog_name=name
+            )
+        return lsdb.read_hats(x)
+
+    left, right = as_lsdb(catalog, "left"), as_lsdb(other, "right")
+    # suffix only the columns both sides have, as the astropy path does
+    out = left.crossmatch(
+        right,
+        n_neighbors=1,
+        radius_arcsec=radius,
+        suffixes=("", "_other"),
+        suffix_method="overlapping_columns",
+    )
+    df = out.compute().reset_index(drop=True)
+    if "_dist_arcsec" in df:
+        df = df.rename(columns={"_dist_arcsec": "sep_arcsec"})
+    return df

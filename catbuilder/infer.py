@@ -1,0 +1,425 @@
+"""Chunked inference over an image stack on Dask workers.
+
+One Dask task per chunk of the output; the model is loaded once per worker
+process and kept (not once per task); a batch is read and preprocessed in a
+background thread while the model works on the previous one. Probabilities
+and embeddings are written into a Zarr store next to the stack with region
+writes and a per-object ``written`` mark, so a run that is stopped (a worker
+killed, say) and started again with the same arguments computes only the
+chunks that are missing, and gives the same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from catbuilder import config
+
+__all__ = ["Predictions", "open_predictions", "predict"]
+
+_MODELS: dict[tuple[str, int], Any] = {}
+_STACKS: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def _model(path: str) -> Any:
+    """The model saved at ``path``, loaded once per process."""
+    from catbuilder.plugins import load_model
+
+    key = (path, os.stat(Path(path) / "estimator.json").st_mtime_ns)
+    with _LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load_model(path)
+        return _MODELS[key]
+
+
+def _stack(path: str):
+    from catbuilder.stack.store import ImageStack
+
+    with _LOCK:
+        if path not in _STACKS:
+            _STACKS[path] = ImageStack.open(path)
+        return _STACKS[path]
+
+
+def _probe(model_path: str, stack_path: str, position: int, embed: bool) -> tuple:
+    """On a worker: the model's classes and embedding width (loads and keeps it)."""
+    import dask
+
+    model = _model(model_path)
+    if embed and not hasattr(model, "transform"):
+        raise ValueError(f"{type(model).__name__} has no embedding (transform); use embed=False")
+    with dask.config.set(scheduler="synchronous"):
+        X = _stack(stack_path).isel(np.asarray([position]))
+        _, emb = next(model.iter_predictions(X, batch_size=1, embed=embed))
+    return [str(c) for c in model.classes_], (emb.shape[1] if embed else 0)
+
+
+def _predict_chunks(
+    stack_path: str,
+    pieces: list[tuple[int, np.ndarray]],
+    out_path: str,
+    model_path: str,
+    batch_size: int,
+    embed: bool,
+    tta: bool,
+) -> int:
+    """One Dask task: predict a run of output chunks, writing each as it completes.
+
+    ``pieces`` are ``(start, stack positions)`` per output chunk. Batches are
+    read and preprocessed across chunk boundaries one batch ahead of the
+    model; each chunk's region and its ``written`` mark are stored as soon as
+    its last object is predicted, so a task killed half-way keeps what it
+    finished. Writes run in a background thread, beside the model.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dask
+    import zarr
+
+    model = _model(model_path)
+    group = zarr.open_group(out_path, mode="r+", use_consolidated=False)
+    positions = np.concatenate([np.asarray(p) for _, p in pieces])
+    ends = np.cumsum([len(p) for _, p in pieces])
+    proba: list[np.ndarray] = []
+    emb: list[np.ndarray] = []
+    done = k = 0  # objects predicted; pieces written
+
+    def write(region: slice, P: np.ndarray, E: np.ndarray | None) -> None:
+        group["probabilities"][region] = P
+        if E is not None:
+            group["embeddings"][region] = E
+        group["written"][region] = np.ones(len(P), dtype=bool)  # last: the chunk is done
+
+    writes = []
+    with ThreadPoolExecutor(1) as writer, dask.config.set(scheduler="synchronous"):
+        X = _stack(stack_path).isel(positions)
+        batches = model.iter_predictions(X, batch_size=batch_size, embed=embed, tta=tta)
+        for p, e in batches:
+            proba.append(p)
+            if embed:
+                emb.append(e)
+            done += len(p)
+            while k < len(pieces) and done >= ends[k]:
+                n = int(ends[k]) - (0 if k == 0 else int(ends[k - 1]))
+                P = np.concatenate(proba)
+                E = np.concatenate(emb) if embed else None
+                proba = [P[n:]]
+                emb = [E[n:]] if embed else []
+                start = pieces[k][0]
+                region = slice(start, start + n)
+                writes.append(writer.submit(write, region, P[:n], None if E is None else E[:n]))
+                k += 1
+        for w in writes:
+            w.result()  # raise a failed write here
+    return len(positions)
+
+
+@dataclass
+class Predictions:
+    """Probabilities (and embeddings) of a stack's objects, on Zarr.
+
+    Attributes
+    ----------
+    path
+        The Zarr store.
+    ds
+        The lazy dataset: ``probabilities (object, class)``, ``embeddings
+        (object, feature)``, coordinates ``position`` (in the stack) and ``objid``.
+    """
+
+    path: Path
+    ds: Any
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.ds["class"].values]
+
+    @property
+    def meta(self) -> dict:
+        from catbuilder.stack.store import _meta
+
+        return _meta(self.ds)
+
+    def probabilities(self) -> np.ndarray:
+        from catbuilder.stack.store import _values
+
+        return _values(self.ds["probabilities"])
+
+    def embeddings(self) -> np.ndarray | None:
+        from catbuilder.stack.store import _values
+
+        return _values(self.ds["embeddings"]) if "embeddings" in self.ds else None
+
+    def __len__(self) -> int:
+        return int(self.ds.sizes["object"])
+
+
+def open_predictions(path: str | os.PathLike[str]) -> Predictions:
+    """Open a predictions store written by :func:`predict`."""
+    from catbuilder.stack.store import IncompleteStackError, _meta, open_zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no predictions at {path}")
+    ds = open_zarr(path)
+    if not _meta(ds).get("complete"):
+        raise IncompleteStackError(f"predictions {path} are incomplete: run predict again")
+    return Predictions(path, ds.drop_vars("written"))
+
+
+def _model_dir(model: Any, out: Path) -> str:
+    """A saved model's directory, saving an in-memory estimator next to the output."""
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model).resolve()
+        if not (path / "estimator.json").exists():
+            raise FileNotFoundError(f"no saved model at {path} (estimator.json is missing)")
+        return str(path)
+    path = out.parent / (out.name + ".model")
+    model.save(path)
+    return str(path.resolve())
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(repr(p).encode())
+    return h.hexdigest()
+
+
+def _task_runs(items: list, n_threads: int, per_task: int | None) -> list[list]:
+    """Group consecutive chunks into runs, one Dask task each.
+
+    By default two runs per worker thread: few tasks, since a task's start
+    (reading its first batch) is not overlapped with the model while later
+    batches are, but enough that the load balances; at most 64 chunks a run.
+    """
+    if per_task is None:
+        per_task = max(1, min(-(-len(items) // max(1, 2 * n_threads)), 64))
+    return [items[i : i + per_task] for i in range(0, len(items), int(per_task))]
+
+
+def predict(
+    stack: Any,
+    model: Any,
+    *,
+    output: str | os.PathLike[str] | None = None,
+    cluster: Any = None,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    embed: bool | None = None,
+    tta: bool | None = None,
+    chunks_per_task: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Predictions:
+    """Classify (and embed) every object of a stack on Dask workers.
+
+    Parameters
+    ----------
+    stack
+        An :class:`~catbuilder.stack.ImageStack` stored on disk (or its path);
+        a selection of one predicts only the selected objects.
+    model
+        A saved model directory (from an estimator's ``save``) or a fitted
+        estimator (saved next to the output so workers can load it). Each
+        worker process loads it once and keeps it for every later task.
+    output
+        Zarr store for the results (default ``<stack>.predictions.zarr``).
+    cluster, workers
+        Where to run: see :func:`catbuilder.cluster.connect`; by default the
+        active distributed client, else a LocalCluster on this machine.
+    batch_size
+        Objects per model call (default ``infer.batch-size``).
+    embed
+        Also write embeddings (default ``infer.embed``).
+    tta
+        Average over flips and rotations (default ``infer.tta``).
+    chunks_per_task
+        Output chunks per Dask task (default ``infer.chunks-per-task``; null:
+        two tasks per worker thread). Each chunk is written, and
+        counted as done, as soon as it is predicted.
+    overwrite
+        Replace results made with other arguments (else an error); results
+        made with the same arguments are completed, not redone.
+    progress
+        Show a progress bar over objects.
+
+    Returns
+    -------
+    Predictions
+    """
+    import zarr
+
+    from catbuilder._compute import active_client
+    from catbuilder.cluster import connect
+    from catbuilder.stack.store import ImageStack, _meta, _values, open_zarr, sibling
+
+    if not isinstance(stack, ImageStack):
+        stack = ImageStack.open(stack)
+    if stack.path is None:
+        raise ValueError("predict needs a stack stored on disk")
+    out = Path(output) if output is not None else sibling(stack.path, ".predictions.zarr")
+    batch_size = int(config.resolve("infer.batch-size", batch_size))
+    embed = bool(config.resolve("infer.embed", embed))
+    tta = bool(config.resolve("infer.tta", tta))
+    chunks_per_task = config.resolve("infer.chunks-per-task", chunks_per_task)
+    model_path = _model_dir(model, out)
+    positions = np.asarray(stack.ds["object"].values)
+    if len(positions) == 0:
+        raise ValueError("the stack (or selection) has no objects to predict")
+    chunk = int(stack.meta["parameters"]["chunk_objects"])
+    model_meta = json.loads((Path(model_path) / "estimator.json").read_text())
+    params = {
+        "stack": str(Path(stack.path).resolve()),
+        "positions_digest": _digest(positions.tolist()),
+        "model": model_path,
+        "weights": model_meta.get("weights_sha256") or _digest(model_meta),
+        "embed": embed,
+        "tta": tta,
+        "batch_size": batch_size,
+    }
+    todo = meta = None
+    if out.exists():
+        try:
+            old = open_zarr(out, live=True)
+            old_meta = _meta(old)
+        except Exception:
+            old_meta, old = {}, None
+        if old_meta.get("parameters") == params:
+            written = _values(old["written"]).astype(bool)
+            todo = np.flatnonzero(~written)
+            meta = old_meta
+        elif not overwrite:
+            raise ValueError(
+                f"{out} holds predictions made with other arguments; pass "
+                "overwrite=True to replace them"
+            )
+        else:
+            shutil.rmtree(out)
+    if todo is None or len(todo):
+        client = active_client() if cluster is None else None
+        ctx = _Given(client) if client is not None else connect(cluster, workers)
+        with ctx as c:
+            if todo is None:  # a new store: its shape needs the model's classes and width
+                classes, n_feat = c.submit(
+                    _probe, model_path, str(stack.path), int(positions[0]), embed, pure=False
+                ).result()
+                meta = _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
+                todo = np.arange(len(positions))
+            pieces = {}
+            for k in todo:
+                a = int(k // chunk) * chunk
+                pieces.setdefault(a, []).append(int(k))
+            # a chunk's unwritten objects are one contiguous run (its region is
+            # written whole, before its mark)
+            pieces = [(a, positions[ks[0] : ks[-1] + 1], ks[0]) for a, ks in pieces.items()]
+            pieces = [(first, pos) for _, pos, first in sorted(pieces, key=lambda t: t[0])]
+            n_threads = sum(c.nthreads().values()) or 1
+            tasks = _task_runs(pieces, n_threads, chunks_per_task)
+            _run(c, tasks, str(stack.path), str(out), model_path, batch_size, embed, tta, progress)
+    meta["complete"] = True
+    g = zarr.open_group(str(out), mode="r+")
+    g.attrs["catbuilder"] = json.dumps(meta)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(str(out))
+    return open_predictions(out)
+
+
+def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta) -> dict:
+    """Write the empty output store (``compute=False``); return its metadata."""
+    import dask.array as da
+    import xarray as xr
+
+    from catbuilder.stack.store import _values
+
+    meta = {
+        "complete": False,
+        "parameters": params,
+        "model": {
+            "plugin": model_meta.get("plugin"),
+            "path": params["model"],
+            "weights_sha256": model_meta.get("weights_sha256"),
+            "versions": model_meta.get("versions", {}),
+            "classes": classes,
+        },
+        "stack": {
+            "path": params["stack"],
+            "meta": {k: stack.meta.get(k) for k in ("parameters", "inputs", "versions")},
+        },
+    }
+    n = len(positions)
+    objid = _values(stack.ds["objid"])
+    data = {
+        "probabilities": (
+            ("object", "class"),
+            da.full((n, len(classes)), np.nan, dtype=np.float32, chunks=(chunk, -1)),
+        ),
+        "written": (("object",), da.zeros(n, dtype=bool, chunks=chunk)),
+    }
+    if n_feat:
+        data["embeddings"] = (
+            ("object", "feature"),
+            da.full((n, n_feat), np.nan, dtype=np.float32, chunks=(chunk, -1)),
+        )
+    ds = xr.Dataset(
+        data,
+        coords={
+            "object": np.arange(n),
+            "position": ("object", positions),
+            "objid": ("object", objid.astype(object) if objid.dtype.kind in "TUSO" else objid),
+            "class": np.array(classes, dtype=object),
+        },
+    )
+    ds.attrs["catbuilder"] = json.dumps(meta)
+    ds.to_zarr(out, mode="w", compute=False, zarr_format=3, consolidated=False)
+    return meta
+
+
+class _Given:
+    def __init__(self, client):
+        self.client = client
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _run(client, tasks, stack_path, out, model_path, batch_size, embed, tta, progress):
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    token = uuid.uuid4().hex[:8]
+    futures = [
+        client.submit(
+            _predict_chunks,
+            stack_path,
+            pieces,
+            out,
+            model_path,
+            batch_size,
+            embed,
+            tta,
+            pure=False,
+            key=f"catbuilder-predict-{pieces[0][0]}-{token}",
+        )
+        for pieces in tasks
+    ]
+    total = sum(len(p) for pieces in tasks for _, p in pieces)
+    with tqdm(total=total, desc="predict", unit="obj", disable=not progress) as bar:
+        for f in as_completed(futures):
+            bar.update(f.result())

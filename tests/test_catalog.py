@@ -1,0 +1,101 @@
+"""The output catalog: one row per object, four formats, crossmatch."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from catbuilder.catalog import build_catalog, crossmatch_catalog, read_catalog, write_catalog
+from catbuilder.infer import predict
+from catbuilder.stack import build_stack
+
+
+@pytest.fixture(scope="module")
+def catalog(mock_survey, small_model, dask_client, tmp_path_factory):
+    """The des-like mock (both areas) plus two objects off the footprint, classified."""
+    root = tmp_path_factory.mktemp("cat")
+    files = mock_survey["des-like"]
+    src = files.read_sources()[["objid", "ra", "dec"]]
+    off = pd.DataFrame({"objid": [-1, -2], "ra": [150.0, 151.0], "dec": [40.0, 41.0]})
+    stack = build_stack(
+        pd.concat([src, off]),
+        files.directory / "tiles",
+        root / "s.zarr",
+        size=32,
+        chunk_objects=32,
+        progress=False,
+    )
+    preds = predict(stack, small_model, cluster=dask_client, progress=False)
+    return build_catalog(preds), stack
+
+
+def test_one_row_per_object_with_flags_and_provenance(catalog, mock_survey):
+    cat, _ = catalog
+    src = mock_survey["des-like"].read_sources()
+    assert len(cat) == len(src) + 2 and cat["objid"].is_unique
+    assert set(cat["objid"]) == set(src["objid"]) | {-1, -2}
+    assert {
+        "objid",
+        "ra",
+        "dec",
+        "p_elliptical",
+        "p_spiral",
+        "predicted",
+        "confidence",
+        "flags",
+        "off_footprint",
+        "edge",
+        "saturated",
+        "nan_fraction",
+        "missing_band",
+    } <= set(cat)
+    on = ~cat["off_footprint"]
+    assert np.allclose(cat.loc[on, ["p_elliptical", "p_spiral"]].sum(axis=1), 1, atol=1e-5)
+    assert set(cat.loc[on, "predicted"]) <= {"elliptical", "spiral"}
+    assert (cat.loc[on, "confidence"] >= 0.5).all()
+    off = cat[cat["objid"] < 0]
+    assert off["off_footprint"].all() and (off["predicted"] == "").all()
+    assert off[["p_elliptical", "p_spiral", "confidence"]].isna().all().all()
+    meta = cat.attrs["catbuilder"]
+    assert meta["model"]["plugin"] == "keras.small-cnn" and meta["classes"] == [
+        "elliptical",
+        "spiral",
+    ]
+    assert len(meta["model"]["weights_sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    "fmt,name",
+    [("parquet", "c.parquet"), ("fits", "c.fits"), ("votable", "c.vot"), ("hats", "c_hats")],
+)
+def test_formats_round_trip_with_provenance(catalog, tmp_path, fmt, name):
+    cat, _ = catalog
+    path = write_catalog(cat, tmp_path / name, fmt)
+    back = read_catalog(path)
+    assert len(back) == len(cat)
+    merged = cat.merge(back, on="objid", suffixes=("", "_back"))
+    assert len(merged) == len(cat)
+    np.testing.assert_allclose(
+        merged["p_spiral"], merged["p_spiral_back"], equal_nan=True, rtol=1e-6
+    )
+    assert (merged["predicted"].astype(str) == merged["predicted_back"].astype(str)).all()
+    meta = back.attrs["catbuilder"]
+    assert meta["model"]["plugin"] == "keras.small-cnn"
+    assert meta["classes"] == ["elliptical", "spiral"]
+
+
+def test_unknown_format_is_an_error(catalog, tmp_path):
+    with pytest.raises(ValueError, match="unknown catalog format 'csv'"):
+        write_catalog(catalog[0], tmp_path / "c.csv", "csv")
+
+
+def test_crossmatch_with_astropy_and_lsdb_agree(catalog, mock_survey, tmp_path):
+    cat, _ = catalog
+    sdss = mock_survey["sdss-like"].read_sources()[["objid", "ra", "dec", "cls"]]
+    a = crossmatch_catalog(cat, sdss, 1.0, method="astropy")
+    hats = write_catalog(cat, tmp_path / "h", "hats")
+    b = crossmatch_catalog(hats, sdss, 1.0)  # a HATS directory: lsdb
+    assert len(a) == len(b) == len(sdss)
+    pairs_a = set(zip(a["objid"], a["objid_other"]))
+    pairs_b = set(zip(b["objid"], b["objid_other"]))
+    assert pairs_a == pairs_b
+    assert (b["sep_arcsec"] < 1.0).all()
