@@ -86,21 +86,23 @@ def iter_inputs(
     shuffle, seed
         Randomise the order (stacks: chunk-friendly shuffling).
     """
-    labels = labels_of(X, y)
     if _is_stack(X):
+        # given labels are looked up by object; else each batch's table has them
+        labels = labels_of(X, y) if y is not None else None
         table_pos = None
-        if y is not None:
+        if labels is not None:
             table_pos = {o: i for i, o in enumerate(X.ds["object"].values.tolist())}
         for b in X.batches(batch_size, shuffle=shuffle, seed=seed):
             zp = b.objects[[f"magzero_{band}" for band in X.bands]].to_numpy(np.float32)
-            if labels is None:
-                lab = None
-            elif table_pos is None:
+            if labels is not None:
+                lab = labels[[table_pos[o] for o in b.objects.index]]
+            elif "label" in b.objects:
                 lab = b.objects["label"].to_numpy()
             else:
-                lab = labels[[table_pos[o] for o in b.objects.index]]
+                lab = None
             yield InputBatch(b.images, zp, lab, b.objects)
         return
+    labels = labels_of(X, y)
     arr = np.asarray(X)
     if arr.ndim != 4:
         raise ValueError(

@@ -18,6 +18,7 @@ import shutil
 import threading
 import uuid
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,7 @@ def _model_dir(model: Any, out: Path) -> str:
 def _digest(*parts: Any) -> str:
     h = hashlib.sha1()
     for p in parts:
-        h.update(repr(p).encode())
+        h.update(p.tobytes() if isinstance(p, np.ndarray) else repr(p).encode())
     return h.hexdigest()
 
 
@@ -283,7 +284,7 @@ def predict(
     model_meta = json.loads((Path(model_path) / "estimator.json").read_text())
     params = {
         "stack": str(Path(stack.path).resolve()),
-        "positions_digest": _digest(positions.tolist()),
+        "positions_digest": _digest(np.ascontiguousarray(positions, dtype=np.int64)),
         "model": model_path,
         "weights": model_meta.get("weights_sha256") or _digest(model_meta),
         "embed": embed,
@@ -310,7 +311,7 @@ def predict(
             shutil.rmtree(out)
     if todo is None or len(todo):
         client = active_client() if cluster is None else None
-        ctx = _Given(client) if client is not None else connect(cluster, workers)
+        ctx = nullcontext(client) if client is not None else connect(cluster, workers)
         with ctx as c:
             if todo is None:  # a new store: its shape needs the model's classes and width
                 classes, n_feat = c.submit(
@@ -318,14 +319,10 @@ def predict(
                 ).result()
                 meta = _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
                 todo = np.arange(len(positions))
-            pieces = {}
-            for k in todo:
-                a = int(k // chunk) * chunk
-                pieces.setdefault(a, []).append(int(k))
-            # a chunk's unwritten objects are one contiguous run (its region is
-            # written whole, before its mark)
-            pieces = [(a, positions[ks[0] : ks[-1] + 1], ks[0]) for a, ks in pieces.items()]
-            pieces = [(first, pos) for _, pos, first in sorted(pieces, key=lambda t: t[0])]
+            # the unwritten objects of each output chunk (sorted): one contiguous
+            # run, as a chunk's region is written whole before its mark
+            groups = np.split(todo, np.flatnonzero(np.diff(todo // chunk)) + 1)
+            pieces = [(int(g[0]), positions[g[0] : g[-1] + 1]) for g in groups]
             n_threads = sum(c.nthreads().values()) or 1
             tasks = _task_runs(pieces, n_threads, chunks_per_task)
             _run(c, tasks, str(stack.path), str(out), model_path, batch_size, embed, tta, progress)
@@ -386,17 +383,6 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
     ds.attrs["catbuilder"] = json.dumps(meta)
     ds.to_zarr(out, mode="w", compute=False, zarr_format=3, consolidated=False)
     return meta
-
-
-class _Given:
-    def __init__(self, client):
-        self.client = client
-
-    def __enter__(self):
-        return self.client
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _run(client, tasks, stack_path, out, model_path, batch_size, embed, tta, progress):

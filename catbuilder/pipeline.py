@@ -118,7 +118,7 @@ def demo(
     from catbuilder.evaluate.embeddings import cluster_embeddings, plot_embedding
     from catbuilder.infer import predict
     from catbuilder.sky import label_sources
-    from catbuilder.stack import build_stack, open_stack
+    from catbuilder.stack import build_stack
     from catbuilder.synth import make_survey, open_survey
     from catbuilder.train import train
 
@@ -153,7 +153,6 @@ def demo(
     des = survey["des-like"]
     table = label_sources(survey.read_labels(), des.sources, sample="hp", keep_unlabelled=True)
     stack = build_stack(table, des.directory / "tiles", paths["stack"], size=64, progress=progress)
-    stack = open_stack(paths["stack"])
     step("cutouts", t0)
 
     t0 = time.perf_counter()

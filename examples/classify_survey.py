@@ -72,7 +72,7 @@ def main() -> None:
     from catbuilder.evaluate import evaluate
     from catbuilder.infer import predict
     from catbuilder.sky import label_sources
-    from catbuilder.stack import build_stack, open_stack
+    from catbuilder.stack import build_stack
     from catbuilder.synth import make_survey, open_survey
     from catbuilder.train import train
 
@@ -91,8 +91,7 @@ def main() -> None:
     t = time.perf_counter()
     stack_path = work / "des.zarr"
     table = label_sources(survey.read_labels(), des.sources, sample="hp", keep_unlabelled=True)
-    build_stack(table, des.directory / "tiles", stack_path, size=64)
-    stack = open_stack(stack_path)
+    stack = build_stack(table, des.directory / "tiles", stack_path, size=64)
     times["cutouts"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -147,8 +147,7 @@ class ImageStack:
 
         one = [n for n, v in self.ds.coords.items() if v.dims == ("object",) and n != "object"]
         per_band = [n for n in ("missing_band", "magzero") if n in self.ds.coords]
-        direct = self._direct_reader()
-        values = [direct(n) if direct else None for n in one + per_band]
+        values = [self._read_stored(n) for n in one + per_band]
         lazy = [i for i, v in enumerate(values) if v is None]
         # one synchronous compute for the rest: a graph each costs more than the read
         got = dask.compute(
@@ -298,63 +297,57 @@ class ImageStack:
                     px = transform(px, ob, self.bands)
                 yield Batch(px, ob)
 
-    def _direct_reader(self):
-        """For a stack on disk: ``name -> values`` of this selection, read with
-        Zarr itself (one call per array), or None where xarray must decode."""
-        if self.path is None:
-            return None
-        import zarr
+    def _stored(self, name: str):
+        """The Zarr array behind variable ``name`` when its values can be read
+        as stored (no encoding for xarray to undo, no selection but along
+        ``object``); else None. Opened once per stack object."""
+        cache = self.__dict__.setdefault("_zarrays", {})
+        if name not in cache:
+            cache[name] = None
+            var = self.ds[name]
+            if self.path is not None and isinstance(var.data, _dask_array_type()):
+                import zarr
 
-        try:
-            group = zarr.open_group(str(self.path), mode="r", use_consolidated=False)
-        except Exception:
+                try:
+                    arr = zarr.open_array(str(self.path / name), mode="r")
+                except Exception:
+                    arr = None
+                encoded = {"scale_factor", "add_offset", "units", "dtype"}
+                if (
+                    arr is not None
+                    and (arr.dtype == var.dtype or arr.dtype.kind in "TUSO")
+                    and arr.shape[1:] == var.shape[1:]
+                    and not encoded & set(arr.attrs)
+                ):
+                    cache[name] = arr
+        return cache[name]
+
+    def _read_stored(self, name: str, idx: np.ndarray | None = None) -> np.ndarray | None:
+        """Values of ``name`` at positions ``idx`` of this stack (all when None),
+        read with Zarr itself, or None where xarray must read them.
+
+        A stack's ``object`` coordinate is the position in the store, and a run
+        of them is one slice: this skips building a Dask graph per read, which
+        costs as much as the read.
+        """
+        arr = self._stored(name)
+        if arr is None:
             return None
         stored = np.asarray(self.ds["object"].values)
+        if idx is not None:
+            stored = stored[idx]
         sel = _as_slice(stored)
-
-        def read(name: str):
-            var = self.ds[name]
-            if not isinstance(var.data, _dask_array_type()) or name not in group:
-                return None
-            arr = group[name]
-            attrs = dict(arr.attrs)
-            if (
-                (arr.dtype != var.dtype and arr.dtype.kind not in "TUSO")
-                or arr.shape[1:] != var.shape[1:]
-                or {"scale_factor", "add_offset", "units", "dtype"} & set(attrs)
-            ):
-                return None  # encoded: xarray decodes it
-            rest = (slice(None),) * (arr.ndim - 1)
-            if isinstance(sel, slice):
-                return np.asarray(arr[(sel, *rest)])
-            return np.asarray(arr.get_orthogonal_selection((stored, *rest)))
-
-        return read
+        rest = (slice(None),) * (arr.ndim - 1)
+        if isinstance(sel, slice):
+            return np.asarray(arr[(sel, *rest)])
+        return np.asarray(arr.get_orthogonal_selection((stored, *rest)))
 
     def _pixels(self, idx: np.ndarray) -> np.ndarray:
-        """Pixels of positions ``idx`` of this stack (a selection's own order).
-
-        A stack on disk is read with Zarr directly: its ``object`` coordinate is
-        the position in the store, and a run of them is one slice. This skips
-        building a Dask graph per batch, which costs as much as the read.
-        """
-        if self.path is None or not isinstance(
-            getattr(self.ds["images"], "data", None), _dask_array_type()
-        ):
+        """Pixels of positions ``idx`` of this stack (a selection's own order)."""
+        got = self._read_stored("images", idx)
+        if got is None:
             return _values(self.ds["images"].isel(object=_as_slice(idx)))
-        if getattr(self, "_zimages", None) is None:
-            import zarr
-
-            z = zarr.open_array(str(self.path / "images"), mode="r")
-            # a selection of bands or pixels is read through xarray
-            self._zimages = z if z.shape[1:] == self.ds["images"].shape[1:] else False
-        if self._zimages is False:
-            return _values(self.ds["images"].isel(object=_as_slice(idx)))
-        stored = np.asarray(self.ds["object"].values)[idx]
-        sel = _as_slice(stored)
-        if isinstance(sel, slice):
-            return np.asarray(self._zimages[sel])
-        return np.asarray(self._zimages.get_orthogonal_selection((stored,)))
+        return got
 
     def load(self) -> np.ndarray:
         """All pixels as one numpy array (only for small stacks)."""
