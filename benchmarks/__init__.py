@@ -63,3 +63,31 @@ def positions(
     ra = 20.0 + i * side_deg + rng.uniform(-side_deg / 2 + margin, side_deg / 2 - margin, n)
     dec = j * side_deg + rng.uniform(-side_deg / 2 + margin, side_deg / 2 - margin, n)
     return pd.DataFrame({"objid": np.arange(n), "ra": ra, "dec": dec})
+
+
+def fitted_model(name: str, size: int, outdir: str | Path) -> Path:
+    """Save a plugin model of input ``size`` to ``outdir/<name>.model``.
+
+    Its weights are barely trained: the benchmarks measure speed, not accuracy.
+    """
+    from catbuilder.plugins import make_model
+
+    rng = np.random.default_rng(0)
+    est = make_model(
+        name,
+        input_size=size,
+        batch_size=8,
+        augment=False,
+        stages=[{"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"}],
+    )
+    est.fit(rng.normal(0, 1, (16, 3, 32, 32)).astype(np.float32), ["elliptical", "spiral"] * 8)
+    return est.save(Path(outdir) / f"{name}.model")
+
+
+def model_inputs(stack, size: int) -> np.ndarray:
+    """The whole stack preprocessed for a model of input ``size``, in memory
+    (the bare ``model.predict`` baseline's input)."""
+    from catbuilder.stack.preprocess import Preprocessor
+
+    zp = stack.objects()[[f"magzero_{b}" for b in stack.bands]].to_numpy()
+    return Preprocessor().transform(stack.load(), stack.bands, zp, size=size)

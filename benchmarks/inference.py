@@ -1,33 +1,24 @@
 """Inference throughput: Zarr stack to catalog on a LocalCluster, against a bare predict."""
 
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from . import QUICK, positions, write_tiles
-
-# the bare predict gets one TensorFlow thread, as each worker does (set before
-# TensorFlow is first imported in this process)
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+from . import QUICK, fitted_model, model_inputs, positions, write_tiles
 
 
-def _fitted(root: Path, size: int) -> Path:
-    import numpy as np
+def _bare_predict_rate(stack_path: str, model_path: str) -> float:
+    """Objects/s of ``model.predict`` on the whole stack, preprocessed in memory."""
+    from catbuilder.plugins import load_model
+    from catbuilder.stack import open_stack
 
-    from catbuilder.plugins import make_model
-
-    rng = np.random.default_rng(0)
-    est = make_model(
-        "keras.small-cnn",
-        input_size=size,
-        batch_size=8,
-        augment=False,
-        stages=[{"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"}],
-    )
-    est.fit(rng.normal(0, 1, (16, 3, 32, 32)).astype(np.float32), ["elliptical", "spiral"] * 8)
-    return est.save(root / "small-cnn.model")
+    est = load_model(model_path)
+    X = model_inputs(open_stack(stack_path), 64)
+    est.model_.predict(X[:64], batch_size=64, verbose=0)
+    t = time.perf_counter()
+    est.model_.predict(X, batch_size=64, verbose=0)
+    return len(X) / (time.perf_counter() - t)
 
 
 class InferenceThroughput:
@@ -56,7 +47,7 @@ class InferenceThroughput:
             size=64,
             progress=False,
         )
-        _fitted(root, 64)
+        fitted_model("keras.small-cnn", 64, root)
         return str(root)
 
     def setup(self, root, workers):
@@ -68,7 +59,7 @@ class InferenceThroughput:
 
         self.root = Path(root)
         self.stack = open_stack(self.root / "stack.zarr")
-        self.model = self.root / "small-cnn.model"
+        self.model = self.root / "keras.small-cnn.model"
         self.cluster = make_cluster("local", workers, threads_per_worker=1)
         self.client = Client(self.cluster)
         self.client.wait_for_workers(workers)
@@ -103,21 +94,14 @@ class InferenceThroughput:
     track_objects_per_second.unit = "objects/s"
 
     def track_ratio_to_bare_predict(self, root, workers):
-        from catbuilder.plugins import load_model
-        from catbuilder.stack.preprocess import Preprocessor
-
-        est = load_model(self.model)
-        objs = self.stack.objects()
-        X = Preprocessor().transform(
-            self.stack.load(),
-            self.stack.bands,
-            objs[[f"magzero_{b}" for b in self.stack.bands]].to_numpy(),
-            size=64,
-        )
-        est.model_.predict(X[:64], batch_size=64, verbose=0)
-        t = time.perf_counter()
-        est.model_.predict(X, batch_size=64, verbose=0)
-        bare = len(X) / (time.perf_counter() - t)
+        # the baseline runs on a worker: the same TensorFlow threads as the
+        # pipeline, whatever the thread settings of this (asv) process; the
+        # worker imports this suite from where asv found it
+        suite = str(Path(__file__).resolve().parents[1])
+        self.client.run(exec, f"import sys; sys.path.insert(0, {suite!r})")
+        bare = self.client.submit(
+            _bare_predict_rate, str(self.root / "stack.zarr"), str(self.model), pure=False
+        ).result()
         return self._pipeline(workers) / bare
 
     track_ratio_to_bare_predict.unit = "ratio"

@@ -30,27 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks import positions, write_tiles
-
-
-def fitted(name: str, size: int, work: Path) -> Path:
-    """A model of the right shape (weights barely trained: speed, not accuracy)."""
-    from catbuilder.plugins import make_model
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(0, 1, (16, 3, 32, 32)).astype(np.float32)
-    est = make_model(
-        name,
-        input_size=size,
-        batch_size=8,
-        augment=False,
-        stages=[{"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"}],
-    )
-    est.fit(X, np.array(["elliptical", "spiral"] * 8))
-    return est.save(work / f"{name}.model")
+from benchmarks import fitted_model, model_inputs, positions, write_tiles
 
 
 def _vm_hwm_mib() -> float:
@@ -80,7 +61,6 @@ def main() -> int:
     from catbuilder.infer import predict
     from catbuilder.plugins import load_model
     from catbuilder.stack import build_stack
-    from catbuilder.stack.preprocess import Preprocessor
 
     work = Path(tempfile.mkdtemp(prefix="catbuilder-infer-"))
     write_tiles(work / "tiles", n_side=2, npix=1024)
@@ -96,13 +76,9 @@ def main() -> int:
             size=64,
             progress=False,
         )
-        model_dir = fitted(name, size, work)
+        model_dir = fitted_model(name, size, work)
         est = load_model(model_dir)
-        pixels = stack.load()
-        objs = stack.objects()
-        X = Preprocessor().transform(
-            pixels, stack.bands, objs[[f"magzero_{b}" for b in stack.bands]].to_numpy(), size=size
-        )
+        X = model_inputs(stack, size)
         est.model_.predict(X[:64], batch_size=64, verbose=0)  # warm up
         row = {"model": f"{name.split('.')[1]} @ {size} px", "baseline": 0.0}
         for workers in (1, 2):
