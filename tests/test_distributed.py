@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from train_params import small_cnn_params
 
 from catbuilder.train import train
 from catbuilder.train.distributed import DistributedTrainingError, plan_ranks, shards
@@ -68,23 +69,12 @@ def local_cluster():
     cluster.close()
 
 
-def _params(epochs=3):
-    return {
-        "batch_size": 16,
-        "input_size": 32,
-        "early_stopping_patience": 100,
-        "stages": [
-            {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
-        ],
-    }
-
-
 @pytest.mark.slow
 def test_two_ranks_train_identical_weights(hp_stack, local_cluster, tmp_path):
     res = train(
         hp_stack,
         "keras.small-cnn",
-        params=_params(3),
+        params=small_cnn_params(3),
         cluster=local_cluster,
         workers=2,
         checkpoint_dir=tmp_path / "ck",
@@ -113,7 +103,7 @@ def test_two_ranks_train_identical_weights(hp_stack, local_cluster, tmp_path):
     again = train(
         hp_stack,
         "keras.small-cnn",
-        params=_params(1),
+        params=small_cnn_params(1),
         cluster=local_cluster,
         workers=2,
         checkpoint_dir=tmp_path / "ck2",
@@ -148,7 +138,7 @@ def test_a_rank_that_raises_ends_the_run_naming_it(hp_stack, local_cluster, tmp_
         train(
             open_stack(copy),
             "keras.small-cnn",
-            params=_params(2),
+            params=small_cnn_params(2),
             cluster=local_cluster,
             workers=2,
             checkpoint_dir=tmp_path / "ck",
@@ -181,7 +171,7 @@ def test_a_worker_that_dies_ends_the_run_and_training_resumes(hp_stack, local_cl
         train(
             hp_stack,
             "keras.small-cnn",
-            params=_params(6),
+            params=small_cnn_params(6),
             cluster=local_cluster,
             workers=2,
             checkpoint_dir=ck,
@@ -195,7 +185,7 @@ def test_a_worker_that_dies_ends_the_run_and_training_resumes(hp_stack, local_cl
     res = train(
         hp_stack,
         "keras.small-cnn",
-        params=_params(6),
+        params=small_cnn_params(6),
         cluster=local_cluster,
         workers=2,
         checkpoint_dir=ck,

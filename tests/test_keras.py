@@ -10,11 +10,10 @@ import time
 
 import numpy as np
 import pytest
+from train_params import small_cnn_params
 
-pytest.importorskip  # noqa: B018 (the plugin is installed by the README's install command)
-
-from catbuilder.plugins import get_plugin, make_model  # noqa: E402
-from catbuilder.train import Stage, train  # noqa: E402
+from catbuilder.plugins import get_plugin, make_model
+from catbuilder.train import Stage, train
 
 TINY = [
     {"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"},
@@ -226,23 +225,12 @@ def _fit_until_killed(stack, ck, epochs, stop_after):
     return json.loads((ck / "state.json").read_text())
 
 
-def _small(epochs):
-    return {
-        "batch_size": 16,
-        "input_size": 32,
-        "early_stopping_patience": 100,
-        "stages": [
-            {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
-        ],
-    }
-
-
 def test_training_resumes_from_the_last_checkpoint(hp_stack, tmp_path):
     ck = tmp_path / "ck"
     stopped = _fit_until_killed(hp_stack, ck, epochs=6, stop_after=2)
     assert not stopped["done"] and 2 <= stopped["epoch"] < 6
     n0 = stopped["epoch"]
-    res = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=_small(6))
+    res = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=small_cnn_params(6))
     rows = res.history.to_dict(orient="records")
     # the epochs before the stop are the saved ones; training went on from there
     assert [r["epoch"] for r in rows] == list(range(1, 7))
@@ -251,7 +239,7 @@ def test_training_resumes_from_the_last_checkpoint(hp_stack, tmp_path):
     assert json.loads((ck / "state.json").read_text())["done"]
     # calling it again on a finished run trains nothing and restores the model
     t = time.perf_counter()
-    again = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=_small(6))
+    again = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=small_cnn_params(6))
     assert len(again.history) == 6 and time.perf_counter() - t < 30
     probe = hp_stack.isel(slice(0, 16))
     np.testing.assert_allclose(
@@ -261,7 +249,7 @@ def test_training_resumes_from_the_last_checkpoint(hp_stack, tmp_path):
 
 def test_changed_schedule_starts_over(hp_stack, tmp_path):
     ck = tmp_path / "ck"
-    train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=_small(1))
+    train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=small_cnn_params(1))
     with pytest.warns(RuntimeWarning, match="different model or data"):
-        res = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=_small(2))
+        res = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=small_cnn_params(2))
     assert res.history["epoch"].tolist() == [1, 2]

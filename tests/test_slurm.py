@@ -8,6 +8,7 @@ import time
 
 import psutil
 import pytest
+from train_params import small_cnn_params
 
 from catbuilder import config
 from catbuilder.train import train
@@ -38,17 +39,6 @@ def jobqueue(slurm, tmp_path):
         yield settings
 
 
-def _params(epochs):
-    return {
-        "batch_size": 16,
-        "input_size": 32,
-        "early_stopping_patience": 100,
-        "stages": [
-            {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
-        ],
-    }
-
-
 def test_slurm_daemons_listen_on_loopback_only(slurm):
     res = slurm.run("srun", "-n1", "hostname")
     assert res.returncode == 0, res.stderr
@@ -66,7 +56,7 @@ def test_two_ranks_on_slurm_jobs(hp_stack, jobqueue, slurm, tmp_path):
     res = train(
         hp_stack,
         "keras.small-cnn",
-        params=_params(2),
+        params=small_cnn_params(2),
         cluster="slurm",
         workers=2,
         checkpoint_dir=tmp_path / "ck",
@@ -99,7 +89,7 @@ def test_a_cancelled_job_resumes_from_its_checkpoint(hp_stack, jobqueue, slurm, 
         train(
             hp_stack,
             "keras.small-cnn",
-            params=_params(6),
+            params=small_cnn_params(6),
             cluster="slurm",
             workers=2,
             checkpoint_dir=ck,
@@ -109,7 +99,7 @@ def test_a_cancelled_job_resumes_from_its_checkpoint(hp_stack, jobqueue, slurm, 
     res = train(
         hp_stack,
         "keras.small-cnn",
-        params=_params(6),
+        params=small_cnn_params(6),
         cluster="slurm",
         workers=2,
         checkpoint_dir=ck,
@@ -129,7 +119,7 @@ def test_cli_trains_from_a_run_file_on_slurm(hp_stack, jobqueue, slurm, tmp_path
                 "stack": str(hp_stack.path),
                 "model": "keras.small-cnn",
                 "output": "model",
-                "params": _params(1),
+                "params": small_cnn_params(1),
                 "catbuilder": {"cluster": {"interface": "lo", "jobqueue": jq}},
             }
         )

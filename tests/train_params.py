@@ -1,0 +1,13 @@
+"""Training parameters shared by the training tests (imported, not collected)."""
+
+
+def small_cnn_params(epochs: int) -> dict:
+    """The small CNN at 32 px, one stage of ``epochs``, no early stop."""
+    return {
+        "batch_size": 16,
+        "input_size": 32,
+        "early_stopping_patience": 100,
+        "stages": [
+            {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
+        ],
+    }
