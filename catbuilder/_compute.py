@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import dask
 
-__all__ = ["active_client", "compute"]
+__all__ = ["active_client", "compute", "end_with_parent", "is_address"]
 
 
 def active_client() -> Any | None:
@@ -22,6 +25,16 @@ def active_client() -> Any | None:
         return None
 
 
+def is_address(scheduler: str | None) -> bool:
+    """Whether ``scheduler`` names a distributed scheduler (``tcp://host:port``, ``host:port``)."""
+    if not isinstance(scheduler, str):
+        return False
+    if "://" in scheduler:
+        return True
+    host, _, port = scheduler.rpartition(":")
+    return bool(host) and port.isdigit()
+
+
 def compute(
     tasks: Sequence[Any],
     *,
@@ -33,32 +46,95 @@ def compute(
     """Compute ``tasks`` (Dask delayed objects) and return their results in order.
 
     With an active distributed client (and no explicit ``scheduler``), tasks run
-    on its cluster; otherwise on ``scheduler`` (default ``"processes"``). A
-    tqdm bar counts finished tasks when ``progress`` is true.
+    on its cluster; a scheduler address (``tcp://host:port``) connects to that
+    cluster for the call; otherwise they run on ``scheduler`` (default
+    ``"processes"``: a process pool whose workers end when this process
+    ends, and leave Ctrl-C to it). A tqdm bar counts finished tasks when
+    ``progress`` is true.
     """
-    from tqdm.auto import tqdm
+    if is_address(scheduler):
+        from distributed import Client
 
+        try:
+            client = Client(scheduler, timeout="10s", set_as_default=False)
+        except OSError as err:
+            raise ValueError(
+                f"cannot reach a Dask scheduler at {scheduler}: {err}; check the address, "
+                "or use processes, threads or sync"
+            ) from None
+        with client:
+            return _on_client(client, tasks, progress, desc, unit)
     client = active_client() if scheduler is None else None
     if client is not None:
-        from distributed import as_completed
-
-        futures = client.compute(list(tasks))
-        try:
-            with tqdm(total=len(futures), desc=desc, unit=unit, disable=not progress) as bar:
-                for _ in as_completed(futures):
-                    bar.update(1)
-            return client.gather(futures)
-        finally:
-            for f in futures:
-                f.release()
+        return _on_client(client, tasks, progress, desc, unit)
     scheduler = scheduler or "processes"
+    known = {"processes", "threads", "sync", "synchronous", "single-threaded"}
+    if scheduler not in known:
+        raise ValueError(
+            f"unknown scheduler {scheduler!r}: use one of {', '.join(sorted(known))} or a "
+            "scheduler address such as tcp://127.0.0.1:8786"
+        )
+    kwargs: dict[str, Any] = {"scheduler": scheduler}
+    if scheduler == "processes":
+        kwargs["initializer"] = functools.partial(end_with_parent, os.getpid())
     with dask.config.set(_process_context(scheduler)):
         if progress:
             from tqdm.dask import TqdmCallback
 
             with TqdmCallback(desc=desc, unit=unit):
-                return list(dask.compute(*tasks, scheduler=scheduler))
-        return list(dask.compute(*tasks, scheduler=scheduler))
+                return list(dask.compute(*tasks, **kwargs))
+        return list(dask.compute(*tasks, **kwargs))
+
+
+def _on_client(client, tasks, progress: bool, desc: str, unit: str) -> list[Any]:
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    futures = client.compute(list(tasks))
+    try:
+        with tqdm(total=len(futures), desc=desc, unit=unit, disable=not progress) as bar:
+            for _ in as_completed(futures):
+                bar.update(1)
+        return client.gather(futures)
+    finally:
+        for f in futures:
+            f.release()
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Worker-process initializer: end this process when ``parent_pid`` ends.
+
+    On Linux the kernel sends SIGKILL when the parent dies
+    (``prctl(PR_SET_PDEATHSIG)``), whatever killed it; elsewhere a daemon
+    thread polls the parent. Ctrl-C is ignored here: the parent handles it
+    and shuts the pool down, so a terminal shows one message, not one
+    traceback per worker.
+    """
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before we were armed
+        os._exit(1)
+    if not armed:
+
+        def watch() -> None:
+            import time
+
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="catbuilder-parent-watch", daemon=True).start()
 
 
 def _process_context(scheduler: str) -> dict:
@@ -69,8 +145,6 @@ def _process_context(scheduler: str) -> dict:
     crash. Forking avoids that, and is safe on Linux as long as no library
     with its own thread pools (TensorFlow) is loaded in this process.
     """
-    import sys
-
     if scheduler != "processes" or not sys.platform.startswith("linux"):
         return {}
     if any(m in sys.modules for m in ("tensorflow", "torch", "jax")):

@@ -5,15 +5,26 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from catbuilder import config
+from catbuilder import config, outputs
+from catbuilder.errors import OutputExistsError
 
-__all__ = ["FORMATS", "build_catalog", "crossmatch_catalog", "read_catalog", "write_catalog"]
+__all__ = [
+    "FORMATS",
+    "build_catalog",
+    "catalog_format",
+    "crossmatch_catalog",
+    "is_catbuilder_catalog",
+    "read_catalog",
+    "write_catalog",
+]
 
 FORMATS = ("parquet", "fits", "votable", "hats")
 _UNRELIABLE = ("off_footprint",)  # no pixels: no prediction
@@ -84,10 +95,97 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
     return cat
 
 
+_SUFFIX_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".vot": "votable",
+    ".xml": "votable",
+}
+#: what lsdb writes at the top of a HATS catalog directory, and our marker
+_HATS_ENTRIES = re.compile(
+    r"^(catbuilder\.json|hats\.properties|properties|partition_info\.csv|dataset|"
+    r"point_map\.fits|skymap(\.\d+)?\.fits|data_thumbnail\.parquet|README.*)$"
+)
+
+
+def catalog_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """The format a catalog is written in: ``format``, else the file name's suffix.
+
+    A name without a suffix takes ``catalog.format``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown format or suffix, or a suffix that contradicts ``format``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    by_name = _SUFFIX_FORMATS.get(suffix)
+    if format is not None:
+        if format not in FORMATS:
+            raise ValueError(f"unknown catalog format {format!r}; use one of {', '.join(FORMATS)}")
+        if by_name is not None and by_name != format:
+            raise ValueError(
+                f"{path.name} has a {by_name} suffix but the format asked for is {format}; "
+                "make the name and the format agree"
+            )
+        return format
+    if by_name is not None:
+        return by_name
+    if suffix:
+        raise ValueError(
+            f"cannot tell the catalog format from {path.name!r}: use a name ending in "
+            f"{', '.join(_SUFFIX_FORMATS)} or give the format (--format {'|'.join(FORMATS)})"
+        )
+    fmt = config.get("catalog.format")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown catalog format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def is_catbuilder_catalog(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a catalog that catbuilder wrote (by its provenance marker)."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / "catbuilder.json").is_file() and all(
+            _HATS_ENTRIES.match(p.name) for p in path.iterdir()
+        )
+    try:
+        head = path.read_bytes()[:8]
+        if head.startswith(b"PAR1"):
+            import pyarrow.parquet as pq
+
+            return b"catbuilder" in (pq.read_schema(path).metadata or {})
+        if head.startswith(b"SIMPLE"):
+            from astropy.io import fits
+
+            with fits.open(path) as hdul:
+                return len(hdul) > 1 and "CBVER" in hdul[1].header
+        return b"catbuilder-provenance:" in path.read_bytes()[:1_000_000]
+    except Exception:
+        return False
+
+
+def _check_replaceable(path: Path) -> None:
+    if not (path.exists() or path.is_symlink()):
+        return
+    if path.is_symlink() or not is_catbuilder_catalog(path):
+        what = "a directory" if path.is_dir() else "a file"
+        raise OutputExistsError(
+            f"{path} exists and is {what} catbuilder did not write as a catalog: catbuilder "
+            "replaces only its own catalogs; choose another output path"
+        )
+
+
 def write_catalog(
     catalog: pd.DataFrame, path: str | os.PathLike[str], format: str | None = None
 ) -> Path:
     """Write a catalog with its provenance.
+
+    The catalog is written beside ``path`` and moved into place when complete.
+    An existing ``path`` is replaced only if it is a catalog catbuilder wrote.
 
     Parameters
     ----------
@@ -96,55 +194,60 @@ def write_catalog(
     path
         Output file (a directory for HATS).
     format
-        ``parquet`` (default ``catalog.format``), ``fits``, ``votable`` or
-        ``hats`` (a HEALPix-partitioned catalog via lsdb, for crossmatching at
-        scale); by default from the suffix.
+        ``parquet``, ``fits``, ``votable`` or ``hats`` (a HEALPix-partitioned
+        catalog via lsdb, for crossmatching at scale); by default from the
+        suffix, and ``catalog.format`` for a name without one.
 
     Returns
     -------
     Path
+
+    Raises
+    ------
+    ValueError
+        For an unknown format or suffix (see :func:`catalog_format`).
+    OutputExistsError
+        When ``path`` holds something catbuilder did not write as a catalog.
     """
     path = Path(path)
-    fmt = format or {
-        ".parquet": "parquet",
-        ".pq": "parquet",
-        ".fits": "fits",
-        ".vot": "votable",
-        ".xml": "votable",
-    }.get(path.suffix.lower())
-    fmt = fmt or config.get("catalog.format")
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown catalog format {fmt!r}; use one of {', '.join(FORMATS)}")
+    fmt = catalog_format(path, format)
+    _check_replaceable(path)
     meta = catalog.attrs.get("catbuilder", {})
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    with outputs.atomic_path(path) as tmp:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-        t = pa.Table.from_pandas(catalog, preserve_index=False)
-        md = dict(t.schema.metadata or {})
-        md[b"catbuilder"] = json.dumps(meta).encode()
-        pq.write_table(t.replace_schema_metadata(md), path)
-    elif fmt in ("fits", "votable"):
-        from astropy.table import Table
+            t = pa.Table.from_pandas(catalog, preserve_index=False)
+            md = dict(t.schema.metadata or {})
+            md[b"catbuilder"] = json.dumps(meta).encode()
+            pq.write_table(t.replace_schema_metadata(md), tmp)
+        elif fmt in ("fits", "votable"):
+            from astropy.table import Table
 
-        t = Table.from_pandas(catalog)
-        model = meta.get("model") or {}
-        t.meta["MODEL"] = str(model.get("plugin"))
-        t.meta["WSHA256"] = str(model.get("weights_sha256"))
-        t.meta["CLASSES"] = ",".join(meta.get("classes", []))
-        t.meta["CBVER"] = str(meta.get("catbuilder_version"))
-        if fmt == "votable":  # VOTable keeps a description (re-wrapped), nothing else
-            blob = base64.b64encode(json.dumps(meta).encode()).decode()
-            t.meta = {"description": f"catbuilder-provenance:{blob}"}
-        t.write(path, format="fits" if fmt == "fits" else "votable", overwrite=True)
-    else:
-        import lsdb
+            t = Table.from_pandas(catalog)
+            model = meta.get("model") or {}
+            t.meta["MODEL"] = str(model.get("plugin"))
+            t.meta["WSHA256"] = str(model.get("weights_sha256"))
+            t.meta["CLASSES"] = ",".join(meta.get("classes", []))
+            t.meta["CBVER"] = str(meta.get("catbuilder_version"))
+            if fmt == "votable":  # VOTable keeps a description (re-wrapped), nothing else
+                blob = base64.b64encode(json.dumps(meta).encode()).decode()
+                t.meta = {"description": f"catbuilder-provenance:{blob}"}
+            t.write(tmp, format="fits" if fmt == "fits" else "votable")
+        else:
+            import lsdb
 
-        cat = lsdb.from_dataframe(
-            catalog.reset_index(drop=True), ra_column="ra", dec_column="dec", catalog_name=path.name
-        )
-        cat.to_hats(path, catalog_name=path.name, overwrite=True)
-        (path / "catbuilder.json").write_text(json.dumps(meta, indent=1))
+            cat = lsdb.from_dataframe(
+                catalog.reset_index(drop=True),
+                ra_column="ra",
+                dec_column="dec",
+                catalog_name=path.name,
+            )
+            cat.to_hats(tmp, catalog_name=path.name)
+            (tmp / "catbuilder.json").write_text(json.dumps(meta, indent=1))
+            if path.exists():  # ours (checked above): make way for the new one
+                shutil.rmtree(path)
     return path
 
 

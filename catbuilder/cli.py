@@ -7,6 +7,7 @@ is fast and imports no deep-learning framework.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,7 +51,11 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--bands", type=_csv, default=None, help="comma-separated, e.g. g,r,i")
     p.add_argument("--table-format", choices=["parquet", "fits"], default="parquet")
-    p.add_argument("--scheduler", default=None, help="dask scheduler: processes, threads, sync")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="processes (default), threads, sync, or a scheduler address (tcp://host:port)",
+    )
     p.add_argument("--preview", action="store_true", help="write PNGs of a tile and of objects")
     p.add_argument("--no-progress", action="store_true")
 
@@ -114,7 +119,11 @@ def _cutouts_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-col", default=None)
     p.add_argument("--append", action="store_true", help="append to an existing stack")
     p.add_argument("--overwrite", action="store_true", help="replace a stack made differently")
-    p.add_argument("--scheduler", default=None, help="dask scheduler or a scheduler address")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="processes (default), threads, sync, or a scheduler address (tcp://host:port)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -399,6 +408,19 @@ def _demo(args: argparse.Namespace) -> int:
 # -- entry point ----------------------------------------------------------------
 
 
+def _global_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """Options every command takes, before or after the command's name."""
+    d = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--config", type=Path, help="user YAML configuration file", **d)
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat warnings about changed or ignored input as errors",
+        **d,
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors", **d)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from catbuilder import __version__
 
@@ -407,29 +429,86 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build galaxy morphology catalogs from survey images.",
     )
     parser.add_argument("--version", action="version", version=f"catbuilder {__version__}")
-    parser.add_argument("--config", type=Path, help="user YAML configuration file")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (setup, run) in _COMMANDS.items():
         p = sub.add_parser(name, help=setup.help, description=setup.help)  # type: ignore[attr-defined]
         setup(p)
+        _global_options(p, top=False)
         p.set_defaults(_run=run)
     return parser
 
 
+_OS_HINTS = {
+    errno.ENOSPC: "free some space (or choose another output) and run the same command "
+    "again: finished work is kept and resumed",
+    errno.EDQUOT: "free some space (or choose another output) and run the same command again",
+    errno.EROFS: "the file system is read-only; choose a writable output path",
+    errno.EACCES: "choose an output path you may write to",
+    errno.EPERM: "choose an output path you may write to",
+}
+
+
+def error_message(err: BaseException) -> str:
+    """One line that says what went wrong (and, where known, what to do)."""
+    if isinstance(err, OSError) and err.errno in _OS_HINTS:
+        where = f" ({err.filename})" if err.filename else ""
+        msg = f"{err.strerror or err}{where}: {_OS_HINTS[err.errno]}"
+    elif isinstance(err, KeyError) and type(err) is KeyError:
+        msg = f"missing key {err.args[0]!r}" if err.args else "missing key"
+    else:
+        msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        from catbuilder.errors import CatbuilderError
+
+        plain = (CatbuilderError, ValueError, FileNotFoundError, FileExistsError, MemoryError)
+        if not isinstance(err, plain) or not msg:
+            msg = f"{type(err).__name__}: {msg} (run with --debug for the traceback)"
+    return " ".join(msg.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    Every failure is one line, ``catbuilder <command>: error: <message>``,
+    and exit status 2 (130 after Ctrl-C); ``--debug`` shows the traceback.
+    Warnings are one line each; ``--strict`` makes input warnings errors.
+    """
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        if args.config is not None:
-            from catbuilder import config
+    name = f"catbuilder {args.command}"
+    show = warnings.showwarning
 
-            config.load(args.config)
-        return int(args._run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        print(f"catbuilder {args.command}: error: {msg}", file=sys.stderr)
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"{name}: warning: {text}", file=sys.stderr)
+
+    from catbuilder.errors import strict
+
+    try:
+        warnings.showwarning = one_line
+        with strict(args.strict):
+            if args.config is not None:
+                from catbuilder import config
+
+                config.load(args.config)
+            return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(
+            f"{name}: interrupted; finished work is kept: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"{name}: error: {error_message(err)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -119,11 +119,34 @@ def _validate(mapping: Mapping[str, Any], schema: Any, where: str) -> None:
             _validate(value, known[nkey], f"{where}.{nkey}")
 
 
+def _known_key(path: str) -> bool:
+    node: Any = _DEFAULTS[PREFIX]
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return False
+        known = {_normalise(k): v for k, v in node.items()}
+        if _normalise(part) not in known:
+            return _is_free_form(node)
+        node = known[_normalise(part)]
+    return True
+
+
 def _env_config(environ: Mapping[str, str]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in environ.items():
         # every key lives in a section, so a setting always has a "__"; other
-        # CATBUILDER_* variables (CATBUILDER_CONFIG, tools' own flags) are not settings
+        # CATBUILDER_* variables (CATBUILDER_CONFIG, tools' own flags) are not settings,
+        # unless they are a setting spelled with one underscore: that is a typo
+        if name.startswith(ENV_PREFIX) and "__" not in name:
+            tail = name[len(ENV_PREFIX) :]
+            rest = tail.lower()
+            for i, ch in enumerate(rest):
+                if ch == "_" and _known_key(f"{rest[:i]}.{rest[i + 1 :]}"):
+                    fixed = f"{ENV_PREFIX}{tail[:i]}__{tail[i + 1 :]}"
+                    raise ConfigKeyError(
+                        f"environment variable {name} is not a setting: a section and its "
+                        f"key are separated by two underscores; did you mean {fixed}?"
+                    )
         if name.startswith(ENV_PREFIX) and "__" in name:
             path = name[len(ENV_PREFIX) :].lower().replace("__", ".")
             flat[path] = dask.config.interpret_value(value)
@@ -166,8 +189,14 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"configuration file not found: {path}")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML{where}: {what}") from None
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     section = data.get(PREFIX, data)

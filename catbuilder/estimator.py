@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-__all__ = ["ImageEstimator", "InputBatch", "iter_inputs", "labels_of", "n_inputs", "prefetch"]
+__all__ = [
+    "ImageEstimator",
+    "InputBatch",
+    "fit_input",
+    "iter_inputs",
+    "labels_of",
+    "n_inputs",
+    "prefetch",
+]
 
 
 class InputBatch:
@@ -162,6 +170,17 @@ def prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:
                 return
     finally:
         stop.set()
+
+
+def fit_input(X: Any, bands: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """What a model was fitted on, for its manifest: native cutout side and bands.
+
+    :func:`catbuilder.predict` compares it with the stack it is given, so a
+    model is never applied to cutouts of another size without a warning.
+    """
+    if _is_stack(X):
+        return {"cutout_size": int(X.size), "bands": list(X.bands)}
+    return {"cutout_size": int(np.shape(X)[-1]), "bands": list(bands)}
 
 
 def input_bands(X: Any, bands: tuple[str, ...] | list[str]) -> list[str]:

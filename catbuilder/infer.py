@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import threading
 import uuid
 import warnings
@@ -25,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from catbuilder import config
+from catbuilder import config, outputs
+from catbuilder.errors import OutputExistsError, warn
 
 __all__ = ["Predictions", "open_predictions", "predict"]
 
+KIND = "predictions"
 _MODELS: dict[tuple[str, int], Any] = {}
 _STACKS: dict[str, Any] = {}
 _LOCK = threading.Lock()
@@ -180,6 +181,41 @@ def open_predictions(path: str | os.PathLike[str]) -> Predictions:
     return Predictions(path, ds.drop_vars("written"))
 
 
+def check_model_fits_stack(model_meta: dict, stack: Any, model_path: str) -> None:
+    """Check, before any worker starts, that a saved model can read this stack.
+
+    Raises
+    ------
+    ValueError
+        When the model needs bands the stack lacks.
+
+    Warns
+    -----
+    InputWarning
+        When the stack's cutouts differ in size from those the model was
+        trained on (they are resized to the model's input, so objects appear
+        at another angular scale).
+    """
+    params = model_meta.get("params") or {}
+    fit_input = model_meta.get("fit_input") or {}
+    need = list(params.get("rgb") or fit_input.get("bands") or params.get("bands") or [])
+    absent = [b for b in need if b not in stack.bands]
+    if absent:
+        raise ValueError(
+            f"the model at {model_path} uses band(s) {', '.join(map(str, need))} but the stack "
+            f"{stack.path} has only {', '.join(stack.bands)} (missing {', '.join(absent)}); "
+            "predict on a stack cut in those bands"
+        )
+    trained = fit_input.get("cutout_size")
+    if trained and int(trained) != stack.size:
+        warn(
+            f"the model at {model_path} was trained on {trained} px cutouts but the stack "
+            f"{stack.path} has {stack.size} px cutouts: they are resized to the model's input, "
+            f"so objects appear {int(trained) / stack.size:.2g}x larger or smaller than in "
+            "training; cut the stack at the training size (or the same angular size)"
+        )
+
+
 def _model_dir(model: Any, out: Path) -> str:
     """A saved model's directory, saving an in-memory estimator next to the output."""
     if isinstance(model, (str, os.PathLike)):
@@ -291,8 +327,12 @@ def predict(
         "tta": tta,
         "batch_size": batch_size,
     }
+    check_model_fits_stack(model_meta, stack, model_path)
     todo = meta = None
-    if out.exists():
+    for stale in outputs.stale_temporaries(out, "template-"):
+        outputs.remove_temporary(stale)  # a template write that was killed
+    if out.exists() or out.is_symlink():
+        outputs.check_replaceable(out, KIND)  # refuses anything that is not our store
         try:
             old = open_zarr(out, live=True)
             old_meta = _meta(old)
@@ -303,12 +343,12 @@ def predict(
             todo = np.flatnonzero(~written)
             meta = old_meta
         elif not overwrite:
-            raise ValueError(
+            raise OutputExistsError(
                 f"{out} holds predictions made with other arguments; pass "
-                "overwrite=True to replace them"
+                "overwrite=True (--overwrite) to replace them, or choose another output"
             )
         else:
-            shutil.rmtree(out)
+            outputs.remove_store(out, KIND)
     if todo is None or len(todo):
         client = active_client() if cluster is None else None
         ctx = nullcontext(client) if client is not None else connect(cluster, workers)
@@ -343,6 +383,7 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
     from catbuilder.stack.store import _values
 
     meta = {
+        "kind": KIND,
         "complete": False,
         "parameters": params,
         "model": {
@@ -381,7 +422,13 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
         },
     )
     ds.attrs["catbuilder"] = json.dumps(meta)
-    ds.to_zarr(out, mode="w", compute=False, zarr_format=3, consolidated=False)
+    tmp = outputs.temporary_sibling(out, "template-")
+    try:  # written aside and renamed: a killed template write leaves no half store
+        ds.to_zarr(tmp, mode="w-", compute=False, zarr_format=3, consolidated=False)
+        os.rename(tmp, out)
+    finally:
+        if tmp.exists():
+            outputs.remove_temporary(tmp)
     return meta
 
 

@@ -15,6 +15,7 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import Cutout2D
 
+from catbuilder.errors import OutputExistsError
 from catbuilder.sky import TileIndex
 from catbuilder.stack import FLAG_BITS, append_to_stack, build_stack, open_stack
 from catbuilder.stack.store import IncompleteStackError
@@ -249,7 +250,7 @@ def test_interrupted_build_resumes_identically(mock_survey, tmp_path):
 
 def test_other_arguments_never_overwrite_silently(des_stack, mock_survey):
     files = mock_survey["des-like"]
-    with pytest.raises(ValueError, match=r"size: 32 != 40.*overwrite=True"):
+    with pytest.raises(OutputExistsError, match=r"size: 32 != 40.*overwrite=True"):
         build_stack(
             files.sources,
             files.directory / "tiles",

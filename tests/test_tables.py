@@ -4,6 +4,7 @@ import pytest
 from astropy.table import Table
 
 from catbuilder import config
+from catbuilder.errors import InputWarning
 from catbuilder.sky import assign_splits, read_sources, select_galaxy_zoo
 
 
@@ -30,7 +31,8 @@ def test_reads_each_format_with_survey_column_names(table, tmp_path, fmt):
         table.to_csv(path, index=False)
     else:
         Table.from_pandas(table).write(path)
-    src = read_sources(path)
+    with pytest.warns(InputWarning, match=r"5 ALPHAWIN_J2000 value\(s\) outside \[0, 360\)"):
+        src = read_sources(path)
     assert list(src.columns[:3]) == ["objid", "ra", "dec"]
     assert (src["objid"].to_numpy() == np.arange(100, 110)).all()
     assert ((src["ra"] >= 0) & (src["ra"] < 360)).all()
@@ -66,8 +68,9 @@ def test_wrong_columns_are_clear_errors(table, tmp_path):
         read_sources(tmp_path / "broken.fits")
 
 
-def test_missing_id_column_numbers_rows(table):
-    src = read_sources(table.drop(columns=["COADD_OBJECT_ID"]))
+def test_missing_id_column_numbers_rows_with_a_warning(table):
+    with pytest.warns(InputWarning, match="no id column.*numbered by row"):
+        src = read_sources(table.drop(columns=["COADD_OBJECT_ID"]))
     assert (src["objid"] == np.arange(10)).all()
 
 

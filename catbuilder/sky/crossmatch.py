@@ -128,8 +128,8 @@ def crossmatch(
     MatchResult
         Matches, unmatched rows and a :meth:`~MatchResult.summary`.
     """
-    lt = read_sources(left)
-    rt = read_sources(right)
+    lt = read_sources(left, warn_no_id=False)  # rows are matched; ids only label them
+    rt = read_sources(right, warn_no_id=False)
     radius = float(config.resolve("crossmatch.radius-arcsec", radius_arcsec))
     if radius <= 0:
         raise ValueError(f"radius_arcsec must be positive, got {radius}")

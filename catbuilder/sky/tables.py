@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from catbuilder import config
+from catbuilder.errors import warn
 
 __all__ = ["find_column", "read_sources", "read_table"]
 
@@ -87,6 +89,35 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
+def _ids(col: pd.Series, name: str, source: str) -> np.ndarray:
+    """Object ids as they are: integers stay integers, strings stay strings.
+
+    Raises
+    ------
+    ValueError
+        For missing (null, NaN, empty) ids, or non-integral float ids.
+    """
+    values = col.to_numpy()
+    if values.dtype.kind == "O":
+        missing = col.isna().to_numpy() | (col.astype(str).str.strip() == "").to_numpy()
+    else:
+        missing = col.isna().to_numpy()
+    if missing.any():
+        rows = np.flatnonzero(missing)[:5].tolist()
+        raise ValueError(
+            f"{source}: {int(missing.sum())} missing object id(s) in column {name!r} "
+            f"(rows {rows}); every object needs an id"
+        )
+    if values.dtype.kind == "f":
+        if not np.all(np.floor(values) == values) or np.abs(values).max() >= 2**53:
+            raise ValueError(
+                f"{source}: id column {name!r} holds non-integer or inexact float values; "
+                "store ids as integers or strings"
+            )
+        values = values.astype(np.int64)
+    return values
+
+
 def find_column(
     df: pd.DataFrame, given: str | None, aliases: list[str], what: str, source: str
 ) -> str:
@@ -125,6 +156,7 @@ def read_sources(
     dec_col: str | None = None,
     id_col: str | None = None,
     keep: list[str] | None = None,
+    warn_no_id: bool = True,
 ) -> pd.DataFrame:
     """Read a source table and standardise its id and position columns.
 
@@ -135,25 +167,33 @@ def read_sources(
     ra_col, dec_col, id_col
         Column names; by default the first of the configured aliases present
         (``sources.ra-columns`` etc., which include ``ra``, ``RA``,
-        ``ALPHAWIN_J2000`` ...). Without an id column, ids are the row numbers.
+        ``ALPHAWIN_J2000`` ...). Without an id column, ids are the row numbers
+        (with an :class:`~catbuilder.errors.InputWarning`).
     keep
         Other columns to keep (default: all).
+    warn_no_id
+        Warn when there is no id column and rows are numbered instead (False
+        where row numbers are what the caller wants, as in a crossmatch).
 
     Returns
     -------
     pandas.DataFrame
-        ``objid``, ``ra``, ``dec`` (float64 degrees, RA wrapped to [0, 360))
-        followed by the other columns.
+        ``objid``, ``ra``, ``dec`` (float64 degrees; RA in [-360, 0) or
+        [360, 720) is wrapped into [0, 360) with a warning) followed by the
+        other columns.
 
     Raises
     ------
     ValueError
-        For missing or non-numeric position columns, naming the table.
+        For an empty table, missing or non-numeric position columns, RA
+        outside [-360, 720) or |Dec| > 90 deg, and missing ids, naming the table.
     """
     if isinstance(table, pd.DataFrame):
         df, source = table.copy(), "source table"
     else:
         df, source = read_table(table), str(table)
+    if len(df) == 0:
+        raise ValueError(f"{source}: the table has no rows")
     ra_name = find_column(df, ra_col, list(config.get("sources.ra-columns")), "ra", source)
     dec_name = find_column(df, dec_col, list(config.get("sources.dec-columns")), "dec", source)
     try:
@@ -162,15 +202,44 @@ def read_sources(
         if id_col is not None:
             raise
         id_name = None
+        like = [str(c) for c in df.columns if re.search(r"id(_|\d|$)", str(c).lower())]
+        hint = f" (columns that look like ids: {', '.join(like)})" if like else ""
+        if warn_no_id or like:
+            warn(
+                f"{source}: no id column; looked for "
+                f"{', '.join(config.get('sources.id-columns'))}{hint}. Objects are numbered "
+                "by row (0, 1, ...); name the id column with id_col / --id-col or the "
+                "'sources.id-columns' configuration"
+            )
     out = pd.DataFrame(index=df.index)
-    out["objid"] = df[id_name].to_numpy() if id_name else np.arange(len(df), dtype=np.int64)
+    if id_name:
+        out["objid"] = _ids(df[id_name], id_name, source)
+    else:
+        out["objid"] = np.arange(len(df), dtype=np.int64)
     for std, name in (("ra", ra_name), ("dec", dec_name)):
         try:
             out[std] = pd.to_numeric(df[name], errors="raise").astype(np.float64)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{source}: column {name!r} ({std}) is not numeric: {err}") from None
-    out["ra"] = out["ra"] % 360.0
-    bad_dec = (out["dec"].abs() > 90).to_numpy()
+    ra = out["ra"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        beyond = (ra < -360) | (ra >= 720) | np.isinf(ra)
+        wrapped = ((ra < 0) | (ra >= 360)) & ~beyond
+    if beyond.any():
+        rows = np.flatnonzero(beyond)[:5].tolist()
+        raise ValueError(
+            f"{source}: {ra_name} outside [-360, 720) deg in {int(beyond.sum())} row(s), "
+            f"e.g. rows {rows} ({ra[beyond][:3].tolist()}); is the column in degrees?"
+        )
+    if wrapped.any():
+        warn(
+            f"{source}: {int(wrapped.sum())} {ra_name} value(s) outside [0, 360) deg (rows "
+            f"{np.flatnonzero(wrapped)[:5].tolist()}) are wrapped into [0, 360)"
+        )
+    out["ra"] = np.where(np.isnan(ra), ra, ra % 360.0)
+    dec = out["dec"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        bad_dec = (np.abs(dec) > 90) | np.isinf(dec)
     if bad_dec.any():
         rows = np.flatnonzero(bad_dec)[:5].tolist()
         raise ValueError(f"{source}: |{dec_name}| > 90 deg in rows {rows}")

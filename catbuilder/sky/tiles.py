@@ -23,7 +23,7 @@ import pandas as pd
 
 from catbuilder import config
 
-__all__ = ["TileIndex", "sky_to_xyz"]
+__all__ = ["TileIndex", "pixel_to_world", "sky_to_xyz", "world_to_pixel"]
 
 FITS_SUFFIXES = (".fits.fz", ".fits.gz", ".fits", ".fit", ".fts", ".fz")
 _WEIGHT_NAMES = {"WEIGHT", "WGT", "IVAR", "INVVAR", "WHT"}
@@ -300,7 +300,7 @@ class TileIndex:
                 if not cand:
                     continue
                 cand = okidx[np.asarray(cand)]
-                x, y = self.wcs(ridx).all_world2pix(ra[cand], dec[cand], 0)
+                x, y = world_to_pixel(self.wcs(ridx), ra[cand], dec[cand])
                 margin = np.minimum.reduce(
                     [x + 0.5, rec["nx"] - 0.5 - x, y + 0.5, rec["ny"] - 0.5 - y]
                 )
@@ -322,6 +322,49 @@ class TileIndex:
                 "margin": np.where(found, best_margin, np.nan),
             }
         )
+
+
+def _frame(w):
+    """The celestial frame of ``w`` when it is not ICRS (FK5, FK4, Galactic...), else None."""
+    from astropy.coordinates import ICRS
+    from astropy.wcs.utils import wcs_to_celestial_frame
+
+    try:
+        frame = wcs_to_celestial_frame(w)
+    except ValueError:
+        return None
+    return None if isinstance(frame, ICRS) else frame
+
+
+def world_to_pixel(w, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """0-based pixel coordinates of ICRS positions (degrees) in the image of ``w``.
+
+    The header's own frame (``RADESYS``/``EQUINOX``: FK5, FK4, Galactic, ...)
+    is honoured: positions are transformed into it first.
+    """
+    frame = _frame(w)
+    if frame is not None:
+        from astropy.coordinates import SkyCoord
+
+        c = SkyCoord(ra, dec, unit="deg", frame="icrs").transform_to(frame).spherical
+        ra, dec = c.lon.deg, c.lat.deg
+    return w.all_world2pix(ra, dec, 0)
+
+
+def pixel_to_world(w, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS positions (degrees) of 0-based pixel coordinates in the image of ``w``."""
+    lon, lat = w.all_pix2world(x, y, 0)
+    frame = _frame(w)
+    if frame is None:
+        return lon, lat
+    from astropy.coordinates import SkyCoord
+
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    ra, dec = np.full(np.shape(lon), np.nan), np.full(np.shape(lat), np.nan)
+    if ok.any():
+        c = SkyCoord(lon[ok], lat[ok], unit="deg", frame=frame).icrs
+        ra[ok], dec[ok] = c.ra.deg, c.dec.deg
+    return ra, dec
 
 
 @lru_cache(maxsize=4096)
@@ -424,7 +467,7 @@ def _scan_file(path: Path, keywords, band_re, tile_re, sci, wext) -> list[dict]:
             cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
             corners_x = np.array([-0.5, nx - 0.5, -0.5, nx - 0.5, cx])
             corners_y = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5, cy])
-            ra, dec = w.all_pix2world(corners_x, corners_y, 0)
+            ra, dec = pixel_to_world(w, corners_x, corners_y)
             if not np.all(np.isfinite(ra)):
                 raise _Unusable(f"HDU {i}: WCS gives no sky position for the corners")
             cvec = sky_to_xyz(ra[4:], dec[4:])[0]

@@ -16,7 +16,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catbuilder import config
+from catbuilder import config, outputs
+from catbuilder.errors import OutputExistsError, ResourceLimitError
 from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
 from catbuilder.stack.extract import extract_chunk
+from catbuilder.stack.flags import FLAG_BITS
 from catbuilder.stack.plan import plan_objects, size_in_pixels
 from catbuilder.stack.store import ImageStack, _meta, open_zarr
 
 __all__ = ["append_to_stack", "build_stack"]
 
-_DATA_VARS = ("images", "edge", "nan_fraction", "missing_band", "saturated", "flags", "magzero")
+_DATA_VARS = (
+    "images", "edge", "nan_fraction", "nan", "missing_band", "saturated", "flags", "magzero",
+)  # fmt: skip
+KIND = "image-stack"
 
 
 def _versions() -> dict[str, str]:
@@ -122,6 +126,7 @@ def _template(plan: pd.DataFrame, bands, size, chunk, start: int):
         "images": (("object", "band", "y", "x"), lazy((n, nb, size, size), np.float32, np.nan)),
         "edge": (("object",), lazy((n,), bool, False)),
         "nan_fraction": (("object",), lazy((n,), np.float32, np.nan)),
+        "nan": (("object", "band"), lazy((n, nb), bool, False)),
         "missing_band": (("object", "band"), lazy((n, nb), bool, False)),
         "saturated": (("object",), lazy((n,), bool, False)),
         "flags": (("object",), lazy((n,), np.uint8, 0)),
@@ -158,10 +163,17 @@ def _write_chunk(
     with zarr.config.set({"async.concurrency": 4}):
         group = zarr.open_group(path, mode="r+", use_consolidated=False)
         region = slice(start, start + len(plan))
+        have = set(group.array_keys())
         for v in _DATA_VARS:
-            group[v][region] = res[v]
-        group["written"][region] = np.ones(len(plan), dtype=bool)
+            if v in have:  # stacks written before a variable existed lack it
+                group[v][region] = res[v]
+        mark_written(group, region)
     return res["problems"]
+
+
+def mark_written(group, region: slice) -> None:
+    """Mark a chunk's objects written: the last write of its task."""
+    group["written"][region] = np.ones(region.stop - region.start, dtype=bool)
 
 
 def _run_chunks(path, pieces, index, bands, size, nan_max, scheduler, progress) -> list[str]:
@@ -213,6 +225,7 @@ def _chunk_starts(start: int, n: int, chunk: int) -> list[int]:
 def _finish(path: Path, meta: dict, problems: list[str]) -> None:
     import zarr
 
+    meta["kind"] = KIND
     meta["complete"] = True
     meta["problems"] = sorted(set(meta.get("problems", [])) | set(problems))
     g = zarr.open_group(str(path), mode="r+")
@@ -308,16 +321,16 @@ def build_stack(
     """
     c = config.resolve
     index = TileIndex.from_any(tiles)
-    bands = c("cutouts.bands", bands)
-    bands = bands.split(",") if isinstance(bands, str) else list(bands)
-    reference_band = c("cutouts.reference-band", reference_band)
+    bands = parse_bands(c("cutouts.bands", bands))
+    reference_band = str(c("cutouts.reference-band", reference_band)).strip()
     _check_bands(index, bands, reference_band)
-    chunk = int(c("cutouts.chunk-objects", chunk_objects))
+    chunk = _positive_int(c("cutouts.chunk-objects", chunk_objects), "chunk_objects")
     npix = size_in_pixels(c("cutouts.size", size), index, reference_band)
     nan_max = float(config.get("cutouts.nan-fraction-max"))
     src, src_name = _prepare_sources(
         sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
     )
+    check_cutout_memory(npix, len(bands), chunk, index, reference_band, scheduler)
     path = Path(output)
     params = {
         "size": npix,
@@ -334,24 +347,32 @@ def build_stack(
         ),
         "index_digest": _index_digest(index),
     }
-    if path.exists():
+    for stale in outputs.stale_temporaries(path, "template-"):
+        outputs.remove_temporary(stale)  # a template write that was killed
+    replacement = _replacement(path)
+    if replacement.exists():  # an overwrite that was stopped
+        pending = _existing_meta(replacement)
+        if pending is not None and pending.get("parameters") == params:
+            _resume(replacement, src, index, pending, scheduler, progress)
+            return _swap_in(replacement, path)
+        outputs.remove_store(replacement, KIND)
+    target = path
+    if path.exists() or path.is_symlink():
+        outputs.check_replaceable(path, KIND)  # refuses anything that is not our stack
         existing = _existing_meta(path)
         if existing is not None and existing.get("parameters") == params and not overwrite:
             return _resume(path, src, index, existing, scheduler, progress)
         if not overwrite:
-            why = (
-                "it is not an image stack"
-                if existing is None
-                else _diff(existing.get("parameters", {}), params)
+            why = _diff(existing.get("parameters", {}), params) if existing else "unreadable"
+            raise OutputExistsError(
+                f"{path} is an image stack made with other arguments ({why}); pass "
+                "overwrite=True (--overwrite) to replace it, or choose another output path"
             )
-            raise ValueError(
-                f"{path} exists and was not made with these arguments ({why}); pass "
-                "overwrite=True to replace it"
-            )
-        shutil.rmtree(path)
+        target = replacement  # built aside; replaces the old stack only when complete
 
     plan = plan_objects(src, index, bands, reference_band)
     meta = {
+        "kind": KIND,
         "complete": False,
         "parameters": params,
         "inputs": {
@@ -361,23 +382,147 @@ def build_stack(
         },
         "index_problems": index.problems,
         "versions": _versions(),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "history": [],
-        "flag_bits": {
-            k: v
-            for k, v in __import__(
-                "catbuilder.stack.flags", fromlist=["FLAG_BITS"]
-            ).FLAG_BITS.items()
-        },
+        "created": _now(),
+        "history": [{"action": "build", "n_objects": len(src)}],
+        "flag_bits": dict(FLAG_BITS),
     }
     ds = _template(plan, bands, npix, chunk, 0)
     ds.attrs["catbuilder"] = json.dumps(meta)
-    ds.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False)
+    _write_template(ds, target)
     problems = _run_chunks(
-        path, _pieces(plan, 0, chunk), index, bands, npix, nan_max, scheduler, progress
+        target, _pieces(plan, 0, chunk), index, bands, npix, nan_max, scheduler, progress
     )
-    meta["history"].append({"action": "build", "n_objects": len(plan), "at": meta["created"]})
-    _finish(path, meta, problems)
+    meta["history"][0]["at"] = _now()  # when the build finished
+    _finish(target, meta, problems)
+    if target != path:
+        return _swap_in(target, path)
+    return ImageStack.open(path)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def parse_bands(bands: list[str] | str) -> list[str]:
+    """Band names from a list or a comma-separated string, stripped.
+
+    Raises
+    ------
+    ValueError
+        For an empty name or a band named twice.
+    """
+    items = bands.split(",") if isinstance(bands, str) else list(bands)
+    out = [str(b).strip() for b in items]
+    if not out or any(not b for b in out):
+        raise ValueError(f"bands must be non-empty names, got {bands!r}")
+    dup = sorted({b for b in out if out.count(b) > 1})
+    if dup:
+        raise ValueError(f"band(s) {dup} are named twice in {bands!r}")
+    return out
+
+
+def _positive_int(value: Any, name: str) -> int:
+    bad = ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, bool):
+        raise bad
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        raise bad from None
+    if (isinstance(value, float) and out != value) or out < 1:
+        raise bad
+    return out
+
+
+def _worker_memory(scheduler: str | None) -> tuple[float, str]:
+    """Bytes of memory one cutout task may use, and where that figure comes from."""
+    import psutil
+
+    from catbuilder._compute import active_client
+
+    client = active_client() if scheduler is None else None
+    if client is not None:
+        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+        limits = [m for m in limits if m]
+        if limits:
+            return float(min(limits)), "the smallest Dask worker's memory limit"
+    avail = float(psutil.virtual_memory().available)
+    if scheduler in ("sync", "synchronous", "single-threaded"):
+        return avail, "the available memory"
+    n = os.cpu_count() or 1
+    return avail / n, f"the available memory shared by {n} worker processes"
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check_cutout_memory(
+    npix: int, n_bands: int, chunk: int, index: TileIndex, reference_band: str, scheduler=None
+) -> None:
+    """Refuse, up front, a build whose tasks could not fit in a worker's memory.
+
+    A task holds its chunk of cutouts about three times (the pixels, their
+    compressed copy, and the read buffers), plus one strip of tile rows per
+    band read in float64.
+
+    Raises
+    ------
+    ValueError
+        When the cutout is larger than every reference tile.
+    ResourceLimitError
+        When one task would need more than a worker has, saying what to lower.
+    """
+    ref = index.table[index.table["band"] == reference_band]
+    side = int(max(ref["nx"].max(), ref["ny"].max()))
+    if npix > side:
+        raise ValueError(
+            f"cutout size {npix} px is larger than every {reference_band}-band tile (at most "
+            f"{side} px a side): every cutout would be mostly outside its tile; use a smaller "
+            "--size"
+        )
+    per_object = n_bands * npix * npix * 4
+    strip = n_bands * 4 * npix * side * 8
+    need = 3 * chunk * per_object + strip
+    have, where = _worker_memory(scheduler)
+    if need > 0.8 * have:
+        fit = int((0.8 * have - strip) // (3 * per_object))
+        what = (
+            f"lower --chunk-objects (chunk_objects) to at most {fit}"
+            if fit >= 1
+            else "use a smaller --size"
+        )
+        raise ResourceLimitError(
+            f"cutouts of {npix} px in {n_bands} band(s), {chunk} a chunk, need about "
+            f"{_gib(need)} per task, more than 80% of {_gib(have)} ({where}); {what}"
+        )
+
+
+def _replacement(path: Path) -> Path:
+    """Where an overwrite of ``path`` is built until it is complete."""
+    return path.with_name(f".{path.name}.catbuilder-tmp-replacement")
+
+
+def _write_template(ds, target: Path) -> None:
+    """Write the store's template aside, then move it to ``target`` in one rename.
+
+    A kill during the template write leaves only a temporary directory (removed
+    by the next call), never a store that looks started but cannot resume.
+    """
+    tmp = outputs.temporary_sibling(target, "template-")
+    try:
+        ds.to_zarr(tmp, mode="w-", compute=False, zarr_format=3, consolidated=False)
+        os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            outputs.remove_temporary(tmp)
+
+
+def _swap_in(replacement: Path, path: Path) -> ImageStack:
+    """Replace the stack at ``path`` by the complete one at ``replacement``."""
+    if path.exists():
+        outputs.remove_store(path, KIND)
+    os.rename(replacement, path)
     return ImageStack.open(path)
 
 
@@ -439,6 +584,9 @@ def _resume(path: Path, src, index, meta, scheduler, progress) -> ImageStack:
         float(config.get("cutouts.nan-fraction-max")),
         scheduler,
         progress,
+    )
+    meta.setdefault("history", []).append(
+        {"action": "resume", "n_objects": len(missing), "at": _now()}
     )
     _finish(path, meta, problems)
     return ImageStack.open(path)
@@ -531,7 +679,7 @@ def append_to_stack(
             "action": "append",
             "n_objects": len(plan),
             "sources": src_name,
-            "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "at": _now(),
         }
     )
     _finish(path, meta, problems)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catbuilder.sky.tiles import _wcs_from_text
+from catbuilder.sky.tiles import _wcs_from_text, pixel_to_world, world_to_pixel
 from catbuilder.stack.flags import FLAG_BITS
 
 __all__ = ["extract_chunk"]
@@ -36,7 +36,8 @@ class _Images:
         if path not in self.files:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                hdul = fits.open(path, memmap=True)
+                # raw values on a memory map; scaling is applied per section below
+                hdul = fits.open(path, memmap=True, do_not_scale_image_data=True)
             for w in caught:
                 if "truncated" in str(w.message).lower():
                     hdul.close()
@@ -47,24 +48,44 @@ class _Images:
         ya, yb = max(y0, 0), min(y1, int(rec["ny"]))
         xa, xb = max(x0, 0), min(x1, int(rec["nx"]))
         if ya < yb and xa < xb:
-            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = self._read(hdu, ya, yb, xa, xb)
+            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = read_scaled(hdu, ya, yb, xa, xb)
         return out
-
-    @staticmethod
-    def _read(hdu, ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
-        from astropy.io.fits import CompImageHDU
-
-        hdr = hdu.header
-        scaled = float(hdr.get("BSCALE", 1)) != 1 or float(hdr.get("BZERO", 0)) != 0
-        if isinstance(hdu, CompImageHDU) or scaled or "BLANK" in hdr:
-            return hdu.section[ya:yb, xa:xb]  # decompresses / scales only these rows
-        # a plain image on a memory map: slicing touches just the pages needed
-        return hdu.data[ya:yb, xa:xb]
 
     def close(self) -> None:
         for f in self.files.values():
             f.close()
         self.files.clear()
+
+
+def read_scaled(hdu, ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
+    """Pixels [ya:yb, xa:xb] of an image HDU opened with ``do_not_scale_image_data``.
+
+    FITS scaling as astropy applies it: physical = BZERO + BSCALE * raw, in
+    float32 for 8- and 16-bit integers and float64 for wider ones, and NaN
+    where an integer pixel equals BLANK. Only these rows are read (a memory
+    map, or the tiles of a compressed image that hold them).
+    """
+    from astropy.io.fits import CompImageHDU
+
+    if isinstance(hdu, CompImageHDU):
+        raw = hdu.section[ya:yb, xa:xb]  # decompresses only the tiles needed
+    else:
+        raw = hdu.data[ya:yb, xa:xb]  # a memory map: touches just these pages
+    hdr = hdu.header
+    bscale = float(hdr.get("BSCALE", 1.0))
+    bzero = float(hdr.get("BZERO", 0.0))
+    blank = hdr.get("BLANK") if raw.dtype.kind in "iu" else None
+    if bscale == 1.0 and bzero == 0.0 and blank is None:
+        return raw
+    wide = raw.dtype.kind in "iu" and raw.dtype.itemsize > 2
+    out = np.array(raw, dtype=np.float64 if wide or raw.dtype == np.float64 else np.float32)
+    if bscale != 1.0:
+        out *= bscale
+    if bzero != 0.0:
+        out += bzero
+    if blank is not None:
+        out[raw == int(blank)] = np.nan
+    return out
 
 
 def _shifted_wcs(text: str, dx: int, dy: int):
@@ -88,8 +109,8 @@ def _reprojected(images: _Images, src: dict, ref: dict, y0, y1, x0, x1) -> np.nd
     src_wcs = _wcs_from_text(src["wcs"])
     bx = np.array([x0, x1, x0, x1], dtype=float) - 0.5
     by = np.array([y0, y0, y1, y1], dtype=float) - 0.5
-    ra, dec = ref_wcs.all_pix2world(bx, by, 0)
-    sx, sy = src_wcs.all_world2pix(ra, dec, 0)
+    ra, dec = pixel_to_world(ref_wcs, bx, by)
+    sx, sy = world_to_pixel(src_wcs, ra, dec)
     if not (np.all(np.isfinite(sx)) and np.all(np.isfinite(sy))):
         return np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float32)
     sx0, sx1 = int(np.floor(sx.min())) - 2, int(np.ceil(sx.max())) + 3
@@ -147,8 +168,9 @@ def extract_chunk(
     Returns
     -------
     dict
-        ``images`` (n, band, size, size) float32, ``edge``, ``nan_fraction``,
-        ``missing_band`` (n, band), ``saturated``, ``flags``, ``magzero``
+        ``images`` (n, band, size, size) float32, ``edge``, ``nan_fraction``
+        (over all bands), ``nan`` (n, band: that band's NaN fraction is above
+        ``nan_fraction_max``), ``missing_band`` (n, band), ``saturated``, ``flags``, ``magzero``
         (n, band), and ``problems`` (messages about images that could not be read).
     """
     n, nb = len(plan), len(bands)
@@ -214,17 +236,20 @@ def extract_chunk(
             reader.close()  # unmap this tile's files before the next
     finally:
         reader.close()
-    nan_fraction = np.isnan(images).mean(axis=(1, 2, 3)).astype(np.float32)
+    band_nan = np.isnan(images).mean(axis=(2, 3))
+    nan_fraction = band_nan.mean(axis=1).astype(np.float32)
+    nan_band = band_nan > nan_fraction_max  # one band all NaN is as bad as all bands
     flags = np.zeros(n, dtype=np.uint8)
     flags[off] |= FLAG_BITS["off_footprint"]
     flags[edge] |= FLAG_BITS["edge"]
-    flags[nan_fraction > nan_fraction_max] |= FLAG_BITS["nan"]
+    flags[nan_band.any(axis=1)] |= FLAG_BITS["nan"]
     flags[missing.any(axis=1)] |= FLAG_BITS["missing_band"]
     flags[saturated] |= FLAG_BITS["saturated"]
     return {
         "images": images,
         "edge": edge,
         "nan_fraction": nan_fraction,
+        "nan": nan_band,
         "missing_band": missing,
         "saturated": saturated,
         "flags": flags,

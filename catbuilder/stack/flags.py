@@ -8,7 +8,7 @@ __all__ = ["FLAG_BITS", "describe_flags"]
 FLAG_BITS: dict[str, int] = {
     "off_footprint": 1,  # in no tile of the reference band (or no valid position)
     "edge": 2,  # the cutout crosses a tile edge; pixels beyond it are NaN
-    "nan": 4,  # more than cutouts.nan-fraction-max of the pixels are NaN
+    "nan": 4,  # in some band, more than cutouts.nan-fraction-max of the pixels are NaN
     "missing_band": 8,  # at least one band has no image (or it could not be read)
     "saturated": 16,  # some pixel reaches the image's SATURATE level
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from catbuilder.sky.tiles import TileIndex
+from catbuilder.sky.tiles import TileIndex, pixel_to_world, world_to_pixel
 
 __all__ = ["plan_objects", "size_in_pixels"]
 
@@ -43,8 +43,8 @@ def _same_grid(index: TileIndex, a: int, b: int) -> bool:
     wa, wb = index.wcs(a), index.wcs(b)
     px = np.array([0.0, ta["nx"] - 1, 0.0, (ta["nx"] - 1) / 2])
     py = np.array([0.0, 0.0, ta["ny"] - 1, (ta["ny"] - 1) / 2])
-    ra, dec = wa.all_pix2world(px, py, 0)
-    qx, qy = wb.all_world2pix(ra, dec, 0)
+    ra, dec = pixel_to_world(wa, px, py)
+    qx, qy = world_to_pixel(wb, ra, dec)
     return bool(np.all(np.abs(qx - px) < 1e-3) and np.all(np.abs(qy - py) < 1e-3))
 
 
@@ -90,7 +90,7 @@ def plan_objects(
         # same-named tile, if it holds the object
         for r in np.unique(same_name[same_name >= 0]):
             sel = np.flatnonzero(same_name == r)
-            x, y = index.wcs(int(r)).all_world2pix(ra[sel], dec[sel], 0)
+            x, y = world_to_pixel(index.wcs(int(r)), ra[sel], dec[sel])
             rec = table.loc[r]
             inside = (x >= -0.5) & (x < rec["nx"] - 0.5) & (y >= -0.5) & (y < rec["ny"] - 0.5)
             src[sel[inside]] = r

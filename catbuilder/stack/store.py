@@ -4,8 +4,9 @@ Dimensions ``(object, band, y, x)``; ``images`` holds native float32 pixels.
 Per-object coordinates: ``objid, ra, dec, tile, tile_x, tile_y`` (0-based pixel
 position in the reference tile; ``x``/``y`` name the image axes), ``row`` (row
 of the source table), ``label, split`` and
-the flags ``off_footprint, edge, nan_fraction, missing_band (object, band),
-saturated, flags`` (bits in :data:`catbuilder.stack.flags.FLAG_BITS`), and
+the flags ``off_footprint, edge, nan_fraction, nan (object, band),
+missing_band (object, band), saturated, flags`` (bits in
+:data:`catbuilder.stack.flags.FLAG_BITS`), and
 ``magzero (object, band)``. Attributes record provenance.
 """
 
@@ -21,15 +22,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from catbuilder.errors import IncompleteStoreError
 from catbuilder.stack.flags import FLAG_BITS
 
 __all__ = ["Batch", "ImageStack", "open_stack"]
 
 # variables written per chunk that are per-object metadata, shown as coordinates
-FLAG_VARS = ("edge", "nan_fraction", "missing_band", "saturated", "flags", "magzero")
+FLAG_VARS = ("edge", "nan_fraction", "nan", "missing_band", "saturated", "flags", "magzero")
 
 
-class IncompleteStackError(RuntimeError):
+class IncompleteStackError(IncompleteStoreError):
     """The store holds a build that did not finish."""
 
 
@@ -146,7 +148,7 @@ class ImageStack:
         import dask
 
         one = [n for n, v in self.ds.coords.items() if v.dims == ("object",) and n != "object"]
-        per_band = [n for n in ("missing_band", "magzero") if n in self.ds.coords]
+        per_band = [n for n in ("nan", "missing_band", "magzero") if n in self.ds.coords]
         values = [self._read_stored(n) for n in one + per_band]
         lazy = [i for i, v in enumerate(values) if v is None]
         # one synchronous compute for the rest: a graph each costs more than the read

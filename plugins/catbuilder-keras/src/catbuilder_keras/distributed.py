@@ -86,6 +86,7 @@ def _fit_rank(payload: dict, hvd) -> dict:
         "history": est.history_.to_dict(orient="records"),
         "n_shard": len(train),
         "weights_digest": digest,
+        "fit_input": getattr(est, "fit_input_", None),
     }
     if hvd.rank() == 0:
         out["weights"] = weights

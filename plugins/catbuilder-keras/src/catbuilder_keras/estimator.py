@@ -12,7 +12,14 @@ import numpy as np
 from sklearn.base import ClassifierMixin, TransformerMixin
 
 from catbuilder import config
-from catbuilder.estimator import ImageEstimator, input_bands, iter_inputs, labels_of, prefetch
+from catbuilder.estimator import (
+    ImageEstimator,
+    fit_input,
+    input_bands,
+    iter_inputs,
+    labels_of,
+    prefetch,
+)
 from catbuilder.train.schedule import Stage, stages_from_config
 from catbuilder_keras import architectures as arch
 from catbuilder_keras.training import CatbuilderModel, RankInfo, fit_stages
@@ -190,6 +197,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         weights = arch.resolve_weights(self.architecture, self.weights)
         model, base = self._build(len(classes), weights)
         bands = input_bands(X, self.bands)
+        self.fit_input_ = fit_input(X, self.bands)
         prep, size, batch = self._prep(), self._size(), self._batch()
         augment = config.resolve("train.augment", self.augment)
         rank = rank or RankInfo()
@@ -255,6 +263,8 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         model.set_weights(results[0]["weights"])
         self.model_ = model
         self.history_ = pd.DataFrame(results[0]["history"])
+        if results[0].get("fit_input"):
+            self.fit_input_ = results[0]["fit_input"]
         self.ranks_ = [{k: v for k, v in r.items() if k != "weights"} for r in results]
         self._both = None
 
@@ -356,6 +366,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             "history": self.history_.to_dict(orient="records") if hasattr(self, "history_") else [],
             "weights_sha256": _sha256(wpath),
             "versions": _versions(),
+            "fit_input": getattr(self, "fit_input_", None),
         }
         (path / "estimator.json").write_text(json.dumps(meta, indent=1))
         return path
@@ -375,6 +386,8 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         params["bands"] = tuple(params["bands"])
         est = cls(**params)
         est.classes_ = np.array(meta["classes_"], dtype=object)
+        if meta.get("fit_input"):
+            est.fit_input_ = meta["fit_input"]
         model, _ = est._build(len(est.classes_), None)
         model.load_weights(path / "model.weights.h5")
         est.model_ = model
