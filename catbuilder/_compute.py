@@ -10,7 +10,7 @@ from typing import Any
 
 import dask
 
-__all__ = ["active_client", "compute", "end_with_parent", "is_address"]
+__all__ = ["active_client", "check_scheduler", "compute", "end_with_parent", "is_address"]
 
 
 def active_client() -> Any | None:
@@ -33,6 +33,35 @@ def is_address(scheduler: str | None) -> bool:
         return True
     host, _, port = scheduler.rpartition(":")
     return bool(host) and port.isdigit()
+
+
+_LOCAL = {"processes", "threads", "sync", "synchronous", "single-threaded"}
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """Fail early (before any output is written) on a scheduler that cannot run tasks.
+
+    Raises
+    ------
+    ValueError
+        For an unknown scheduler name, or an address where no scheduler answers.
+    """
+    if scheduler is None or scheduler in _LOCAL:
+        return
+    if not is_address(scheduler):
+        raise ValueError(
+            f"unknown scheduler {scheduler!r}: use one of {', '.join(sorted(_LOCAL))} or a "
+            "scheduler address such as tcp://127.0.0.1:8786"
+        )
+    from distributed import Client
+
+    try:
+        Client(scheduler, timeout="10s", set_as_default=False).close()
+    except OSError as err:
+        raise ValueError(
+            f"cannot reach a Dask scheduler at {scheduler}: {err}; check the address, "
+            "or use processes, threads or sync"
+        ) from None
 
 
 def compute(
@@ -68,12 +97,7 @@ def compute(
     if client is not None:
         return _on_client(client, tasks, progress, desc, unit)
     scheduler = scheduler or "processes"
-    known = {"processes", "threads", "sync", "synchronous", "single-threaded"}
-    if scheduler not in known:
-        raise ValueError(
-            f"unknown scheduler {scheduler!r}: use one of {', '.join(sorted(known))} or a "
-            "scheduler address such as tcp://127.0.0.1:8786"
-        )
+    check_scheduler(scheduler)
     kwargs: dict[str, Any] = {"scheduler": scheduler}
     if scheduler == "processes":
         kwargs["initializer"] = functools.partial(end_with_parent, os.getpid())

@@ -20,6 +20,7 @@ __all__ = [
     "FORMATS",
     "build_catalog",
     "catalog_format",
+    "check_catalog_output",
     "crossmatch_catalog",
     "is_catbuilder_catalog",
     "read_catalog",
@@ -168,6 +169,21 @@ def is_catbuilder_catalog(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def check_catalog_output(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """Check, before any work, that a catalog can be written at ``path``; its format.
+
+    Raises
+    ------
+    ValueError
+        For an unknown format or suffix.
+    OutputExistsError
+        When ``path`` holds something catbuilder did not write as a catalog.
+    """
+    fmt = catalog_format(path, format)
+    _check_replaceable(Path(path))
+    return fmt
+
+
 def _check_replaceable(path: Path) -> None:
     if not (path.exists() or path.is_symlink()):
         return
@@ -210,8 +226,7 @@ def write_catalog(
         When ``path`` holds something catbuilder did not write as a catalog.
     """
     path = Path(path)
-    fmt = catalog_format(path, format)
-    _check_replaceable(path)
+    fmt = check_catalog_output(path, format)
     meta = catalog.attrs.get("catbuilder", {})
     with outputs.atomic_path(path) as tmp:
         if fmt == "parquet":

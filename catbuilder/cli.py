@@ -32,7 +32,7 @@ def command(name: str, help: str):
 
 
 def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+    return [v.strip() for v in value.split(",")]  # empty names are errors, not dropped
 
 
 # -- synth --------------------------------------------------------------------
@@ -91,8 +91,10 @@ def _tiles_args(p: argparse.ArgumentParser) -> None:
 
 @command("tiles", "index FITS tiles: bands, WCS footprints (Parquet)")(_tiles_args)
 def _tiles(args: argparse.Namespace) -> int:
+    from catbuilder.outputs import check_parquet_output
     from catbuilder.sky import TileIndex
 
+    check_parquet_output(args.output, "tile index")
     index = TileIndex.build(
         args.inputs, band_pattern=args.band_pattern, tile_pattern=args.tile_pattern, progress=True
     )
@@ -174,12 +176,19 @@ def _xmatch_args(p: argparse.ArgumentParser) -> None:
 
 @command("crossmatch", "match two source tables on the sky")(_xmatch_args)
 def _crossmatch(args: argparse.Namespace) -> int:
+    from catbuilder.outputs import check_parquet_output
     from catbuilder.sky import crossmatch
 
+    for out in (args.output, args.unmatched):
+        if out is not None:
+            check_parquet_output(out, "crossmatch")  # before the work, not after
+
     res = crossmatch(args.left, args.right, args.radius, progress=True)
-    res.join().to_parquet(args.output, index=False)
+    from catbuilder.outputs import write_parquet
+
+    write_parquet(res.join(), args.output, "crossmatch")
     if args.unmatched is not None:
-        res.unmatched_left.to_parquet(args.unmatched, index=False)
+        write_parquet(res.unmatched_left, args.unmatched, "crossmatch")
     print(res.summary())
     return 0
 
@@ -299,9 +308,10 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 @command("predict", "classify a stack on Dask workers and write the catalog")(_predict_args)
 def _predict(args: argparse.Namespace) -> int:
-    from catbuilder.catalog import build_catalog, write_catalog
+    from catbuilder.catalog import build_catalog, check_catalog_output, write_catalog
     from catbuilder.infer import predict
 
+    check_catalog_output(args.output, args.format)  # before any work: a bad -o fails now
     preds = predict(
         args.stack,
         args.model,
@@ -458,10 +468,12 @@ def error_message(err: BaseException) -> str:
         msg = f"missing key {err.args[0]!r}" if err.args else "missing key"
     else:
         msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        from catbuilder.errors import CatbuilderError
+        from catbuilder.errors import CatbuilderError, CatbuilderWarning
 
         plain = (CatbuilderError, ValueError, FileNotFoundError, FileExistsError, MemoryError)
-        if not isinstance(err, plain) or not msg:
+        if isinstance(err, CatbuilderWarning):
+            msg = f"{msg} (a warning, made an error by --strict)"
+        elif not isinstance(err, plain) or not msg:
             msg = f"{type(err).__name__}: {msg} (run with --debug for the traceback)"
     return " ".join(msg.split())
 
@@ -478,22 +490,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = f"catbuilder {args.command}"
-    show = warnings.showwarning
 
     def one_line(message, category, filename, lineno, file=None, line=None):
         text = " ".join(str(message).split())
         print(f"{name}: warning: {text}", file=sys.stderr)
 
-    from catbuilder.errors import strict
+    from catbuilder.errors import CatbuilderWarning, strict
 
     try:
-        warnings.showwarning = one_line
-        with strict(args.strict):
-            if args.config is not None:
-                from catbuilder import config
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CatbuilderWarning)  # every one, every time
+            warnings.showwarning = one_line
+            with strict(args.strict):
+                if args.config is not None:
+                    from catbuilder import config
 
-                config.load(args.config)
-            return int(args._run(args) or 0)
+                    config.load(args.config)
+                return int(args._run(args) or 0)
     except KeyboardInterrupt:
         if args.debug:
             raise
@@ -505,10 +518,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        print(f"{name}: error: {error_message(err)}", file=sys.stderr)
+        msg = error_message(err)
+        if isinstance(err, OSError) and not err.filename and getattr(args, "output", None):
+            msg = f"writing {args.output}: {msg}"
+        print(f"{name}: error: {msg}", file=sys.stderr)
         return 2
-    finally:
-        warnings.showwarning = show
 
 
 if __name__ == "__main__":  # pragma: no cover

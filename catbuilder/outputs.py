@@ -26,10 +26,13 @@ from catbuilder.errors import OutputExistsError
 
 __all__ = [
     "atomic_path",
+    "check_parquet_output",
     "foreign_entries",
+    "is_catbuilder_parquet",
     "remove_store",
     "store_kind",
     "temporary_sibling",
+    "write_parquet",
 ]
 
 #: kinds of Zarr store catbuilder writes, as recorded in their marker
@@ -175,15 +178,60 @@ def remove_store(path: str | os.PathLike[str], kind: str) -> None:
     path.rmdir()
 
 
+def is_catbuilder_parquet(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a Parquet file catbuilder wrote (a ``catbuilder*`` schema key)."""
+    try:
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+    except Exception:
+        return False
+    return any(k.startswith(b"catbuilder") for k in meta)
+
+
+def check_parquet_output(path: str | os.PathLike[str], what: str) -> Path:
+    """Raise unless ``path`` is absent or a Parquet file catbuilder wrote."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not is_catbuilder_parquet(path):
+        raise OutputExistsError(
+            f"{path} exists and is not a file catbuilder wrote: catbuilder replaces only its "
+            f"own {what} files; choose another output path"
+        )
+    return path
+
+
+def write_parquet(df, path: str | os.PathLike[str], what: str) -> Path:
+    """Write a table catbuilder made (an index, crossmatch pairs) as Parquet, safely.
+
+    The file is marked as catbuilder's, written aside and moved into place; an
+    existing ``path`` is replaced only if catbuilder wrote it.
+
+    Raises
+    ------
+    OutputExistsError
+        When ``path`` holds anything else.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = check_parquet_output(path, what)
+    t = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(t.schema.metadata or {})
+    meta.setdefault(b"catbuilder.kind", what.encode())
+    with atomic_path(path) as tmp:
+        pq.write_table(t.replace_schema_metadata(meta), tmp)
+    return path
+
+
 def temporary_sibling(path: str | os.PathLike[str], tag: str = "") -> Path:
     """A new, unused path next to ``path`` for catbuilder's own temporary output."""
-    path = Path(path)
+    path = Path(os.path.abspath(path))
     return path.with_name(f".{path.name}{_TMP_TAG}{tag}{uuid.uuid4().hex[:12]}")
 
 
 def stale_temporaries(path: str | os.PathLike[str], tag: str = "") -> list[Path]:
     """Temporary siblings of ``path`` left by an interrupted catbuilder write."""
-    path = Path(path)
+    path = Path(os.path.abspath(path))
     if not path.parent.is_dir():
         return []
     prefix = f".{path.name}{_TMP_TAG}{tag}"

@@ -208,17 +208,20 @@ class TileIndex:
         return cls(t.to_pandas(), [tuple(p) for p in json.loads(meta)])
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
-        """Save the index (and its problem list) as Parquet."""
+        """Save the index (and its problem list) as Parquet.
+
+        An existing file is replaced only if catbuilder wrote it.
+        """
         import json
 
         import pyarrow as pa
-        import pyarrow.parquet as pq
+
+        from catbuilder.outputs import write_parquet
 
         t = pa.Table.from_pandas(self.table, preserve_index=False)
         meta = dict(t.schema.metadata or {})
         meta[b"catbuilder.problems"] = json.dumps(self.problems).encode()
-        pq.write_table(t.replace_schema_metadata(meta), path)
-        return Path(path)
+        return write_parquet(t.replace_schema_metadata(meta), path, "tile index")
 
     @classmethod
     def from_any(cls, tiles: TileIndex | str | os.PathLike[str] | Iterable, **kwargs) -> TileIndex:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from catbuilder import config, outputs
+from catbuilder._compute import check_scheduler
 from catbuilder.errors import OutputExistsError, ResourceLimitError
 from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
@@ -247,6 +248,14 @@ def _consolidate(path: Path) -> None:
         zarr.consolidate_metadata(str(path))
 
 
+def _consolidated(path: Path) -> bool:
+    try:
+        root = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(root.get("consolidated_metadata"))
+
+
 def _set_meta(path: Path, meta: dict) -> None:
     import zarr
 
@@ -330,6 +339,7 @@ def build_stack(
     src, src_name = _prepare_sources(
         sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
     )
+    check_scheduler(scheduler)
     check_cutout_memory(npix, len(bands), chunk, index, reference_band, scheduler)
     path = Path(output)
     params = {
@@ -500,6 +510,7 @@ def check_cutout_memory(
 
 def _replacement(path: Path) -> Path:
     """Where an overwrite of ``path`` is built until it is complete."""
+    path = Path(os.path.abspath(path))
     return path.with_name(f".{path.name}.catbuilder-tmp-replacement")
 
 
@@ -557,6 +568,8 @@ def _resume(path: Path, src, index, meta, scheduler, progress) -> ImageStack:
     ds = open_zarr(path, live=True)
     written = ds["written"].values
     if meta.get("complete") and written.all():
+        if not _consolidated(path):  # stopped just before its metadata was consolidated
+            _consolidate(path)
         return ImageStack.open(path)
     bands, chunk, npix = params["bands"], params["chunk_objects"], params["size"]
     missing = np.flatnonzero(~written)
@@ -569,11 +582,13 @@ def _resume(path: Path, src, index, meta, scheduler, progress) -> ImageStack:
     plan = plan.sort_values("_pos").reset_index(drop=True)
     if not np.array_equal(plan["_pos"].to_numpy(), missing):
         raise ValueError(f"{path}: the sources do not match those the stack was started with")
-    # runs of consecutive missing positions, split at chunk boundaries
+    # runs of consecutive missing positions, split at chunk boundaries (none when
+    # the build stopped after its last chunk but before it was marked complete)
     cuts = np.flatnonzero((np.diff(missing) != 1) | (missing[1:] % chunk == 0)) + 1
     pieces = [
         (int(missing[run[0]]), plan.iloc[run].drop(columns="_pos"))
         for run in np.split(np.arange(len(missing)), cuts)
+        if len(run)
     ]
     problems = _run_chunks(
         path,

@@ -27,6 +27,8 @@ def size_in_pixels(size: int | str | object, index: TileIndex, reference_band: s
             raise ValueError(f"cutout size must be pixels or an angle, got {size!r}") from err
         if q.unit == u.dimensionless_unscaled:
             npix = round(q.value)
+        elif q.unit.physical_type != "angle":
+            raise ValueError(f"cutout size must be pixels or an angle, got {size!r}")
         else:
             scale = index.table.loc[index.table["band"] == reference_band, "pixel_scale"]
             npix = round(q.to_value(u.arcsec) / float(np.median(scale)))
