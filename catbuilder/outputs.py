@@ -31,6 +31,7 @@ __all__ = [
     "is_catbuilder_parquet",
     "remove_store",
     "store_kind",
+    "store_meta",
     "temporary_sibling",
     "write_parquet",
 ]
@@ -49,6 +50,12 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def store_meta(path: str | os.PathLike[str]) -> dict | None:
+    """The ``catbuilder`` attribute of the Zarr group at ``path`` (read from its
+    ``zarr.json`` alone, so a store whose arrays disagree still tells), or None."""
+    return _marker(Path(path))
 
 
 def _marker(path: Path) -> dict | None:

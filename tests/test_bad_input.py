@@ -685,7 +685,7 @@ def test_models_and_stacks_that_do_not_fit(work, capsys, small_model):
     cutout size is a warning (an error with --strict)."""
     assert cut(capsys, "sources.csv", "tiles", "one.zarr", "--bands", "r")[0] == 0
     rc, err = cli(capsys, "predict", "one.zarr", "--model", small_model, "-o", "c.parquet")
-    pattern = r"uses band\(s\) i, r, g but the stack one\.zarr has only r \(missing i, g\)"
+    pattern = r"uses band\(s\) g, r, i but the stack one\.zarr has only r \(missing g, i\)"
     one_error(rc, err, pattern, "predict")
     assert not Path("one.predictions.zarr").exists()
     assert cut(capsys, "sources.csv", "tiles", "three.zarr")[0] == 0

@@ -246,3 +246,63 @@ def test_dask_workers_end_with_the_process_that_started_them(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert _all_gone(workers, timeout=20), "dask workers outlived the client process"
+
+
+APPEND_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    n, stack, sources, tiles = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    import catbuilder.stack.build as b
+    from zarr.storage import LocalStore
+
+    armed, count = [False], [0]
+    orig_template, orig_set = b._template, LocalStore.set
+
+    def template(*a, **k):
+        armed[0] = True  # count the writes of the append's template only
+        return orig_template(*a, **k)
+
+    async def set_(self, key, value, *a, **k):
+        if armed[0]:
+            count[0] += 1
+            if count[0] == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return await orig_set(self, key, value, *a, **k)
+
+    b._template, LocalStore.set = template, set_
+    from catbuilder.stack import append_to_stack
+
+    append_to_stack(stack, sources, tiles, scheduler="sync", progress=False)
+    """
+)
+
+
+@pytest.mark.parametrize("n", [1, 5, 12])
+def test_an_append_killed_inside_its_template_write_rolls_back_and_finishes(n, inputs, tmp_path):
+    from catbuilder.errors import IncompleteStoreError
+    from catbuilder.stack import append_to_stack
+
+    src = pd.read_parquet(inputs / "sources.parquet")
+    first, rest = tmp_path / "first.parquet", tmp_path / "rest.parquet"
+    src.iloc[:3].to_parquet(first)
+    src.iloc[3:].to_parquet(rest)
+    stacks = {}
+    for name in ("killed", "clean"):
+        stacks[name] = build_stack(
+            first, inputs / "tiles", tmp_path / f"{name}.zarr", size=SIZE, chunk_objects=2,
+            scheduler="sync", progress=False,
+        ).path  # fmt: skip
+    args = [sys.executable, "-c", APPEND_CHILD, str(n), str(stacks["killed"]), str(rest),
+            str(inputs / "tiles")]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    with pytest.raises(IncompleteStoreError, match="run the same append again"):
+        open_stack(stacks["killed"])
+    done = append_to_stack(
+        stacks["killed"], rest, inputs / "tiles", scheduler="sync", progress=False
+    )
+    clean = append_to_stack(
+        stacks["clean"], rest, inputs / "tiles", scheduler="sync", progress=False
+    )
+    assert len(done) == 5
+    _same(done, clean)

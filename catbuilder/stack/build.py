@@ -248,6 +248,31 @@ def _consolidate(path: Path) -> None:
         zarr.consolidate_metadata(str(path))
 
 
+def _roll_back_unfinished_append(path: Path) -> None:
+    """Undo an append stopped inside its template write (arrays of unequal length).
+
+    Every array along ``object`` is cut back to the length it had before the
+    append (Zarr ``resize``: chunks beyond it are dropped), so the stack is
+    what it was, and the append can start again.
+    """
+    import zarr
+
+    meta = outputs.store_meta(path) or {}
+    pending = meta.get("pending_append")
+    if not pending:
+        return
+    start = int(pending["start"])
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    for _, arr in group.arrays():
+        dims = getattr(arr.metadata, "dimension_names", None) or ()
+        if dims and dims[0] == "object" and arr.shape[0] != start:
+            arr.resize((start, *arr.shape[1:]))
+    del meta["pending_append"]
+    meta["complete"] = bool(pending.get("was_complete", True))
+    group.attrs["catbuilder"] = json.dumps(meta)
+    _consolidate(path)
+
+
 def _consolidated(path: Path) -> bool:
     try:
         root = json.loads((path / "zarr.json").read_text())
@@ -633,6 +658,9 @@ def append_to_stack(
         The whole, reopened stack.
     """
     path = Path(stack)
+    if outputs.store_kind(path) != KIND:
+        raise FileNotFoundError(f"no image stack at {path}")
+    _roll_back_unfinished_append(path)
     meta = _existing_meta(path)
     if meta is None:
         raise FileNotFoundError(f"no image stack at {path}")
@@ -671,12 +699,18 @@ def append_to_stack(
     start = int(ds.sizes["object"])
     plan = plan_objects(src, index, bands, params["reference_band"])
     plan["row"] = plan["row"] + int(ds["row"].values.max(initial=-1)) + 1
+    # until the template is whole, a rerun rolls the arrays back to `start` and starts over
+    meta["pending_append"] = {"start": start, "was_complete": bool(meta.get("complete", True))}
     meta["complete"] = False
     _set_meta(path, meta)
     _consolidate(path)  # from here on no reader takes the store for complete
     tmpl = _template(plan, bands, npix, chunk, start).drop_vars("band")
+    stored = set(ds.variables)
+    tmpl = tmpl.drop_vars([v for v in tmpl.data_vars if v not in stored])  # older stacks
     tmpl.attrs["catbuilder"] = json.dumps(meta)  # appending replaces the group attributes
     tmpl.to_zarr(path, append_dim="object", compute=False, safe_chunks=False, consolidated=False)
+    del meta["pending_append"]  # the template is whole: a rerun now resumes the chunks
+    _set_meta(path, meta)
     _consolidate(path)  # readers must see the new shape and complete: false at once
     problems = _run_chunks(
         path,

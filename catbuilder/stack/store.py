@@ -82,6 +82,13 @@ class ImageStack:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no image stack at {path}")
+        from catbuilder.outputs import store_meta
+
+        if (store_meta(path) or {}).get("pending_append") and not allow_incomplete:
+            raise IncompleteStackError(
+                f"an append to image stack {path} was stopped while its arrays were being "
+                "extended: run the same append again to finish it (the stack is kept as it was)"
+            )
         try:
             ds = open_zarr(path)
         except Exception as err:
