@@ -34,8 +34,9 @@ class CatbuilderError(Exception):
     """Base class of catbuilder's own errors: the message is the whole story."""
 
 
-class OutputExistsError(CatbuilderError, FileExistsError):
-    """An output path holds something catbuilder may not replace."""
+class OutputExistsError(CatbuilderError, FileExistsError, ValueError):
+    """An output path holds something catbuilder may not replace (or a store made
+    with other arguments, without ``overwrite``; a ValueError as before)."""
 
 
 class IncompleteStoreError(CatbuilderError, RuntimeError):

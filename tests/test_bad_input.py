@@ -721,3 +721,11 @@ def test_index_and_pairs_never_replace_a_user_file(command, work, capsys):
     assert len(pd.read_parquet("own.parquet")) in (3, 5)  # three images, or five pairs
     os.remove("mine.parquet")
     os.remove("own.parquet")
+
+
+def test_scheduler_address_is_accepted(work, capsys, dask_client):
+    rc, err = cli(capsys, "cutouts", "sources.csv", "tiles", "-o", "../out.zarr", "--size", SIZE,
+                  "--no-progress", "--scheduler", dask_client.scheduler.address)  # fmt: skip
+    assert rc == 0, err
+    stack = open_stack("../out.zarr")
+    assert len(stack) == 5 and [h["action"] for h in stack.meta["history"]] == ["build"]
