@@ -161,17 +161,30 @@ def end_with_parent(parent_pid: int) -> None:
         threading.Thread(target=watch, name="catbuilder-parent-watch", daemon=True).start()
 
 
+def _fork_unsafe_modules() -> set[str]:
+    import warnings
+
+    from catbuilder.plugins import list_plugins
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # broken plugins are reported where they are used
+        plugins = list_plugins()
+    return {m for p in plugins.values() for m in p.fork_unsafe_modules}
+
+
 def _process_context(scheduler: str) -> dict:
     """Fork worker processes where that is safe.
 
     Dask's process pool spawns by default, which re-imports ``__main__``: an
     analysis script without an ``if __name__ == "__main__"`` guard would then
-    crash. Forking avoids that, and is safe on Linux as long as no library
-    with its own thread pools (TensorFlow) is loaded in this process.
+    crash. Forking avoids that, and is safe on Linux as long as no module
+    that starts native thread pools at import is loaded (a child would
+    inherit their locks but not their threads): model plugins name theirs
+    (:attr:`catbuilder.plugins.ModelPlugin.fork_unsafe_modules`).
     """
     if scheduler != "processes" or not sys.platform.startswith("linux"):
         return {}
-    if any(m in sys.modules for m in ("tensorflow", "torch", "jax")):
+    if any(m in sys.modules for m in _fork_unsafe_modules()):
         return {}
     if (
         "multiprocessing.context" in dask.config.config.get("multiprocessing", {})

@@ -200,7 +200,7 @@ def _plugins_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=["classifier", "embedder"], default=None)
 
 
-@command("plugins", "list the installed classifier and embedder plugins")(_plugins_args)
+@command("plugins", "list the installed model plugins and what each can do")(_plugins_args)
 def _plugins(args: argparse.Namespace) -> int:
     from catbuilder.plugins import describe
 
@@ -209,13 +209,13 @@ def _plugins(args: argparse.Namespace) -> int:
         print("no plugins installed; see docs/plugins.md")
         return 0
     width = max(len(r["name"]) for r in rows)
-    for kind in ("classifier", "embedder"):
-        sel = [r for r in rows if r["kind"] == kind]
-        if sel:
-            print(f"{kind}s:")
-        for r in sel:
-            size = f"{r['input_size']} px" if r["input_size"] else "any size"
-            print(f"  {r['name']:<{width}}  {r['description']} [{r['framework']}, {size}]")
+    for r in rows:
+        if r["problem"]:
+            print(f"  {r['name']:<{width}}  ({r['distribution'] or '?'}) {r['problem']}")
+            continue
+        size = f"{r['input_size']} px" if r["input_size"] else "any size"
+        can = ", ".join(r["capabilities"])
+        print(f"  {r['name']:<{width}}  {r['description']} [{r['framework']}, {size}; {can}]")
     return 0
 
 
@@ -225,7 +225,7 @@ def _plugins(args: argparse.Namespace) -> int:
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("stack", help="image stack (.zarr) with labels, or a run file (.yaml)")
     p.add_argument("-o", "--output", type=Path, default=None, help="directory for the model")
-    p.add_argument("--model", default=None, help="plugin name, e.g. keras.xception")
+    p.add_argument("--model", default=None, help="model plugin name (see `catbuilder plugins`)")
     p.add_argument("--params", default=None, help="estimator parameters as a JSON object")
     p.add_argument("--epochs", type=int, default=None, help="epochs of every stage")
     p.add_argument("--checkpoint-dir", type=Path, default=None)

@@ -15,6 +15,7 @@ once, in YAML::
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,15 +36,22 @@ JOBQUEUE_CLASSES = {
 
 
 def worker_env(threads: int) -> dict[str, str]:
-    """Environment for worker processes: frameworks use ``threads`` threads each."""
+    """Environment for worker processes that use ``threads`` threads each.
+
+    BLAS/OpenMP pools are sized here; each installed model plugin adds what
+    its framework needs (:meth:`catbuilder.plugins.ModelPlugin.worker_env`),
+    so the core knows no framework's variables.
+    """
+    from catbuilder.plugins import list_plugins
+
     t = str(max(1, int(threads)))
-    return {
-        "OMP_NUM_THREADS": t,
-        "TF_NUM_INTRAOP_THREADS": t,
-        "TF_NUM_INTEROP_THREADS": "2",
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        "TF_USE_LEGACY_KERAS": "1",
-    }
+    env = {"OMP_NUM_THREADS": t}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a broken plugin is reported where it is used
+        plugins = list_plugins()
+    for plugin in plugins.values():
+        env.update(plugin.worker_env(int(t)))
+    return env
 
 
 _PRE_SPAWN = "distributed.nanny.pre-spawn-environ"

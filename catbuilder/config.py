@@ -62,7 +62,45 @@ def _load_defaults() -> dict[str, Any]:
     return data
 
 
+def _merge_new(base: dict[str, Any], extra: Mapping[str, Any], where: str) -> None:
+    """Add ``extra``'s keys to ``base``; a plugin may not redefine a core key."""
+    for key, value in extra.items():
+        if key not in base:
+            base[key] = value
+        elif isinstance(base[key], dict) and isinstance(value, Mapping):
+            _merge_new(base[key], value, f"{where}.{key}")
+        else:
+            raise ConfigKeyError(f"a plugin's defaults redefine '{where}.{key}'")
+
+
+def _plugin_defaults(defaults: dict[str, Any]) -> None:
+    """Merge the packaged YAML of every plugin (entry-point group ``catbuilder.config``:
+    a path to a YAML file with a ``catbuilder`` section) into ``defaults``.
+
+    This is how a backend brings its own settings (as dask-jobqueue's
+    ``jobqueue.yaml`` does for dask): they are validated, documented and
+    overridden exactly like catbuilder's own.
+    """
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group="catbuilder.config"), key=lambda e: e.name):
+        try:
+            path = ep.load()
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+            _merge_new(defaults, {PREFIX: data.get(PREFIX, {})}, "")
+        except Exception as err:  # a broken plugin must not break catbuilder
+            warnings.warn(
+                f"configuration of plugin package {ep.name!r} ({ep.value}) not loaded: "
+                f"{type(err).__name__}: {err}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
 _DEFAULTS: dict[str, Any] = _load_defaults()
+_plugin_defaults(_DEFAULTS)
 
 
 def defaults() -> dict[str, Any]:

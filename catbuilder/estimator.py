@@ -4,8 +4,9 @@ Plugin models follow scikit-learn's conventions: ``__init__`` only stores its
 keyword arguments; ``fit`` returns ``self`` and sets attributes ending in
 ``_`` (``classes_``); ``predict``, ``predict_proba`` and, for embedders,
 ``transform``; ``get_params``/``set_params``/``clone`` from
-:class:`sklearn.base.BaseEstimator`. On top of that, ``save(path)`` and the
-class method ``load(path)``.
+:class:`sklearn.base.BaseEstimator`. On top of that, ``save_state(path)`` and
+the class method ``load_state(path)`` for the plugin's own files; everything
+else the core calls is provided by :class:`ImageEstimator`.
 
 Inputs are either an :class:`~catbuilder.stack.ImageStack` (read lazily in
 batches; labels from its ``label`` coordinate when ``y`` is not given) or a
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -25,6 +27,7 @@ from sklearn.base import BaseEstimator
 __all__ = [
     "ImageEstimator",
     "InputBatch",
+    "dihedral_views",
     "fit_input",
     "iter_inputs",
     "labels_of",
@@ -189,26 +192,159 @@ def input_bands(X: Any, bands: tuple[str, ...] | list[str]) -> list[str]:
 
 
 class ImageEstimator(BaseEstimator):
-    """Base class for plugin models; subclasses implement the methods below.
+    """The contract between catbuilder and a plugin model.
 
-    The mixins :class:`sklearn.base.ClassifierMixin` (``score``) and
-    :class:`sklearn.base.TransformerMixin` combine with it as usual.
+    A plugin's estimator subclasses this (it is a scikit-learn
+    :class:`~sklearn.base.BaseEstimator`; :class:`~sklearn.base.ClassifierMixin`
+    and :class:`~sklearn.base.TransformerMixin` combine with it as usual).
+    ``X`` is always an :class:`~catbuilder.stack.ImageStack` or an array of
+    native cutouts ``(n, band, y, x)``; read either with :func:`iter_inputs`.
+
+    **A plugin implements** ``fit``, ``predict_proba`` (classifiers),
+    ``transform`` (embedders), and ``save_state`` / ``load_state`` (its own
+    files only). **catbuilder provides** ``predict``, ``iter_predictions``
+    (batches, with test-time augmentation), and ``save`` / ``load``, which
+    wrap the plugin's state in a manifest (``catbuilder-model.json``: the
+    plugin and the distribution that provides it, the SHA-256 of every file,
+    versions, classes, and what the model was fitted on). Override
+    ``iter_predictions`` only to be faster (a deep-learning plugin may run a
+    compiled model a batch behind a reading thread).
+
+    Distributed training (capability ``"distributed"``): set
+    ``distributed_entry`` to ``"module:function"``, the function each Horovod
+    rank runs on its shard, and implement :meth:`fitted_from_ranks`.
     """
 
+    #: ``"module:function"`` run by every rank of a distributed fit (None: unsupported)
+    distributed_entry: ClassVar[str | None] = None
+
+    # -- what a plugin implements ------------------------------------------------
+
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> ImageEstimator:
-        raise NotImplementedError
+        """Fit on ``X`` (labels from ``y``, else the stack's ``label``); return ``self``.
+
+        Sets ``classes_`` (sorted class names). ``fit_params`` may hold
+        ``validation_data`` (a stack), ``checkpoint_dir`` and ``resume``, which
+        an estimator may use or ignore.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement fit")
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        raise NotImplementedError
+        """Probabilities ``(n, len(classes_))``, rows summing to 1."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement predict_proba")
+
+    def save_state(self, path: Path) -> None:
+        """Write the fitted state into the (existing) directory ``path``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement save_state")
+
+    @classmethod
+    def load_state(cls, path: Path) -> ImageEstimator:
+        """Rebuild a fitted estimator from what :meth:`save_state` wrote."""
+        raise NotImplementedError(f"{cls.__name__} does not implement load_state")
+
+    def fitted_from_ranks(self, results: list[dict], classes: list[str]) -> ImageEstimator:
+        """Become the model that distributed training produced; return ``self``.
+
+        ``results`` are the rank functions' return values, ordered by rank
+        (rank 0 first); ``classes`` the class names all ranks trained on.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support distributed training")
+
+    # -- what catbuilder provides ------------------------------------------------
 
     def predict(self, X: Any) -> np.ndarray:
         """Class names of the highest probability."""
         proba = self.predict_proba(X)
         return np.asarray(self.classes_, dtype=object)[np.argmax(proba, axis=1)]
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        raise NotImplementedError
+    def iter_predictions(
+        self,
+        X: Any,
+        batch_size: int | None = None,
+        embed: bool = False,
+        tta: bool = False,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Yield ``(probabilities, embeddings or None)`` per batch, in input order.
+
+        This is what :func:`catbuilder.predict` calls on its workers. The
+        default slices ``X`` into batches and calls :meth:`predict_proba` (and
+        ``transform`` when ``embed``); with ``tta`` each batch is seen in its
+        eight flips and right-angle rotations and the outputs are averaged.
+
+        Parameters
+        ----------
+        X
+            A stack (or selection) or an array ``(n, band, y, x)``.
+        batch_size
+            Objects per batch (default 256).
+        embed
+            Also return embeddings (needs ``transform``).
+        tta
+            Average over the dihedral views of every cutout.
+        """
+        if embed and not hasattr(self, "transform"):
+            raise ValueError(f"{type(self).__name__} has no transform: it cannot embed")
+        step = int(batch_size or 256)
+        for start in range(0, n_inputs(X), step):
+            part = _take(X, start, start + step)
+            views = dihedral_views(part) if tta else [part]
+            P = np.mean([np.asarray(self.predict_proba(v), np.float64) for v in views], axis=0)
+            E = None
+            if embed:
+                E = np.mean([np.asarray(self.transform(v), np.float64) for v in views], axis=0)
+                E = E.astype(np.float32)
+            yield P.astype(np.float32), E
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save into directory ``path``: the plugin's state and catbuilder's manifest.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from catbuilder.saved_models import save_model
+
+        return save_model(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ImageEstimator:
-        raise NotImplementedError
+        """Load a model saved with :meth:`save` (its manifest names the class)."""
+        from catbuilder.saved_models import load_model
+
+        est = load_model(path)
+        if not isinstance(est, cls):
+            raise TypeError(f"{path} holds a {type(est).__name__}, not a {cls.__name__}")
+        return est
+
+
+def _take(X: Any, start: int, stop: int) -> Any:
+    if _is_stack(X):
+        return X.isel(slice(start, min(stop, len(X))))
+    return np.asarray(X)[start:stop]
+
+
+def dihedral_views(X: Any) -> list[Any]:
+    """The eight flips and right-angle rotations of every cutout of ``X``.
+
+    Arrays ``(n, band, y, x)`` are transformed directly; a stack (selection)
+    is read into memory once and returned as eight in-memory stacks.
+    """
+    if not _is_stack(X):
+        arr = np.asarray(X)
+        return [_dihedral(arr, k) for k in range(8)]
+    from catbuilder.stack.store import ImageStack
+
+    ds = X.ds.load()
+    pixels = ds["images"].values
+    out = []
+    for k in range(8):
+        view = ds.copy()
+        view["images"] = (ds["images"].dims, np.ascontiguousarray(_dihedral(pixels, k)))
+        out.append(ImageStack(view, None))
+    return out
+
+
+def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
+    """View ``k`` (0-7) of the dihedral group on the last two axes."""
+    b = np.rot90(a, k % 4, axes=(-2, -1))
+    return b[..., ::-1] if k >= 4 else b

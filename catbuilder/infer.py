@@ -37,9 +37,12 @@ _LOCK = threading.Lock()
 
 def _model(path: str) -> Any:
     """The model saved at ``path``, loaded once per process."""
-    from catbuilder.plugins import load_model
+    from catbuilder.saved_models import MANIFEST, load_model
 
-    key = (path, os.stat(Path(path) / "estimator.json").st_mtime_ns)
+    marker = Path(path) / MANIFEST
+    if not marker.exists():
+        marker = Path(path) / "estimator.json"  # saved before the manifest existed
+    key = (path, os.stat(marker).st_mtime_ns)
     with _LOCK:
         if key not in _MODELS:
             _MODELS[key] = load_model(path)
@@ -218,13 +221,14 @@ def check_model_fits_stack(model_meta: dict, stack: Any, model_path: str) -> Non
 
 def _model_dir(model: Any, out: Path) -> str:
     """A saved model's directory, saving an in-memory estimator next to the output."""
+    from catbuilder.saved_models import read_manifest, save_model
+
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).resolve()
-        if not (path / "estimator.json").exists():
-            raise FileNotFoundError(f"no saved model at {path} (estimator.json is missing)")
+        read_manifest(path)  # a clear error when there is no saved model
         return str(path)
     path = out.parent / (out.name + ".model")
-    model.save(path)
+    save_model(model, path)
     return str(path.resolve())
 
 
@@ -317,7 +321,9 @@ def predict(
     if len(positions) == 0:
         raise ValueError("the stack (or selection) has no objects to predict")
     chunk = int(stack.meta["parameters"]["chunk_objects"])
-    model_meta = json.loads((Path(model_path) / "estimator.json").read_text())
+    from catbuilder.saved_models import read_manifest
+
+    model_meta = read_manifest(model_path)
     params = {
         "stack": str(Path(stack.path).resolve()),
         "positions_digest": _digest(np.ascontiguousarray(positions, dtype=np.int64)),
@@ -388,6 +394,7 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
         "parameters": params,
         "model": {
             "plugin": model_meta.get("plugin"),
+            "distribution": model_meta.get("distribution"),
             "path": params["model"],
             "weights_sha256": model_meta.get("weights_sha256"),
             "versions": model_meta.get("versions", {}),

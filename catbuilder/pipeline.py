@@ -101,7 +101,7 @@ def demo(
     seed
         Random seed of the survey.
     epochs
-        Training epochs of the small CNN.
+        Training epochs of the model (``train.model``, the small CNN by default).
     workers
         Dask worker processes for inference (a LocalCluster on 127.0.0.1).
     progress
@@ -113,10 +113,12 @@ def demo(
     """
     import numpy as np
 
+    from catbuilder import config
     from catbuilder.catalog import build_catalog, write_catalog
     from catbuilder.evaluate import evaluate
     from catbuilder.evaluate.embeddings import cluster_embeddings, plot_embedding
     from catbuilder.infer import predict
+    from catbuilder.saved_models import save_model
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack
     from catbuilder.synth import make_survey, open_survey
@@ -127,7 +129,7 @@ def demo(
     paths = {
         "survey": outdir / "survey",
         "stack": outdir / "des.zarr",
-        "model": outdir / "small-cnn.model",
+        "model": outdir / "model",
         "predictions": outdir / "des.predictions.zarr",
         "catalog": outdir / "catalog.parquet",
         "metrics": outdir / "metrics.csv",
@@ -156,19 +158,14 @@ def demo(
     step("cutouts", t0)
 
     t0 = time.perf_counter()
-    result = train(
-        stack,
-        "keras.small-cnn",
-        checkpoint_dir=outdir / "small-cnn.checkpoints",
-        params={
-            "batch_size": 32,
-            "verbose": 0,
-            "stages": [
-                {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
-            ],
-        },
-    )
-    result.model.save(paths["model"])
+    with config.set({"train.batch-size": 32}):
+        result = train(
+            stack,
+            config.get("train.model"),
+            checkpoint_dir=outdir / "model.checkpoints",
+            params={"epochs": epochs},
+        )
+    save_model(result.model, paths["model"])
     step("training", t0)
 
     t0 = time.perf_counter()

@@ -1,61 +1,74 @@
 """Classifier and embedder backends as entry-point plugins.
 
 Modelled on xarray's backend entry points. A plugin is a small class with
-class-level metadata and one factory method; it is registered by a package in
-the ``catbuilder.classifiers`` and/or ``catbuilder.embedders`` entry-point
-group::
+class-level metadata, registered by a package in the one entry-point group
+``catbuilder.models``::
 
-    [project.entry-points."catbuilder.classifiers"]
+    [project.entry-points."catbuilder.models"]
     "keras.xception" = "catbuilder_keras.plugin:XceptionPlugin"
 
-Loading a plugin class must import no deep-learning framework: the
-framework is imported by :meth:`ModelPlugin.create`, when a model is made.
+What a plugin can do is metadata (``capabilities``: ``classify``, ``embed``,
+``distributed``), not a second group. Loading a plugin class must import no
+deep-learning framework: the framework is imported when a model is made or
+loaded (``ModelPlugin.estimator`` names the class as ``"module:Class"``).
 Discovery is cached (:func:`list_plugins`) and refreshable
-(:func:`refresh_plugins`); a plugin that fails to load is a warning naming
-it; two plugins with one name warn; an unknown name is a ValueError listing
-what is installed and how to install more.
+(:func:`refresh_plugins`). Wherever a plugin name is used, a plugin that
+failed to import is reported with the last line of its error, two installed
+distributions that provide one name are an error naming both (a saved model
+records its distribution and loads with that one), and an unknown name is a
+ValueError listing what is installed. A plugin class can be passed wherever a
+name is accepted, as xarray accepts a backend class for ``engine``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
+from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 from catbuilder import config
 
 __all__ = [
-    "GROUPS",
+    "CAPABILITIES",
+    "GROUP",
     "ModelPlugin",
+    "describe",
     "get_plugin",
     "list_plugins",
     "load_model",
     "make_model",
     "refresh_plugins",
+    "save_model",
 ]
 
-GROUPS = {"classifier": "catbuilder.classifiers", "embedder": "catbuilder.embedders"}
+GROUP = "catbuilder.models"
+CAPABILITIES = ("classify", "embed", "distributed")
+_KINDS = {"classifier": "classify", "embedder": "embed"}
 _INSTALL_HINT = (
     "Install more with `pip install -e plugins/catbuilder-keras` (Xception, ResNet50, "
     "InceptionV3, VGG16/19, a small CNN) or `pip install -e plugins/catbuilder-morphology` "
-    "(statmorph + scikit-learn), or any package that registers the "
-    "'catbuilder.classifiers' / 'catbuilder.embedders' entry points; see docs/plugins.md."
+    "(statmorph + scikit-learn), or any package that registers the 'catbuilder.models' "
+    "entry point; see docs/plugins.md."
 )
 
 
 class ModelPlugin:
-    """Contract for a classifier/embedder plugin (subclass it).
+    """Contract for a model plugin: metadata, and where its estimator lives.
 
-    Class attributes describe the model without importing it; :meth:`create`
-    returns an estimator that follows scikit-learn conventions (``fit``,
-    ``predict``, ``predict_proba``, ``classes_``, ``get_params``/``set_params``,
-    ``transform`` for embedders) plus ``save(path)`` and ``load(path)``; see
-    :class:`catbuilder.estimator.ImageEstimator`.
+    Subclass it and set the class attributes; they describe the model without
+    importing it. The default :meth:`create` and :meth:`load` import the
+    class named by ``estimator`` (a :class:`catbuilder.estimator.ImageEstimator`)
+    only when a model is made or loaded.
 
     Attributes
     ----------
+    estimator
+        ``"module:Class"`` of the estimator.
     description
         One line shown by ``catbuilder plugins``.
     url
@@ -64,157 +77,271 @@ class ModelPlugin:
         Bands the model expects, in the order it maps them to channels.
     input_size
         Side in pixels it is built for (None: any).
-    can_embed
-        Whether the estimator has ``transform`` (an embedding).
+    capabilities
+        What it can do: ``"classify"`` (``predict_proba``), ``"embed"``
+        (``transform``), ``"distributed"`` (Horovod ranks on Dask workers).
     framework
         What it runs on, e.g. ``"tensorflow"`` or ``"scikit-learn"``.
+    default_params
+        Keyword arguments merged under the user's.
+    fork_unsafe_modules
+        Modules that start native thread pools when imported: once one is
+        loaded, catbuilder's process pools spawn workers instead of forking.
+    name, distribution, registered
+        Set by the registry: the entry-point name, the installed distribution
+        that provides it, and that it was found by entry point (a saved
+        model then names it; a class given directly is recorded by class).
     """
 
+    estimator: ClassVar[str] = ""
     description: ClassVar[str] = ""
     url: ClassVar[str] = ""
     bands: ClassVar[tuple[str, ...]] = ("g", "r", "i")
     input_size: ClassVar[int | None] = None
-    can_embed: ClassVar[bool] = False
+    capabilities: ClassVar[frozenset[str]] = frozenset({"classify"})
     framework: ClassVar[str] = ""
     default_params: ClassVar[dict[str, Any]] = {}
+    fork_unsafe_modules: ClassVar[tuple[str, ...]] = ()
+    name: str = ""
+    distribution: str | None = None
+    registered: bool = False
+
+    @property
+    def can_embed(self) -> bool:
+        return "embed" in self.capabilities
+
+    def estimator_class(self) -> type:
+        """The estimator class (imports its module, and so the framework)."""
+        if not self.estimator:
+            raise NotImplementedError(
+                f"{type(self).__name__} names no estimator ('module:Class') and overrides "
+                "neither create nor load"
+            )
+        module, _, qual = self.estimator.partition(":")
+        obj: Any = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+        return obj
 
     def create(self, **params: Any) -> Any:
         """Return a new, unfitted estimator (imports the framework)."""
-        raise NotImplementedError
+        return self.estimator_class()(**params)
 
     def load(self, path: str) -> Any:
-        """Load an estimator saved with its ``save`` method."""
-        raise NotImplementedError
+        """Rebuild the estimator saved at ``path`` (its own state; no manifest)."""
+        return self.estimator_class().load_state(Path(path))
+
+    def worker_env(self, threads: int) -> dict[str, str]:
+        """Environment variables for Dask worker processes that run this model
+        with ``threads`` threads each (e.g. a framework's thread pools)."""
+        return {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.description}>"
+
+
+@dataclass
+class _Entry:
+    name: str
+    value: str
+    distribution: str | None
+    plugin: ModelPlugin | None = None
+    error: str | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"{self.value} from {self.distribution or 'an unnamed distribution'}"
 
 
 def _entry_points(group: str) -> list[EntryPoint]:
     return list(entry_points(group=group))
 
 
+def _last_line(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".strip().splitlines()
+    return text[-1] if text else type(err).__name__
+
+
 @cache
-def _load_group(group: str) -> dict[str, ModelPlugin]:
+def _discover() -> dict[str, list[_Entry]]:
+    """Every entry point of the group, by name, loaded or with its error."""
     disabled = set(config.get("plugins.disabled", []) or [])
-    found: dict[str, ModelPlugin] = {}
-    for ep in sorted(_entry_points(group), key=lambda e: (e.name, e.value)):
-        if ep.name in disabled:
+    found: dict[str, list[_Entry]] = {}
+    seen: set[tuple[str, str, str | None]] = set()
+    for ep in sorted(_entry_points(GROUP), key=lambda e: (e.name, e.value)):
+        dist = ep.dist.name if getattr(ep, "dist", None) is not None else None
+        if ep.name in disabled or (ep.name, ep.value, dist) in seen:
             continue
-        if ep.name in found:
-            warnings.warn(
-                f"two plugins are named {ep.name!r} in {group}; using the first, ignoring "
-                f"{ep.value}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            continue
+        seen.add((ep.name, ep.value, dist))
+        entry = _Entry(ep.name, ep.value, dist)
         try:
-            cls = ep.load()
-            plugin = cls() if isinstance(cls, type) else cls
+            obj = ep.load()
+            plugin = obj() if isinstance(obj, type) else obj
+            if not isinstance(plugin, ModelPlugin):
+                raise TypeError(f"{ep.value} is not a catbuilder.plugins.ModelPlugin")
+            plugin.name, plugin.distribution = ep.name, dist
+            plugin.registered = True
+            entry.plugin = plugin
         except Exception as err:  # a broken third-party plugin must not break catbuilder
-            warnings.warn(
-                f"plugin {ep.name!r} ({ep.value}) in {group} failed to load: "
-                f"{type(err).__name__}: {err}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            continue
-        if not isinstance(plugin, ModelPlugin):
-            warnings.warn(
-                f"plugin {ep.name!r} ({ep.value}) is not a catbuilder.plugins.ModelPlugin; ignored",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            continue
-        found[ep.name] = plugin
+            entry.error = _last_line(err)
+        found.setdefault(ep.name, []).append(entry)
     return found
 
 
-def list_plugins(kind: str = "classifier") -> dict[str, ModelPlugin]:
-    """Installed plugins of one kind (``"classifier"`` or ``"embedder"``), by name.
+def _problems() -> list[str]:
+    out = []
+    for name, entries in _discover().items():
+        for e in entries:
+            if e.error:
+                out.append(f"plugin {name!r} ({e.origin}) failed to load: {e.error}")
+        if len(entries) > 1:
+            out.append(_duplicate_message(name, entries))
+    return out
 
-    The result is cached; :func:`refresh_plugins` clears it.
+
+def _duplicate_message(name: str, entries: list[_Entry]) -> str:
+    return (
+        f"plugin name {name!r} is provided by {len(entries)} installed distributions: "
+        + " and ".join(e.origin for e in entries)
+        + "; uninstall one of them"
+    )
+
+
+def list_plugins(kind: str | None = None) -> dict[str, ModelPlugin]:
+    """Working plugins by name, all or those of one kind (``"classifier"``, ``"embedder"``).
+
+    Plugins that failed to load and names provided twice are left out, with a
+    warning; :func:`get_plugin` says why when such a name is used. The
+    result is cached; :func:`refresh_plugins` clears it.
     """
-    if kind not in GROUPS:
-        raise ValueError(f"kind must be one of {', '.join(GROUPS)}, got {kind!r}")
-    return dict(_load_group(GROUPS[kind]))
+    if kind is not None and kind not in _KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+    for msg in _problems():
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    out = {}
+    for name, entries in _discover().items():
+        if len(entries) == 1 and entries[0].plugin is not None:
+            plugin = entries[0].plugin
+            if kind is None or _KINDS[kind] in plugin.capabilities:
+                out[name] = plugin
+    return out
 
 
 def refresh_plugins() -> None:
     """Forget discovered plugins, so newly installed ones are found."""
-    _load_group.cache_clear()
+    _discover.cache_clear()
 
 
-def get_plugin(name: str, kind: str = "classifier") -> ModelPlugin:
-    """The plugin registered as ``name``.
+def get_plugin(
+    name: str | type[ModelPlugin] | ModelPlugin,
+    kind: str | None = None,
+    *,
+    distribution: str | None = None,
+) -> ModelPlugin:
+    """The plugin registered as ``name`` (or the plugin class or instance given).
+
+    Parameters
+    ----------
+    name
+        An entry-point name, or a :class:`ModelPlugin` subclass or instance.
+    kind
+        ``"classifier"`` or ``"embedder"``: require that capability.
+    distribution
+        Choose among installed distributions that provide ``name`` (what a
+        saved model's manifest records).
 
     Raises
     ------
     ValueError
-        For an unknown name, listing the installed ones and how to get more.
+        For an unknown name (listing the installed ones and how to get more),
+        a plugin that failed to load (with its error), a name provided by two
+        distributions, or a plugin without the capability ``kind`` needs.
     """
-    plugins = list_plugins(kind)
-    try:
-        return plugins[name]
-    except KeyError:
-        have = ", ".join(sorted(plugins)) or "none"
+    if kind is not None and kind not in _KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+    if isinstance(name, type) and issubclass(name, ModelPlugin):
+        plugin = name()
+        plugin.name = plugin.name or name.__name__
+    elif isinstance(name, ModelPlugin):
+        plugin = name
+    else:
+        entries = _discover().get(str(name), [])
+        if distribution is not None and len(entries) > 1:
+            entries = [e for e in entries if e.distribution == distribution] or entries
+        if not entries:
+            have = ", ".join(sorted(list_plugins(kind))) or "none"
+            what = f"{kind} plugin" if kind else "plugin"
+            raise ValueError(f"unknown {what} {name!r}; installed: {have}. {_INSTALL_HINT}")
+        if len(entries) > 1:
+            raise ValueError(_duplicate_message(str(name), entries))
+        entry = entries[0]
+        if entry.plugin is None:
+            raise ValueError(
+                f"plugin {name!r} ({entry.origin}) failed to load: {entry.error}; fix or "
+                "reinstall that package"
+            )
+        plugin = entry.plugin
+    if kind is not None and _KINDS[kind] not in plugin.capabilities:
         raise ValueError(
-            f"unknown {kind} plugin {name!r}; installed {kind}s: {have}. {_INSTALL_HINT}"
-        ) from None
+            f"plugin {plugin.name!r} cannot {_KINDS[kind]} (its capabilities: "
+            f"{', '.join(sorted(plugin.capabilities))})"
+        )
+    return plugin
 
 
-def make_model(name: str, kind: str = "classifier", **params: Any) -> Any:
-    """Create an unfitted estimator from the plugin ``name`` with ``params``."""
+def make_model(
+    name: str | type[ModelPlugin] | ModelPlugin, kind: str | None = None, **params: Any
+) -> Any:
+    """Create an unfitted estimator from plugin ``name`` with ``params``."""
     plugin = get_plugin(name, kind)
-    merged = {**plugin.default_params, **params}
-    return plugin.create(**merged)
+    est = plugin.create(**{**plugin.default_params, **params})
+    if plugin.registered:
+        try:  # so a saved model's manifest names its plugin and distribution
+            est._catbuilder_plugin = plugin.name
+            est._catbuilder_distribution = plugin.distribution
+        except AttributeError:  # an estimator that refuses attributes is saved by class
+            pass
+    return est
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
-    """Load a model saved by a plugin estimator's ``save(path)``.
+    """Load a saved model (see :func:`catbuilder.saved_models.load_model`)."""
+    from catbuilder.saved_models import load_model as _load
 
-    The ``estimator.json`` in ``path`` names the plugin that wrote it; that
-    plugin (classifier or embedder) loads it.
+    return _load(path)
 
-    Raises
-    ------
-    FileNotFoundError
-        When ``path`` holds no ``estimator.json``.
-    ValueError
-        When the plugin that saved it is not installed.
-    """
-    import json
-    from pathlib import Path
 
-    meta_path = Path(path) / "estimator.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(f"no saved model in {path} (no estimator.json)")
-    meta = json.loads(meta_path.read_text())
-    name = meta.get("plugin")
-    if not name:
-        raise ValueError(f"{meta_path} does not name the plugin that saved it")
-    for kind in GROUPS:
-        if name in list_plugins(kind):
-            return get_plugin(name, kind).load(str(path))
-    return get_plugin(name)  # raises the unknown-plugin error
+def save_model(est: Any, path: str | os.PathLike[str]) -> Path:
+    """Save a fitted model (see :func:`catbuilder.saved_models.save_model`)."""
+    from catbuilder.saved_models import save_model as _save
+
+    return _save(est, path)
 
 
 def describe(kind: str | None = None) -> list[dict[str, Any]]:
-    """Rows describing every installed plugin (for ``catbuilder plugins``)."""
+    """Rows describing every installed plugin (for ``catbuilder plugins``),
+    broken and duplicated ones included with their problem."""
     rows = []
-    for k in [kind] if kind else list(GROUPS):
-        for name, p in sorted(list_plugins(k).items()):
+    for name, entries in sorted(_discover().items()):
+        for e in entries:
+            p = e.plugin
+            problem = e.error and f"failed to load: {e.error}"
+            if len(entries) > 1:
+                problem = f"also provided by another distribution ({e.origin})"
+            if p is not None and kind is not None and _KINDS[kind] not in p.capabilities:
+                continue
             rows.append(
                 {
-                    "kind": k,
                     "name": name,
-                    "description": p.description,
-                    "framework": p.framework,
-                    "input_size": p.input_size,
-                    "bands": ",".join(p.bands),
-                    "can_embed": p.can_embed,
-                    "url": p.url,
+                    "description": p.description if p else "",
+                    "framework": p.framework if p else "",
+                    "input_size": p.input_size if p else None,
+                    "bands": ",".join(p.bands) if p else "",
+                    "capabilities": sorted(p.capabilities) if p else [],
+                    "can_embed": bool(p and p.can_embed),
+                    "url": p.url if p else "",
+                    "distribution": e.distribution,
+                    "problem": problem,
                 }
             )
     return rows

@@ -98,7 +98,7 @@ def main() -> None:
     model = args.model
     if model is None:
         model = work / "small-cnn.model"
-        if not (model / "estimator.json").exists():
+        if not (model / "catbuilder-model.json").exists():
             res = train(
                 stack,
                 "keras.small-cnn",

@@ -1,6 +1,7 @@
+import json
+import os
 import subprocess
 import sys
-import warnings
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -8,13 +9,16 @@ import numpy as np
 import pytest
 
 from catbuilder import config, plugins
+from catbuilder.errors import OutputExistsError
 from catbuilder.plugins import (
     ModelPlugin,
     get_plugin,
     list_plugins,
+    load_model,
     make_model,
     refresh_plugins,
 )
+from catbuilder.testing import check_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,8 +45,16 @@ class GoodPlugin(ModelPlugin):
         return ("model", params)
 
 
-def _ep(name, value, group="catbuilder.classifiers"):
+def _ep(name, value, group="catbuilder.models"):
     return EntryPoint(name=name, value=value, group=group)
+
+
+class EmbedOnly(ModelPlugin):
+    description = "embeds only"
+    capabilities = frozenset({"embed"})
+
+    def create(self, **params):
+        return ("embedder", params)
 
 
 def test_installed_plugins_are_found():
@@ -59,9 +71,12 @@ def test_installed_plugins_are_found():
         "morphology.gradient-boosting",
     } <= set(cls)
     emb = list_plugins("embedder")
-    assert {"keras.xception", "morphology.statmorph"} <= set(emb)
+    assert {"keras.xception", "morphology.statmorph", "morphology.random-forest"} <= set(emb)
+    assert "morphology.statmorph" not in cls  # capabilities, not groups, say what it does
     x = cls["keras.xception"]
     assert x.input_size == 299 and x.can_embed and x.bands == ("g", "r", "i")
+    assert x.capabilities == {"classify", "embed", "distributed"}
+    assert x.name == "keras.xception" and x.distribution == "catbuilder-keras"
     assert "Xception" in repr(x)
 
 
@@ -79,36 +94,70 @@ def test_listing_plugins_imports_no_framework():
 
 def test_unknown_name_lists_installed_and_how_to_install():
     with pytest.raises(ValueError) as info:
-        get_plugin("keras.xceptoin")
+        get_plugin("keras.xceptoin", "classifier")
     msg = str(info.value)
     assert "unknown classifier plugin 'keras.xceptoin'" in msg
     assert "keras.xception" in msg and "pip install" in msg
     with pytest.raises(ValueError, match="kind must be"):
         list_plugins("regressor")
+    with pytest.raises(ValueError, match=r"'morphology\.statmorph' cannot classify"):
+        get_plugin("morphology.statmorph", "classifier")
 
 
-def test_broken_duplicate_and_foreign_plugins_warn(fake_entry_points):
+def test_broken_and_foreign_plugins_are_reported_where_used(fake_entry_points):
     mod = __name__
-    fake_entry_points["catbuilder.classifiers"] = [
+    fake_entry_points["catbuilder.models"] = [
         _ep("good", f"{mod}:GoodPlugin"),
-        _ep("good", f"{mod}:ModelPlugin"),
         _ep("broken", "catbuilder_no_such_module:Plugin"),
         _ep("foreign", "pathlib:Path"),
     ]
     with pytest.warns(RuntimeWarning) as rec:
-        found = list_plugins("classifier")
+        found = list_plugins()
     messages = " | ".join(str(w.message) for w in rec)
     assert "'broken'" in messages and "failed to load" in messages
-    assert "two plugins are named 'good'" in messages
     assert "'foreign'" in messages and "not a catbuilder.plugins.ModelPlugin" in messages
     assert list(found) == ["good"]
     assert make_model("good", alpha=1) == ("model", {"alpha": 1})
+    with pytest.raises(ValueError) as info:
+        make_model("broken")
+    msg = str(info.value)
+    assert "plugin 'broken' (catbuilder_no_such_module:Plugin" in msg
+    assert "failed to load: ModuleNotFoundError: No module named 'catbuilder_no_such_module'" in msg
+    assert "unknown" not in msg
+
+
+class _Dist:
+    def __init__(self, name):
+        self.name = name
+
+
+def test_one_name_from_two_distributions_is_an_error_naming_both(fake_entry_points):
+    mod = __name__
+    a, b = _ep("twin", f"{mod}:GoodPlugin"), _ep("twin", f"{mod}:EmbedOnly")
+    object.__setattr__(a, "dist", _Dist("lab-a"))
+    object.__setattr__(b, "dist", _Dist("lab-b"))
+    fake_entry_points["catbuilder.models"] = [a, b]
+    with pytest.warns(RuntimeWarning, match="provided by 2 installed distributions"):
+        assert "twin" not in list_plugins()
+    with pytest.raises(
+        ValueError, match=r"'twin' is provided by 2 installed distributions: .*lab-b and .*lab-a"
+    ):
+        get_plugin("twin")
+    # a saved model records its distribution, which settles it
+    assert get_plugin("twin", distribution="lab-b").capabilities == {"embed"}
+
+
+def test_a_plugin_class_is_accepted_where_a_name_is():
+    assert make_model(GoodPlugin, beta=2) == ("model", {"beta": 2})
+    assert get_plugin(EmbedOnly()).capabilities == {"embed"}
+    with pytest.raises(ValueError, match="cannot classify"):
+        get_plugin(EmbedOnly, "classifier")
 
 
 def test_discovery_is_cached_refreshable_and_configurable(fake_entry_points):
     mod = __name__
     assert list_plugins() == {}
-    fake_entry_points["catbuilder.classifiers"] = [_ep("good", f"{mod}:GoodPlugin")]
+    fake_entry_points["catbuilder.models"] = [_ep("good", f"{mod}:GoodPlugin")]
     assert list_plugins() == {}  # cached
     refresh_plugins()
     assert list(list_plugins()) == ["good"]
@@ -118,48 +167,60 @@ def test_discovery_is_cached_refreshable_and_configurable(fake_entry_points):
     refresh_plugins()
 
 
-def test_cli_lists_plugins():
+def test_installed_plugins_helper_registers_and_restores():
+    from catbuilder.testing import installed_plugins
+
+    with installed_plugins({"only.me": GoodPlugin}):
+        assert list(list_plugins()) == ["only.me"]
+    assert "keras.small-cnn" in list_plugins()
+    with installed_plugins({"also.me": GoodPlugin}, keep_installed=True):
+        assert {"also.me", "keras.small-cnn"} <= set(list_plugins())
+
+
+def test_cli_lists_plugins_with_capabilities():
     res = subprocess.run(
         [sys.executable, "-m", "catbuilder.cli", "plugins"], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
-    assert "classifiers:" in res.stdout and "embedders:" in res.stdout
-    assert "keras.small-cnn" in res.stdout and "morphology.statmorph" in res.stdout
+    lines = {line.split()[0]: line for line in res.stdout.splitlines() if line.strip()}
+    assert "classify, distributed, embed]" in lines["keras.small-cnn"]
+    assert lines["morphology.statmorph"].endswith("any size; embed]")
+
+
+def _pip_target(source: Path, target: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(source)],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
 
 
 @pytest.fixture
-def example_plugin(tmp_path):
-    """pip-install the example third-party plugin into a directory on sys.path."""
-    target = tmp_path / "site"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(ROOT / "examples" / "catbuilder-plugin-example"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stderr
-    sys.path.insert(0, str(target))
-    refresh_plugins()
-    yield target
-    sys.path.remove(str(target))
-    for name in [m for m in sys.modules if m.startswith("catbuilder_plugin_example")]:
+def on_path(monkeypatch):
+    """Put a directory on sys.path and PYTHONPATH (Dask workers and CLI runs see it too)."""
+    added = []
+
+    def add(target: Path) -> None:
+        monkeypatch.syspath_prepend(str(target))
+        old = os.environ.get("PYTHONPATH")
+        monkeypatch.setenv("PYTHONPATH", str(target) + (os.pathsep + old if old else ""))
+        added.append(target)
+        refresh_plugins()
+
+    yield add
+    monkeypatch.undo()
+    for name in [m for m in sys.modules if m.startswith(("catbuilder_plugin_example", "pixel"))]:
         del sys.modules[name]
     refresh_plugins()
 
 
 def test_example_third_party_plugin_works_through_the_registry(
-    example_plugin, des_stack, mock_survey, tmp_path
+    on_path, des_stack, mock_survey, tmp_path
 ):
+    _pip_target(ROOT / "examples" / "catbuilder-plugin-example", tmp_path / "site")
+    on_path(tmp_path / "site")
     assert "example.colour-centroid" in list_plugins("classifier")
     assert "example.colour-centroid" in list_plugins("embedder")
     est = make_model("example.colour-centroid", radius=4)
@@ -175,16 +236,86 @@ def test_example_third_party_plugin_works_through_the_registry(
     acc = (est.predict(X) == y[gal]).mean()
     assert acc > 0.7
     path = est.save(tmp_path / "m")
-    again = get_plugin("example.colour-centroid").load(str(path))
+    again = load_model(path)
     np.testing.assert_allclose(again.predict_proba(X), est.predict_proba(X), rtol=1e-5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        get_plugin("example.colour-centroid")
+    report = check_plugin("example.colour-centroid", workdir=tmp_path)
+    assert set(report) >= {"discovery", "fit", "predict_proba", "save/load", "iter_predictions"}
+
+
+def _docs_plugin(tmp_path: Path) -> Path:
+    """Build the plugin that docs/plugins.md shows, from its code blocks alone."""
+    import re
+
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    pkg = tmp_path / "pixelforest-src"
+    pkg.mkdir()
+    for block in re.findall(r"```(?:python|toml)\n(# (\S+)\n.*?)```", text, flags=re.S):
+        body, name = block
+        (pkg / name).write_text(body.split("\n", 1)[1])
+    assert sorted(p.name for p in pkg.iterdir()) == ["pixelforest.py", "pyproject.toml"]
+    code = (pkg / "pixelforest.py").read_text().strip().splitlines()
+    assert len(code) < 60, f"the documented plugin has {len(code)} lines"
+    return pkg
+
+
+@pytest.mark.slow
+def test_a_plugin_written_from_the_docs_goes_through_the_whole_cli(
+    on_path, hp_stack, tmp_path, monkeypatch
+):
+    """pip install the docs' plugin; plugins, check_plugin, train, predict,
+    evaluate and every catalog writer, through the CLI, no change to the core."""
+    _pip_target(_docs_plugin(tmp_path), tmp_path / "site")
+    on_path(tmp_path / "site")
+    monkeypatch.chdir(tmp_path)
+    cli = [sys.executable, "-m", "catbuilder.cli"]
+
+    def run(*args):
+        res = subprocess.run(cli + [str(a) for a in args], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stdout
+
+    assert "pixelforest" in run("plugins") and "classify, embed" in run("plugins")
+    report = check_plugin("pixelforest", params={"n_estimators": 20}, workdir=tmp_path)
+    assert float(report["predict_proba"].rsplit(" ", 1)[1]) >= 0.8
+    run("train", hp_stack.path, "--model", "pixelforest", "-o", "forest.model",
+        "--params", '{"n_estimators": 30}')  # fmt: skip
+    manifest = json.loads((tmp_path / "forest.model" / "catbuilder-model.json").read_text())
+    assert manifest["plugin"] == "pixelforest" and manifest["distribution"]["name"] == "pixelforest"
+    out = run("predict", hp_stack.path, "--model", "forest.model", "-o", "cat.parquet",
+              "--workers", "1", "--no-progress", "--predictions", "p.zarr")  # fmt: skip
+    assert f"{len(hp_stack)} objects -> cat.parquet" in out
+    for name in ("cat.fits", "cat.vot"):
+        run("predict", hp_stack.path, "--model", "forest.model", "-o", name, "--workers", "1",
+            "--no-progress", "--predictions", "p.zarr")  # fmt: skip
+    ev = run("evaluate", "cat.parquet", "-o", "metrics.csv")
+    import pandas as pd
+
+    metrics = pd.read_csv("metrics.csv")
+    test_acc = metrics.query("group == 'test' and metric == 'accuracy'")["value"].iloc[0]
+    assert test_acc > 0.8, ev
+    from astropy.table import Table
+
+    assert len(Table.read("cat.fits")) == len(Table.read("cat.vot")) == len(hp_stack)
+    assert pd.read_parquet("cat.parquet")["p_spiral"].notna().sum() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "params", "n"),
+    [
+        ("keras.small-cnn", {"epochs": 2, "batch_size": 8, "input_size": 32}, 40),
+        ("morphology.random-forest", {"n_estimators": 20}, 20),
+        ("morphology.statmorph", {}, 20),
+    ],
+)
+def test_shipped_plugins_keep_the_contract(name, params, n, tmp_path):
+    report = check_plugin(name, params=params, n_objects=n, workdir=tmp_path)
+    assert "save/load" in report and "discovery" in report
+    if name.startswith("keras"):
+        assert report["distributed"] == "catbuilder_keras.distributed:rank_main"
 
 
 def test_load_model_finds_the_plugin_that_saved_it(tmp_path):
-    from catbuilder.plugins import load_model
-
     est = make_model("morphology.random-forest", n_estimators=5)
     F = np.random.default_rng(0).normal(size=(20, 21))
     est.fit(np.zeros((20, 3, 16, 16)), ["a", "b"] * 10, features=F)
@@ -193,7 +324,11 @@ def test_load_model_finds_the_plugin_that_saved_it(tmp_path):
     np.testing.assert_array_equal(again.predict(None, features=F), est.predict(None, features=F))
     with pytest.raises(FileNotFoundError, match="no saved model"):
         load_model(tmp_path)
-    (tmp_path / "x").mkdir()
+    (tmp_path / "x").mkdir()  # a model saved before the manifest: estimator.json names it
     (tmp_path / "x" / "estimator.json").write_text('{"plugin": "nobody.model"}')
-    with pytest.raises(ValueError, match=r"unknown classifier plugin 'nobody\.model'"):
+    with pytest.raises(ValueError, match=r"unknown plugin 'nobody\.model'"):
         load_model(tmp_path / "x")
+    (tmp_path / "m" / "notes.txt").write_text("mine")  # save never clobbers foreign files
+    with pytest.raises(OutputExistsError, match="does not list"):
+        est.save(tmp_path / "m")
+    assert (tmp_path / "m" / "notes.txt").read_text() == "mine"

@@ -143,5 +143,5 @@ def test_cli_trains_from_a_run_file_on_slurm(hp_stack, jobqueue, slurm, tmp_path
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "model saved to" in res.stdout
-    meta = json.loads((tmp_path / "model" / "estimator.json").read_text())
+    meta = json.loads((tmp_path / "model" / "catbuilder-model.json").read_text())
     assert meta["plugin"] == "keras.small-cnn"

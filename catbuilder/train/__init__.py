@@ -1,6 +1,9 @@
-"""Training: stage schedules, the training API, distributed training on Dask."""
+"""Training: the training API, and distributed training on Dask.
+
+A model's own training settings (the Keras plugin's three stages, say) belong
+to its plugin; this package fits whatever estimator a plugin makes.
+"""
 
 from catbuilder.train.api import TrainResult, train
-from catbuilder.train.schedule import Stage, stages_from_config
 
-__all__ = ["Stage", "TrainResult", "stages_from_config", "train"]
+__all__ = ["TrainResult", "train"]

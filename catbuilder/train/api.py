@@ -88,8 +88,8 @@ def train(
     stack
         An :class:`~catbuilder.stack.ImageStack` or the path of one.
     model
-        A plugin name (``"keras.xception"``, ``"keras.small-cnn"``,
-        ``"morphology.forest"``, ...; default ``train.model``) or an estimator.
+        A plugin name (see ``catbuilder plugins``; default ``train.model``), a
+        plugin class (:class:`catbuilder.plugins.ModelPlugin`), or an estimator.
     params
         Keyword arguments for the plugin's estimator (e.g. ``stages``,
         ``batch_size``, ``input_size``, ``weights``).
@@ -114,16 +114,19 @@ def train(
     -------
     TrainResult
     """
-    from catbuilder.plugins import make_model
+    from catbuilder.plugins import ModelPlugin, make_model
     from catbuilder.stack.store import ImageStack
 
     if not isinstance(stack, ImageStack):
         stack = ImageStack.open(stack)
-    est = (
-        make_model(config.resolve("train.model", model), **(params or {}))
-        if (model is None or isinstance(model, str))
-        else model
-    )
+    if (
+        model is None
+        or isinstance(model, (str, ModelPlugin))
+        or (isinstance(model, type) and issubclass(model, ModelPlugin))
+    ):
+        est = make_model(config.resolve("train.model", model), **(params or {}))
+    else:
+        est = model
     train_set, val_set = split_for_training(stack, exclude_flags)
     if validation is None:
         val_set = None

@@ -162,7 +162,6 @@ def _rank_env(p: RankPlan, rendezvous: _Rendezvous) -> dict[str, str]:
         "HOROVOD_LOCAL_SIZE": str(p.local_size),
         "HOROVOD_CROSS_RANK": str(p.cross_rank),
         "HOROVOD_CROSS_SIZE": str(p.cross_size),
-        "TF_USE_LEGACY_KERAS": "1",
     }
 
 
@@ -239,7 +238,8 @@ def fit_distributed(
     Parameters
     ----------
     est
-        An estimator with ``distributed_entry`` (e.g. the Keras plugin's).
+        An estimator with ``distributed_entry`` and ``fitted_from_ranks``
+        (see :class:`catbuilder.estimator.ImageEstimator`).
     train_set, val_set
         Selections of an image stack stored on disk (the ranks reopen it).
     cluster, workers
@@ -316,8 +316,7 @@ def fit_distributed(
             results = _watch(client, futures, plan, timeout, grace)
         finally:
             rdv.stop()
-    est._fitted_from_ranks(results, classes)
-    return est
+    return est.fitted_from_ranks(results, classes)
 
 
 _SECONDARY = "has been shut down"  # what Horovod says on ranks whose peer failed

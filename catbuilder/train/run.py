@@ -74,8 +74,8 @@ def run_training(
     ``resume``, ``cluster``, ``workers`` and an optional ``catbuilder:``
     section of configuration overrides.
     """
+    from catbuilder.saved_models import save_model
     from catbuilder.train.api import train
-    from catbuilder.train.schedule import stages_from_config
 
     spec: dict = {}
     if str(stack).endswith((".yaml", ".yml")):
@@ -86,15 +86,8 @@ def run_training(
     model = model or spec.get("model")
     params = {**(spec.get("params") or {}), **(params or {})}
     epochs = epochs if epochs is not None else spec.get("epochs")
-    if epochs is not None:
-        stages = params.get("stages")
-        if stages is None and str(model or config.get("train.model")).endswith("small-cnn"):
-            stages = [
-                {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
-            ]
-        else:
-            stages = [{**s.to_dict(), "epochs": epochs} for s in stages_from_config(stages)]
-        params["stages"] = stages
+    if epochs is not None:  # the plugin's own "epochs" parameter
+        params["epochs"] = int(epochs)
     from catbuilder.stack.store import sibling
 
     out = Path(output or spec.get("output") or sibling(stack, ".model"))
@@ -107,5 +100,5 @@ def run_training(
         cluster=cluster or spec.get("cluster"),
         workers=workers or spec.get("workers"),
     )
-    result.model.save(out)
+    save_model(result.model, out)
     return RunResult(result.model, result.history, out)

@@ -8,7 +8,6 @@ spirals blue, so even this separates them fairly well.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,15 @@ __all__ = ["ColourCentroid", "ColourCentroidPlugin"]
 
 
 class ColourCentroidPlugin(ModelPlugin):
-    """Entry point: metadata and a factory (imports nothing heavy)."""
+    """Entry point: metadata, and where the estimator is (imports nothing heavy)."""
 
+    estimator = "catbuilder_plugin_example:ColourCentroid"
     description = "Nearest centroid on g-r and r-i aperture colours (example plugin)"
     url = "https://github.com/catbuilder/catbuilder/tree/main/examples/catbuilder-plugin-example"
     bands = ("g", "r", "i")
     input_size = None
-    can_embed = True
+    capabilities = frozenset({"classify", "embed"})
     framework = "numpy"
-
-    def create(self, **params: Any) -> ColourCentroid:
-        return ColourCentroid(**params)
-
-    def load(self, path: str) -> ColourCentroid:
-        return ColourCentroid.load(path)
 
 
 class ColourCentroid(ImageEstimator):
@@ -81,10 +75,9 @@ class ColourCentroid(ImageEstimator):
         w = np.exp(-d / 0.1)
         return w / w.sum(axis=1, keepdims=True)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "estimator.json").write_text(
+    def save_state(self, path: Path) -> None:
+        """Its own state only: catbuilder writes the manifest around it."""
+        (Path(path) / "centroids.json").write_text(
             json.dumps(
                 {
                     "params": {"radius": self.radius, "bands": list(self.bands)},
@@ -93,11 +86,10 @@ class ColourCentroid(ImageEstimator):
                 }
             )
         )
-        return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ColourCentroid:
-        meta = json.loads((Path(path) / "estimator.json").read_text())
+    def load_state(cls, path: Path) -> ColourCentroid:
+        meta = json.loads((Path(path) / "centroids.json").read_text())
         est = cls(radius=meta["params"]["radius"], bands=tuple(meta["params"]["bands"]))
         est.classes_ = np.array(meta["classes_"], dtype=object)
         est.centroids_ = np.array(meta["centroids_"])

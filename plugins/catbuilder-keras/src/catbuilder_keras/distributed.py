@@ -27,6 +27,9 @@ def _threads(n: int) -> None:
 
 def rank_main(payload: dict) -> dict:
     """Fit this rank's shard; returns its history, and rank 0's weights."""
+    import os
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported
     import dask
     import horovod.tensorflow as hvd
 

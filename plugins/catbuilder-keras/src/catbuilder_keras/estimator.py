@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -20,8 +20,8 @@ from catbuilder.estimator import (
     labels_of,
     prefetch,
 )
-from catbuilder.train.schedule import Stage, stages_from_config
 from catbuilder_keras import architectures as arch
+from catbuilder_keras.schedule import Stage, stages_from_config
 from catbuilder_keras.training import CatbuilderModel, RankInfo, fit_stages
 
 __all__ = ["KerasClassifier"]
@@ -48,15 +48,17 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
     dropout
         Dropout after each dense layer (0.7 in the paper).
     stages
-        Training stages (dicts or :class:`~catbuilder.train.Stage`); default
-        the ``train.stages`` configuration (the paper's three stages), or one
-        whole-network stage for the small CNN.
+        Training stages (dicts or :class:`~catbuilder_keras.schedule.Stage`);
+        default the ``keras.stages`` configuration (the paper's three stages),
+        or one whole-network stage for the small CNN.
+    epochs
+        Epochs of every stage, overriding theirs (``catbuilder train --epochs``).
     batch_size
         Batch size (per worker when distributed); default ``train.batch-size``.
     augment
         ``"paper"`` (or True): flips, rotations to 45 deg, shifts and zoom to
         0.3, as in the paper; ``"rotations"``: flips and rotations only (the
-        small CNN's default); False: none. Default ``train.augment``.
+        small CNN's default); False: none. Default ``keras.augment``.
     early_stopping_patience, lr_patience, lr_factor
         Early stopping on ``val_loss`` and learning-rate reduction on ``loss``.
     bands, rgb, stretch
@@ -75,6 +77,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         head_units: tuple[int, ...] = (1024,),
         dropout: float = 0.7,
         stages: list | None = None,
+        epochs: int | None = None,
         batch_size: int | None = None,
         augment: bool | None = None,
         early_stopping_patience: int | None = None,
@@ -92,6 +95,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         self.head_units = head_units
         self.dropout = dropout
         self.stages = stages
+        self.epochs = epochs
         self.batch_size = batch_size
         self.augment = augment
         self.early_stopping_patience = early_stopping_patience
@@ -105,6 +109,8 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
 
     #: the rank function of a distributed fit (see catbuilder.train.distributed)
     distributed_entry = "catbuilder_keras.distributed:rank_main"
+    #: packages whose versions a saved model's manifest records
+    framework_packages = ("tensorflow", "tf-keras")
 
     # -- settings -------------------------------------------------------------
 
@@ -113,8 +119,12 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
 
     def _stages(self) -> list[Stage]:
         if self.stages is None and arch.spec(self.architecture).application is None:
-            return list(_SMALL_CNN_STAGES)
-        return stages_from_config(self.stages)
+            stages = list(_SMALL_CNN_STAGES)
+        else:
+            stages = stages_from_config(self.stages)
+        if self.epochs is not None:  # one number for every stage (catbuilder train --epochs)
+            stages = [dataclasses.replace(s, epochs=int(self.epochs)) for s in stages]
+        return stages
 
     def _batch(self) -> int:
         return int(config.resolve("train.batch-size", self.batch_size))
@@ -199,7 +209,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         bands = input_bands(X, self.bands)
         self.fit_input_ = fit_input(X, self.bands)
         prep, size, batch = self._prep(), self._size(), self._batch()
-        augment = config.resolve("train.augment", self.augment)
+        augment = config.resolve("keras.augment", self.augment)
         rank = rank or RankInfo()
         repeat = rank.steps_per_epoch is not None
         train_ds = make_dataset(
@@ -241,10 +251,10 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             resume=resume,
             signature=self._signature(n_train),
             early_stopping_patience=int(
-                config.resolve("train.early-stopping-patience", self.early_stopping_patience)
+                config.resolve("keras.early-stopping-patience", self.early_stopping_patience)
             ),
-            lr_patience=int(config.resolve("train.lr-patience", self.lr_patience)),
-            lr_factor=float(config.resolve("train.lr-factor", self.lr_factor)),
+            lr_patience=int(config.resolve("keras.lr-patience", self.lr_patience)),
+            lr_factor=float(config.resolve("keras.lr-factor", self.lr_factor)),
             verbose=self.verbose,
             rank=rank,
         )
@@ -254,7 +264,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         self.n_train_ = n_train
         return self
 
-    def _fitted_from_ranks(self, results: list[dict], classes: list[str]) -> None:
+    def fitted_from_ranks(self, results: list[dict], classes: list[str]) -> KerasClassifier:
         """Become the model rank 0 trained (called by the distributed launcher)."""
         import pandas as pd
 
@@ -267,6 +277,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             self.fit_input_ = results[0]["fit_input"]
         self.ranks_ = [{k: v for k, v in r.items() if k != "weights"} for r in results]
         self._both = None
+        return self
 
     # -- inference ------------------------------------------------------------
 
@@ -348,31 +359,27 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
 
     # -- persistence ----------------------------------------------------------
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``estimator.json`` and ``model.weights.h5`` into directory ``path``."""
+    def save_state(self, path: Path) -> None:
+        """Write ``estimator.json`` (parameters, classes, history) and ``model.weights.h5``.
+
+        catbuilder writes the manifest (plugin, hashes, versions) around these.
+        """
         self._check_fitted()
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        wpath = path / "model.weights.h5"
-        self.model_.save_weights(wpath)
+        self.model_.save_weights(path / "model.weights.h5")
         params = self.get_params()
         params["stages"] = [s.to_dict() for s in self._stages()]
+        params["epochs"] = None  # folded into the stages above
         params["weights"] = None  # trained weights are in model.weights.h5
         meta = {
-            "class": "catbuilder_keras.estimator.KerasClassifier",
-            "plugin": f"keras.{self.architecture}",
             "params": _jsonable(params),
             "classes_": [str(c) for c in self.classes_],
             "history": self.history_.to_dict(orient="records") if hasattr(self, "history_") else [],
-            "weights_sha256": _sha256(wpath),
-            "versions": _versions(),
-            "fit_input": getattr(self, "fit_input_", None),
         }
         (path / "estimator.json").write_text(json.dumps(meta, indent=1))
-        return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> KerasClassifier:
+    def load_state(cls, path: Path) -> KerasClassifier:
         """Rebuild a saved estimator (no ImageNet file needed: weights are saved)."""
         import pandas as pd
 
@@ -381,18 +388,17 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         if not meta_path.exists():
             raise FileNotFoundError(f"no saved KerasClassifier in {path} (no estimator.json)")
         meta = json.loads(meta_path.read_text())
-        params = meta["params"]
+        params = {k: v for k, v in meta["params"].items() if k in cls._get_param_names()}
         params["head_units"] = tuple(params["head_units"])
         params["bands"] = tuple(params["bands"])
         est = cls(**params)
         est.classes_ = np.array(meta["classes_"], dtype=object)
-        if meta.get("fit_input"):
+        if meta.get("fit_input"):  # models saved before the manifest kept it here
             est.fit_input_ = meta["fit_input"]
         model, _ = est._build(len(est.classes_), None)
         model.load_weights(path / "model.weights.h5")
         est.model_ = model
         est.history_ = pd.DataFrame(meta.get("history", []))
-        est.weights_sha256_ = meta.get("weights_sha256")
         return est
 
 
@@ -435,23 +441,3 @@ def _jsonable(v):
     if isinstance(v, (np.integer, np.floating)):
         return v.item()
     return v
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for p in ("catbuilder", "catbuilder-keras", "tensorflow", "tf-keras"):
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            pass
-    return out

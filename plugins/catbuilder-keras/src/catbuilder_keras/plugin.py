@@ -10,20 +10,28 @@ _URL = "https://github.com/catbuilder/catbuilder/tree/main/plugins/catbuilder-ke
 
 
 class _KerasPlugin(ModelPlugin):
+    estimator = "catbuilder_keras.estimator:KerasClassifier"
     framework = "tensorflow (tf-keras)"
-    can_embed = True
+    capabilities = frozenset({"classify", "embed", "distributed"})
+    fork_unsafe_modules = ("tensorflow",)
     url = _URL
     architecture: ClassVar[str] = ""
 
     def create(self, **params: Any):
-        from catbuilder_keras.estimator import KerasClassifier
+        return self.estimator_class()(architecture=self.architecture, **params)
 
-        return KerasClassifier(architecture=self.architecture, **params)
+    def worker_env(self, threads: int) -> dict[str, str]:
+        """TensorFlow's thread pools sized to the worker, tf-keras, quiet C++ logs."""
+        import os
 
-    def load(self, path: str):
-        from catbuilder_keras.estimator import KerasClassifier
+        from catbuilder import config
 
-        return KerasClassifier.load(path)
+        return {
+            "TF_NUM_INTRAOP_THREADS": str(max(1, int(threads))),
+            "TF_NUM_INTEROP_THREADS": str(config.get("keras.inter-op-threads")),
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            "TF_USE_LEGACY_KERAS": "1",
+        }
 
 
 class XceptionPlugin(_KerasPlugin):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ from sklearn.base import ClassifierMixin, TransformerMixin
 from catbuilder.estimator import ImageEstimator, input_bands, labels_of
 from catbuilder_morphology.features import compute_features, feature_names
 
-__all__ = ["MorphologyClassifier", "MorphologyEmbedder", "load"]
+__all__ = ["MorphologyClassifier", "MorphologyEmbedder"]
 
 
 class MorphologyEmbedder(TransformerMixin, ImageEstimator):
@@ -61,8 +59,12 @@ class MorphologyEmbedder(TransformerMixin, ImageEstimator):
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.array(feature_names(list(self.bands)), dtype=object)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        return _save(self, path)
+    def save_state(self, path: Path) -> None:
+        _save(self, path)
+
+    @classmethod
+    def load_state(cls, path: Path) -> MorphologyEmbedder:
+        return _load(path)
 
 
 class MorphologyClassifier(ClassifierMixin, ImageEstimator):
@@ -179,47 +181,24 @@ class MorphologyClassifier(ClassifierMixin, ImageEstimator):
 
             raise NotFittedError("this MorphologyClassifier is not fitted")
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        return _save(self, path)
+    def save_state(self, path: Path) -> None:
+        _save(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> MorphologyClassifier:
-        return load(path)
+    def load_state(cls, path: Path) -> MorphologyClassifier:
+        return _load(path)
 
 
-def _save(est, path) -> Path:
+def _save(est, path: Path) -> None:
     import joblib
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    joblib.dump(est, path / "estimator.joblib")
-    (path / "estimator.json").write_text(
-        json.dumps(
-            {
-                "class": f"catbuilder_morphology.estimator.{type(est).__name__}",
-                "plugin": "morphology.statmorph"
-                if isinstance(est, MorphologyEmbedder)
-                else f"morphology.{est.model}",
-                "params": {
-                    k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()
-                },
-                "classes_": [str(c) for c in getattr(est, "classes_", [])],
-            },
-            indent=1,
-        )
-    )
-    return path
+    joblib.dump(est, Path(path) / "estimator.joblib")
 
 
-def load(path: str | os.PathLike[str]):
-    """Load a morphology estimator saved with ``save``."""
+def _load(path: Path):
     import joblib
 
-    path = Path(path)
-    f = path / "estimator.joblib"
+    f = Path(path) / "estimator.joblib"
     if not f.exists():
         raise FileNotFoundError(f"no saved morphology estimator in {path}")
     return joblib.load(f)
-
-
-MorphologyEmbedder.load = classmethod(lambda cls, path: load(path))  # type: ignore[assignment]

@@ -12,36 +12,25 @@ _URL = "https://github.com/catbuilder/catbuilder/tree/main/plugins/catbuilder-mo
 class _Morphology(ModelPlugin):
     framework = "statmorph + scikit-learn"
     url = _URL
-    can_embed = True
-
-    def load(self, path: str):
-        from catbuilder_morphology.estimator import load
-
-        return load(path)
+    capabilities = frozenset({"classify", "embed"})
+    estimator = "catbuilder_morphology.estimator:MorphologyClassifier"
 
 
 class RandomForestPlugin(_Morphology):
     description = "Random forest on statmorph morphology and colours (classical baseline)"
 
     def create(self, **params: Any):
-        from catbuilder_morphology.estimator import MorphologyClassifier
-
-        return MorphologyClassifier(model="random-forest", **params)
+        return self.estimator_class()(model="random-forest", **params)
 
 
 class GradientBoostingPlugin(_Morphology):
     description = "Gradient boosting on statmorph morphology and colours (classical baseline)"
 
     def create(self, **params: Any):
-        from catbuilder_morphology.estimator import MorphologyClassifier
-
-        return MorphologyClassifier(model="gradient-boosting", **params)
+        return self.estimator_class()(model="gradient-boosting", **params)
 
 
 class StatmorphPlugin(_Morphology):
     description = "statmorph non-parametric morphology + colours as a feature vector"
-
-    def create(self, **params: Any):
-        from catbuilder_morphology.estimator import MorphologyEmbedder
-
-        return MorphologyEmbedder(**params)
+    capabilities = frozenset({"embed"})
+    estimator = "catbuilder_morphology.estimator:MorphologyEmbedder"

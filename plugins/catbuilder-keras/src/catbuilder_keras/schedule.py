@@ -62,8 +62,8 @@ class Stage:
 
 
 def stages_from_config(stages: list | None = None) -> list[Stage]:
-    """Stages from a list of dicts/Stages, default the ``train.stages`` configuration."""
-    raw = config.resolve("train.stages", stages)
+    """Stages from a list of dicts/Stages, default the ``keras.stages`` configuration."""
+    raw = config.resolve("keras.stages", stages)
     out = [s if isinstance(s, Stage) else Stage.from_dict(dict(s)) for s in raw]
     if not out:
         raise ValueError("at least one training stage is needed")

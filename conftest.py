@@ -1,4 +1,5 @@
-"""Shared fixtures: small mock surveys made once per test session."""
+"""Shared fixtures for the core's and the plugins' tests: small mock surveys,
+stacks and models made once per test session, a real SLURM, a LocalCluster."""
 
 from __future__ import annotations
 

@@ -10,10 +10,11 @@ import time
 
 import numpy as np
 import pytest
+from catbuilder_keras.schedule import Stage, stages_from_config
 from train_params import small_cnn_params
 
 from catbuilder.plugins import get_plugin, make_model
-from catbuilder.train import Stage, train
+from catbuilder.train import train
 
 TINY = [
     {"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"},
@@ -156,8 +157,11 @@ def test_small_cnn_on_arrays_save_and_load(tmp_path):
     assert list(est.classes_) == ["blue", "red"]
     assert (est.predict(X) == y).mean() > 0.9
     est.save(tmp_path / "m")
-    meta = json.loads((tmp_path / "m" / "estimator.json").read_text())
+    meta = json.loads((tmp_path / "m" / "catbuilder-model.json").read_text())
     assert meta["plugin"] == "keras.small-cnn" and len(meta["weights_sha256"]) == 64
+    assert meta["distribution"]["name"] == "catbuilder-keras"
+    assert set(meta["files"]) == {"estimator.json", "model.weights.h5"}
+    assert meta["versions"]["tensorflow"].startswith("2.18")
     again = get_plugin("keras.small-cnn").load(str(tmp_path / "m"))
     np.testing.assert_allclose(again.predict_proba(X), est.predict_proba(X), atol=1e-6)
     np.testing.assert_allclose(again.transform(X), est.transform(X), atol=1e-5)
@@ -185,8 +189,6 @@ def test_stage_schedule_is_data():
         Stage.from_dict({"name": "x", "epochs": 1, "learning-rate": 1, "freeze": 3})
     with pytest.raises(ValueError, match="trainable-from"):
         Stage.from_dict({"name": "x", "epochs": 1, "learning-rate": 1, "trainable-from": "x"})
-    from catbuilder.train import stages_from_config
-
     paper = stages_from_config()
     assert [(p.name, p.trainable_from) for p in paper] == [
         ("head", "head"),
@@ -253,3 +255,18 @@ def test_changed_schedule_starts_over(hp_stack, tmp_path):
     with pytest.warns(RuntimeWarning, match="different model or data"):
         res = train(hp_stack, "keras.small-cnn", checkpoint_dir=ck, params=small_cnn_params(2))
     assert res.history["epoch"].tolist() == [1, 2]
+
+
+def test_keras_settings_come_from_the_plugin_configuration():
+    """The plugin's packaged YAML is merged into catbuilder's configuration."""
+    from catbuilder import config
+
+    assert config.get("keras.augment") == "paper"
+    assert [s["name"] for s in config.get("keras.stages")] == ["head", "top", "all"]
+    with config.set({"keras.stages": [{"name": "x", "epochs": 1, "learning-rate": 1e-3}]}):
+        assert [s.name for s in stages_from_config()] == ["x"]
+    with pytest.raises(config.ConfigKeyError, match="Did you mean 'augment'"):
+        with config.set({"keras.augmnt": "rotations"}):
+            pass
+    env = get_plugin("keras.small-cnn").worker_env(3)
+    assert env["TF_NUM_INTRAOP_THREADS"] == "3" and env["TF_USE_LEGACY_KERAS"] == "1"

@@ -1,0 +1,249 @@
+"""Saved models: the plugin's own state wrapped in catbuilder's manifest.
+
+A saved model is a directory. The plugin writes its own files into it
+(:meth:`~catbuilder.estimator.ImageEstimator.save_state`); catbuilder writes
+``catbuilder-model.json`` beside them: which plugin (and which installed
+distribution) made it, the estimator class, its parameters and classes, what
+it was fitted on (cutout size, bands), the SHA-256 of every file and of all
+of them together (the *weights hash* that predictions record), and the
+versions of Python, catbuilder and the plugin's packages. Loading reads the
+manifest and hands the directory back to the same plugin; a plugin never
+parses the manifest.
+
+Models saved before the manifest existed (an ``estimator.json`` naming the
+plugin) still load.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from catbuilder import outputs
+from catbuilder.errors import OutputExistsError
+
+__all__ = ["MANIFEST", "load_model", "read_manifest", "save_model"]
+
+MANIFEST = "catbuilder-model.json"
+FORMAT = "catbuilder-model/1"
+_LEGACY = "estimator.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    return repr(value)
+
+
+def _version(dist: str) -> str | None:
+    import importlib.metadata as md
+
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _distribution_of(module: str) -> str | None:
+    import importlib.metadata as md
+
+    top = module.split(".")[0]
+    names = md.packages_distributions().get(top) or []
+    return names[0] if names else None
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of the model saved at ``path`` (a legacy ``estimator.json``
+    is read into the same shape).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` holds no saved model.
+    ValueError
+        When the manifest cannot be read or names no plugin or class.
+    """
+    path = Path(path)
+    manifest = path / MANIFEST
+    if manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text())
+        except ValueError as err:
+            raise ValueError(f"{manifest}: not a readable model manifest ({err})") from None
+        return data
+    legacy = path / _LEGACY
+    if not legacy.is_file():
+        raise FileNotFoundError(f"no saved model at {path} ({MANIFEST} is missing)")
+    data = json.loads(legacy.read_text())
+    if not data.get("plugin"):
+        raise ValueError(f"{legacy} does not name the plugin that saved it")
+    return {
+        "format": "legacy",
+        "plugin": data["plugin"],
+        "distribution": None,
+        "estimator": None,
+        "params": data.get("params", {}),
+        "classes": data.get("classes_", []),
+        "fit_input": data.get("fit_input"),
+        "weights_sha256": data.get("weights_sha256"),
+        "versions": data.get("versions", {}),
+    }
+
+
+def _replaceable(path: Path) -> list[Path]:
+    """The files of a saved model at ``path`` that a new save may replace."""
+    if not path.exists():
+        return []
+    if not path.is_dir():
+        raise OutputExistsError(f"{path} exists and is not a directory; choose another path")
+    entries = sorted(path.iterdir())
+    if not entries:
+        return []
+    if (path / MANIFEST).is_file():
+        listed = set(read_manifest(path).get("files", {})) | {MANIFEST}
+        return [path / name for name in sorted(listed) if (path / name).exists()]
+    raise OutputExistsError(
+        f"{path} exists and is not a model catbuilder saved (it holds "
+        f"{', '.join(p.name for p in entries[:5])}); choose another path"
+    )
+
+
+def save_model(est: Any, path: str | os.PathLike[str], plugin: str | None = None) -> Path:
+    """Save ``est`` into directory ``path``: its state, then the manifest.
+
+    The model is written beside ``path`` and moved into place when complete;
+    an existing ``path`` is replaced only if it is empty or a model catbuilder
+    saved (and then only the files its manifest lists).
+
+    Parameters
+    ----------
+    est
+        A fitted estimator with ``save_state``.
+    path
+        The directory.
+    plugin
+        The plugin name to record (default: the one the estimator was made by).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    old = _replaceable(path)
+    plugin = plugin or getattr(est, "_catbuilder_plugin", None)
+    cls = type(est)
+    tmp = outputs.temporary_sibling(path, "model-")
+    try:
+        tmp.mkdir(parents=True)
+        est.save_state(tmp)
+        files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        combined = hashlib.sha256(
+            "".join(f"{name}\0{digest}\n" for name, digest in files.items()).encode()
+        ).hexdigest()
+        dist = getattr(est, "_catbuilder_distribution", None) or _distribution_of(cls.__module__)
+        get_params = getattr(est, "get_params", None)
+        manifest = {
+            "format": FORMAT,
+            "plugin": plugin,
+            "distribution": {"name": dist, "version": _version(dist) if dist else None},
+            "estimator": f"{cls.__module__}:{cls.__qualname__}",
+            "params": _jsonable(get_params() if get_params else {}),
+            "classes": [str(c) for c in getattr(est, "classes_", [])],
+            "fit_input": _jsonable(getattr(est, "fit_input_", None)),
+            "files": files,
+            "weights_sha256": combined,
+            "versions": {
+                "python": platform.python_version(),
+                "catbuilder": _version("catbuilder"),
+                **({dist: _version(dist)} if dist else {}),
+                **{k: _version(k) for k in getattr(est, "framework_packages", ())},
+            },
+            "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        for p in old:
+            if p.is_dir():
+                import shutil
+
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        if path.exists():
+            leftover = [p.name for p in path.iterdir()]
+            if leftover:
+                raise OutputExistsError(
+                    f"{path} holds files its manifest does not list ({', '.join(leftover[:5])});"
+                    " move them out or choose another path"
+                )
+            path.rmdir()
+        os.rename(tmp, path)
+    finally:
+        if tmp.exists():
+            outputs.remove_temporary(tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """Load a model saved with :func:`save_model` (or an estimator's ``save``).
+
+    The manifest names the plugin and the distribution that provides it;
+    that plugin loads the state. A model whose plugin is not registered
+    (an estimator made without the registry) is loaded by its class.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` holds no saved model.
+    ValueError
+        When the plugin that saved it is not installed, or is broken.
+    """
+    from catbuilder.plugins import get_plugin
+
+    path = Path(path)
+    m = read_manifest(path)
+    name = m.get("plugin")
+    dist = (m.get("distribution") or {}).get("name") if m.get("plugin") else None
+    if name:
+        est = get_plugin(name, distribution=dist).load(str(path))
+    elif m.get("estimator"):
+        module, _, qual = m["estimator"].partition(":")
+        try:
+            cls: Any = importlib.import_module(module)
+            for part in qual.split("."):
+                cls = getattr(cls, part)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(
+                f"the model at {path} was saved by {m['estimator']}, which cannot be "
+                f"imported here ({type(err).__name__}: {err}); install the package that "
+                "provides it"
+            ) from None
+        est = cls.load_state(path)
+    else:
+        raise ValueError(f"{path / MANIFEST} names neither a plugin nor an estimator class")
+    if name:
+        est._catbuilder_plugin = name
+    if m.get("fit_input") and not getattr(est, "fit_input_", None):
+        est.fit_input_ = m["fit_input"]
+    return est
