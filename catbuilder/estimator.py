@@ -67,9 +67,9 @@ def labels_of(X: Any, y: Any = None) -> np.ndarray | None:
             raise ValueError(f"X has {n_inputs(X)} objects but y has {len(y)} labels")
         return y
     if _is_stack(X):
-        from catbuilder.stack.store import _strings, _values
+        from catbuilder.zarr_store import as_strings, read_values
 
-        return _strings(_values(X.ds["label"]))
+        return as_strings(read_values(X.ds["label"]))
     return None
 
 

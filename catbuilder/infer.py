@@ -16,7 +16,6 @@ import json
 import os
 import threading
 import uuid
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from catbuilder import config, outputs
-from catbuilder.errors import OutputExistsError, warn
+from catbuilder import config
+from catbuilder import zarr_store as zs
+from catbuilder.errors import IncompleteStoreError, warn
 
 __all__ = ["Predictions", "open_predictions", "predict"]
 
@@ -153,19 +153,13 @@ class Predictions:
 
     @property
     def meta(self) -> dict:
-        from catbuilder.stack.store import _meta
-
-        return _meta(self.ds)
+        return zs.read_meta(self.ds)
 
     def probabilities(self) -> np.ndarray:
-        from catbuilder.stack.store import _values
-
-        return _values(self.ds["probabilities"])
+        return zs.read_values(self.ds["probabilities"])
 
     def embeddings(self) -> np.ndarray | None:
-        from catbuilder.stack.store import _values
-
-        return _values(self.ds["embeddings"]) if "embeddings" in self.ds else None
+        return zs.read_values(self.ds["embeddings"]) if "embeddings" in self.ds else None
 
     def __len__(self) -> int:
         return int(self.ds.sizes["object"])
@@ -173,14 +167,12 @@ class Predictions:
 
 def open_predictions(path: str | os.PathLike[str]) -> Predictions:
     """Open a predictions store written by :func:`predict`."""
-    from catbuilder.stack.store import IncompleteStackError, _meta, open_zarr
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no predictions at {path}")
-    ds = open_zarr(path)
-    if not _meta(ds).get("complete"):
-        raise IncompleteStackError(f"predictions {path} are incomplete: run predict again")
+    ds = zs.open_zarr(path)
+    if not zs.read_meta(ds).get("complete"):
+        raise IncompleteStoreError(f"predictions {path} are incomplete: run predict again")
     return Predictions(path, ds.drop_vars("written"))
 
 
@@ -301,17 +293,15 @@ def predict(
     -------
     Predictions
     """
-    import zarr
-
     from catbuilder._compute import active_client
     from catbuilder.cluster import connect
-    from catbuilder.stack.store import ImageStack, _meta, _values, open_zarr, sibling
+    from catbuilder.stack.store import ImageStack
 
     if not isinstance(stack, ImageStack):
         stack = ImageStack.open(stack)
     if stack.path is None:
         raise ValueError("predict needs a stack stored on disk")
-    out = Path(output) if output is not None else sibling(stack.path, ".predictions.zarr")
+    out = Path(output) if output is not None else zs.sibling(stack.path, ".predictions.zarr")
     batch_size = int(config.resolve("infer.batch-size", batch_size))
     embed = bool(config.resolve("infer.embed", embed))
     tta = bool(config.resolve("infer.tta", tta))
@@ -334,36 +324,24 @@ def predict(
         "batch_size": batch_size,
     }
     check_model_fits_stack(model_meta, stack, model_path)
-    todo = meta = None
-    for stale in outputs.stale_temporaries(out, "template-"):
-        outputs.remove_temporary(stale)  # a template write that was killed
-    if out.exists() or out.is_symlink():
-        outputs.check_replaceable(out, KIND)  # refuses anything that is not our store
-        try:
-            old = open_zarr(out, live=True)
-            old_meta = _meta(old)
-        except Exception:
-            old_meta, old = {}, None
-        if old_meta.get("parameters") == params:
-            written = _values(old["written"]).astype(bool)
-            todo = np.flatnonzero(~written)
-            meta = old_meta
-        elif not overwrite:
-            raise OutputExistsError(
-                f"{out} holds predictions made with other arguments; pass "
-                "overwrite=True (--overwrite) to replace them, or choose another output"
-            )
-        else:
-            outputs.remove_store(out, KIND)
+    target, meta = zs.prepare(out, KIND, params, overwrite)
+    todo = None if meta is None else np.flatnonzero(~zs.written(target))
     if todo is None or len(todo):
         client = active_client() if cluster is None else None
         ctx = nullcontext(client) if client is not None else connect(cluster, workers)
         with ctx as c:
             if todo is None:  # a new store: its shape needs the model's classes and width
                 classes, n_feat = c.submit(
-                    _probe, model_path, str(stack.path), int(positions[0]), embed, pure=False
+                    _probe,
+                    model_path,
+                    os.path.abspath(stack.path),
+                    int(positions[0]),
+                    embed,
+                    pure=False,
                 ).result()
-                meta = _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
+                meta = _template(
+                    target, stack, positions, chunk, classes, n_feat, params, model_meta
+                )
                 todo = np.arange(len(positions))
             # the unwritten objects of each output chunk (sorted): one contiguous
             # run, as a chunk's region is written whole before its mark
@@ -371,13 +349,12 @@ def predict(
             pieces = [(int(g[0]), positions[g[0] : g[-1] + 1]) for g in groups]
             n_threads = sum(c.nthreads().values()) or 1
             tasks = _task_runs(pieces, n_threads, chunks_per_task)
-            _run(c, tasks, str(stack.path), str(out), model_path, batch_size, embed, tta, progress)
-    meta["complete"] = True
-    g = zarr.open_group(str(out), mode="r+")
-    g.attrs["catbuilder"] = json.dumps(meta)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(str(out))
+            _run(  # absolute paths: workers elsewhere have another working directory
+                c, tasks, os.path.abspath(stack.path), os.path.abspath(target), model_path,
+                batch_size, embed, tta, progress,
+            )  # fmt: skip
+    zs.finish(target, meta)
+    zs.swap_in(target, out, KIND)
     return open_predictions(out)
 
 
@@ -385,8 +362,6 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
     """Write the empty output store (``compute=False``); return its metadata."""
     import dask.array as da
     import xarray as xr
-
-    from catbuilder.stack.store import _values
 
     meta = {
         "kind": KIND,
@@ -406,7 +381,7 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
         },
     }
     n = len(positions)
-    objid = _values(stack.ds["objid"])
+    objid = zs.read_values(stack.ds["objid"])
     data = {
         "probabilities": (
             ("object", "class"),
@@ -429,13 +404,7 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
         },
     )
     ds.attrs["catbuilder"] = json.dumps(meta)
-    tmp = outputs.temporary_sibling(out, "template-")
-    try:  # written aside and renamed: a killed template write leaves no half store
-        ds.to_zarr(tmp, mode="w-", compute=False, zarr_format=3, consolidated=False)
-        os.rename(tmp, out)
-    finally:
-        if tmp.exists():
-            outputs.remove_temporary(tmp)
+    zs.write_template(ds, out)  # written aside and renamed: a kill leaves no half store
     return meta
 
 

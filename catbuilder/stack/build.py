@@ -24,14 +24,15 @@ import numpy as np
 import pandas as pd
 
 from catbuilder import config, outputs
+from catbuilder import zarr_store as zs
 from catbuilder._compute import check_scheduler
-from catbuilder.errors import OutputExistsError, ResourceLimitError
+from catbuilder.errors import ResourceLimitError
 from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
 from catbuilder.stack.extract import extract_chunk
 from catbuilder.stack.flags import FLAG_BITS
 from catbuilder.stack.plan import plan_objects, size_in_pixels
-from catbuilder.stack.store import ImageStack, _meta, open_zarr
+from catbuilder.stack.store import ImageStack
 
 __all__ = ["append_to_stack", "build_stack"]
 
@@ -168,13 +169,8 @@ def _write_chunk(
         for v in _DATA_VARS:
             if v in have:  # stacks written before a variable existed lack it
                 group[v][region] = res[v]
-        mark_written(group, region)
+        zs.mark_written(group, region)
     return res["problems"]
-
-
-def mark_written(group, region: slice) -> None:
-    """Mark a chunk's objects written: the last write of its task."""
-    group["written"][region] = np.ones(region.stop - region.start, dtype=bool)
 
 
 def _run_chunks(path, pieces, index, bands, size, nan_max, scheduler, progress) -> list[str]:
@@ -191,7 +187,7 @@ def _run_chunks(path, pieces, index, bands, size, nan_max, scheduler, progress) 
         records = {r: index.table.loc[r].to_dict() for r in rows}
         tasks.append(
             dask.delayed(_write_chunk, pure=False)(
-                str(path),
+                os.path.abspath(path),  # workers elsewhere have another working directory
                 a,
                 part.reset_index(drop=True),
                 records,
@@ -224,28 +220,16 @@ def _chunk_starts(start: int, n: int, chunk: int) -> list[int]:
 
 
 def _finish(path: Path, meta: dict, problems: list[str]) -> None:
-    import zarr
-
     meta["kind"] = KIND
     meta["complete"] = True
     meta["problems"] = sorted(set(meta.get("problems", [])) | set(problems))
-    g = zarr.open_group(str(path), mode="r+")
-    g.attrs["catbuilder"] = json.dumps(meta)
-    _consolidate(path)
+    zs.finish(path, meta)
     if problems:
         warnings.warn(
             f"{len(set(problems))} image(s) could not be read; their objects are flagged "
             f"missing_band: {sorted(set(problems))[:3]}",
             stacklevel=3,
         )
-
-
-def _consolidate(path: Path) -> None:
-    import zarr
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(str(path))
 
 
 def _roll_back_unfinished_append(path: Path) -> None:
@@ -270,22 +254,7 @@ def _roll_back_unfinished_append(path: Path) -> None:
     del meta["pending_append"]
     meta["complete"] = bool(pending.get("was_complete", True))
     group.attrs["catbuilder"] = json.dumps(meta)
-    _consolidate(path)
-
-
-def _consolidated(path: Path) -> bool:
-    try:
-        root = json.loads((path / "zarr.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(root.get("consolidated_metadata"))
-
-
-def _set_meta(path: Path, meta: dict) -> None:
-    import zarr
-
-    g = zarr.open_group(str(path), mode="r+")
-    g.attrs["catbuilder"] = json.dumps(meta)
+    zs.consolidate(path)
 
 
 def build_stack(
@@ -382,28 +351,11 @@ def build_stack(
         ),
         "index_digest": _index_digest(index),
     }
-    for stale in outputs.stale_temporaries(path, "template-"):
-        outputs.remove_temporary(stale)  # a template write that was killed
-    replacement = _replacement(path)
-    if replacement.exists():  # an overwrite that was stopped
-        pending = _existing_meta(replacement)
-        if pending is not None and pending.get("parameters") == params:
-            _resume(replacement, src, index, pending, scheduler, progress)
-            return _swap_in(replacement, path)
-        outputs.remove_store(replacement, KIND)
-    target = path
-    if path.exists() or path.is_symlink():
-        outputs.check_replaceable(path, KIND)  # refuses anything that is not our stack
-        existing = _existing_meta(path)
-        if existing is not None and existing.get("parameters") == params and not overwrite:
-            return _resume(path, src, index, existing, scheduler, progress)
-        if not overwrite:
-            why = _diff(existing.get("parameters", {}), params) if existing else "unreadable"
-            raise OutputExistsError(
-                f"{path} is an image stack made with other arguments ({why}); pass "
-                "overwrite=True (--overwrite) to replace it, or choose another output path"
-            )
-        target = replacement  # built aside; replaces the old stack only when complete
+    target, existing = zs.prepare(path, KIND, params, overwrite)
+    if existing is not None:  # the same build, stopped or complete: finish it
+        _resume(target, src, index, existing, scheduler, progress)
+        zs.swap_in(target, path, KIND)
+        return ImageStack.open(path)
 
     plan = plan_objects(src, index, bands, reference_band)
     meta = {
@@ -423,14 +375,13 @@ def build_stack(
     }
     ds = _template(plan, bands, npix, chunk, 0)
     ds.attrs["catbuilder"] = json.dumps(meta)
-    _write_template(ds, target)
+    zs.write_template(ds, target)
     problems = _run_chunks(
         target, _pieces(plan, 0, chunk), index, bands, npix, nan_max, scheduler, progress
     )
     meta["history"][0]["at"] = _now()  # when the build finished
     _finish(target, meta, problems)
-    if target != path:
-        return _swap_in(target, path)
+    zs.swap_in(target, path, KIND)
     return ImageStack.open(path)
 
 
@@ -533,54 +484,12 @@ def check_cutout_memory(
         )
 
 
-def _replacement(path: Path) -> Path:
-    """Where an overwrite of ``path`` is built until it is complete."""
-    path = Path(os.path.abspath(path))
-    return path.with_name(f".{path.name}.catbuilder-tmp-replacement")
-
-
-def _write_template(ds, target: Path) -> None:
-    """Write the store's template aside, then move it to ``target`` in one rename.
-
-    A kill during the template write leaves only a temporary directory (removed
-    by the next call), never a store that looks started but cannot resume.
-    """
-    tmp = outputs.temporary_sibling(target, "template-")
-    try:
-        ds.to_zarr(tmp, mode="w-", compute=False, zarr_format=3, consolidated=False)
-        os.rename(tmp, target)
-    finally:
-        if tmp.exists():
-            outputs.remove_temporary(tmp)
-
-
-def _swap_in(replacement: Path, path: Path) -> ImageStack:
-    """Replace the stack at ``path`` by the complete one at ``replacement``."""
-    if path.exists():
-        outputs.remove_store(path, KIND)
-    os.rename(replacement, path)
-    return ImageStack.open(path)
-
-
 def _existing_meta(path: Path) -> dict | None:
     try:
-        ds = open_zarr(path, live=True)
+        ds = zs.open_zarr(path, live=True)
     except Exception:
         return None
-    return _meta(ds) or None
-
-
-def _diff(old: dict, new: dict) -> str:
-    keys = [k for k in new if old.get(k) != new.get(k)]
-    return (
-        ", ".join(
-            f"{k}: {old.get(k)!r} != {new[k]!r}"
-            if "digest" not in k
-            else f"{k.replace('_digest', '')} differ"
-            for k in keys
-        )
-        or "unknown"
-    )
+    return zs.read_meta(ds) or None
 
 
 def _resume(path: Path, src, index, meta, scheduler, progress) -> ImageStack:
@@ -590,11 +499,11 @@ def _resume(path: Path, src, index, meta, scheduler, progress) -> ImageStack:
     objects form runs that never share a chunk with a task that finished.
     """
     params = meta["parameters"]
-    ds = open_zarr(path, live=True)
+    ds = zs.open_zarr(path, live=True)
     written = ds["written"].values
     if meta.get("complete") and written.all():
-        if not _consolidated(path):  # stopped just before its metadata was consolidated
-            _consolidate(path)
+        if not zs.is_consolidated(path):  # stopped just before its metadata was consolidated
+            zs.consolidate(path)
         return ImageStack.open(path)
     bands, chunk, npix = params["bands"], params["chunk_objects"], params["size"]
     missing = np.flatnonzero(~written)
@@ -671,7 +580,7 @@ def append_to_stack(
     src, src_name = _prepare_sources(
         sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
     )
-    ds = open_zarr(path, live=True)
+    ds = zs.open_zarr(path, live=True)
     have = ds["objid"].values
     already = src["objid"].isin(have).to_numpy()
     if already.all() and not meta.get("complete", True):
@@ -702,16 +611,16 @@ def append_to_stack(
     # until the template is whole, a rerun rolls the arrays back to `start` and starts over
     meta["pending_append"] = {"start": start, "was_complete": bool(meta.get("complete", True))}
     meta["complete"] = False
-    _set_meta(path, meta)
-    _consolidate(path)  # from here on no reader takes the store for complete
+    zs.write_meta(path, meta)
+    zs.consolidate(path)  # from here on no reader takes the store for complete
     tmpl = _template(plan, bands, npix, chunk, start).drop_vars("band")
     stored = set(ds.variables)
     tmpl = tmpl.drop_vars([v for v in tmpl.data_vars if v not in stored])  # older stacks
     tmpl.attrs["catbuilder"] = json.dumps(meta)  # appending replaces the group attributes
     tmpl.to_zarr(path, append_dim="object", compute=False, safe_chunks=False, consolidated=False)
     del meta["pending_append"]  # the template is whole: a rerun now resumes the chunks
-    _set_meta(path, meta)
-    _consolidate(path)  # readers must see the new shape and complete: false at once
+    zs.write_meta(path, meta)
+    zs.consolidate(path)  # readers must see the new shape and complete: false at once
     problems = _run_chunks(
         path,
         _pieces(plan, start, chunk),

@@ -12,7 +12,6 @@ missing_band (object, band), saturated, flags`` (bits in
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +23,9 @@ import pandas as pd
 
 from catbuilder.errors import IncompleteStoreError
 from catbuilder.stack.flags import FLAG_BITS
+from catbuilder.zarr_store import as_strings, open_zarr, read_meta, read_values, sibling
 
-__all__ = ["Batch", "ImageStack", "open_stack"]
+__all__ = ["Batch", "ImageStack", "IncompleteStackError", "open_stack", "open_zarr", "sibling"]
 
 # variables written per chunk that are per-object metadata, shown as coordinates
 FLAG_VARS = ("edge", "nan_fraction", "nan", "missing_band", "saturated", "flags", "magzero")
@@ -93,9 +93,9 @@ class ImageStack:
             ds = open_zarr(path)
         except Exception as err:
             raise ValueError(f"{path} is not a readable Zarr image stack: {err}") from err
-        meta = _meta(ds)
+        meta = read_meta(ds)
         if not meta.get("complete", False) and not allow_incomplete:
-            written = _values(ds["written"])
+            written = read_values(ds["written"])
             raise IncompleteStackError(
                 f"image stack {path} is incomplete ({int(written.sum())}/{written.size} objects "
                 "written): resume the build with the same arguments"
@@ -123,12 +123,12 @@ class ImageStack:
     @property
     def meta(self) -> dict[str, Any]:
         """Provenance and build parameters."""
-        return _meta(self.ds)
+        return read_meta(self.ds)
 
     @property
     def classes(self) -> list[str]:
         """Sorted non-empty labels present in the stack."""
-        labels = _strings(_values(self.ds["label"]))
+        labels = as_strings(read_values(self.ds["label"]))
         return sorted(set(labels[labels != ""]))
 
     def __len__(self) -> int:
@@ -167,7 +167,7 @@ class ImageStack:
         cols = {}
         for name, vals in zip(one, values[: len(one)]):
             vals = np.asarray(vals)
-            cols[name] = _strings(vals) if vals.dtype.kind in "TUSO" else vals
+            cols[name] = as_strings(vals) if vals.dtype.kind in "TUSO" else vals
         for name, vals in zip(per_band, values[len(one) :]):
             vals = np.asarray(vals)
             for i, b in enumerate(self.bands):
@@ -214,7 +214,7 @@ class ImageStack:
         """
         keep = np.ones(len(self), dtype=bool)
         coords = self.ds.coords
-        flags = _values(coords["flags"])
+        flags = read_values(coords["flags"])
         if clean:
             keep &= flags == 0
         for name in exclude or []:
@@ -222,14 +222,14 @@ class ImageStack:
                 raise ValueError(f"unknown flag {name!r}; flags are {', '.join(FLAG_BITS)}")
             keep &= (flags & FLAG_BITS[name]) == 0
         if label is not None:
-            keep &= np.isin(_strings(_values(coords["label"])), np.atleast_1d(label))
+            keep &= np.isin(as_strings(read_values(coords["label"])), np.atleast_1d(label))
         if split is not None:
-            keep &= np.isin(_strings(_values(coords["split"])), np.atleast_1d(split))
+            keep &= np.isin(as_strings(read_values(coords["split"])), np.atleast_1d(split))
         if labelled is not None:
-            has = _strings(_values(coords["label"])) != ""
+            has = as_strings(read_values(coords["label"])) != ""
             keep &= has if labelled else ~has
         if region is not None:
-            ra, dec = _values(coords["ra"]), _values(coords["dec"])
+            ra, dec = read_values(coords["ra"]), read_values(coords["dec"])
             if isinstance(region, dict):
                 lo, hi = region.get("ra", (0, 360))
                 keep &= ((ra >= lo) & (ra <= hi)) if lo <= hi else ((ra >= lo) | (ra <= hi))
@@ -242,7 +242,7 @@ class ImageStack:
                 cosd = sky_to_xyz(ra, dec) @ c
                 keep &= cosd >= np.cos(np.radians(region[2]))
         if objid is not None:
-            keep &= np.isin(_values(coords["objid"]), np.atleast_1d(objid))
+            keep &= np.isin(read_values(coords["objid"]), np.atleast_1d(objid))
         return self.isel(np.flatnonzero(keep))
 
     # -- reading ----------------------------------------------------------------
@@ -355,36 +355,12 @@ class ImageStack:
         """Pixels of positions ``idx`` of this stack (a selection's own order)."""
         got = self._read_stored("images", idx)
         if got is None:
-            return _values(self.ds["images"].isel(object=_as_slice(idx)))
+            return read_values(self.ds["images"].isel(object=_as_slice(idx)))
         return got
 
     def load(self) -> np.ndarray:
         """All pixels as one numpy array (only for small stacks)."""
-        return _values(self.ds["images"])
-
-
-def sibling(path: str | os.PathLike[str], suffix: str) -> Path:
-    """A path next to a store: ``hp.zarr`` -> ``hp<suffix>``."""
-    p = Path(str(path).rstrip("/"))
-    stem = p.name[: -len(".zarr")] if p.name.endswith(".zarr") else p.name
-    return p.with_name(stem + suffix)
-
-
-def open_zarr(path: str | os.PathLike[str], live: bool = False):
-    """Open a Zarr store lazily, with consolidated metadata when it has them.
-
-    Stores being written have none (they are consolidated when a build
-    finishes), and are read from their per-array metadata without a warning.
-    ``live=True`` always reads the per-array metadata (what builds do).
-    """
-    import xarray as xr
-
-    if live:
-        return xr.open_zarr(path, consolidated=False)
-    try:
-        return xr.open_zarr(path, consolidated=True)
-    except (KeyError, ValueError, OSError):
-        return xr.open_zarr(path, consolidated=False)
+        return read_values(self.ds["images"])
 
 
 def _dask_array_type():
@@ -403,30 +379,6 @@ def _as_slice(index: Any) -> Any:
     if (len(idx) == 1 or np.all(np.diff(idx) == 1)) and idx[0] >= 0:
         return slice(int(idx[0]), int(idx[-1]) + 1)
     return index
-
-
-def _values(var) -> np.ndarray:
-    """Read a (dask-backed) variable in the calling thread.
-
-    Reads use Dask's synchronous scheduler: inside a task on a distributed
-    worker the default scheduler would be the cluster itself, whose threads
-    may all be busy running that very task (training ranks are), and the read
-    would wait forever. Reading a few chunks gains nothing from parallelism.
-    """
-    data = var.data
-    if hasattr(data, "compute"):
-        return np.asarray(data.compute(scheduler="synchronous"))
-    return np.asarray(data)
-
-
-def _strings(values: np.ndarray) -> np.ndarray:
-    """String array as Python str objects (Zarr v3 returns numpy StringDType)."""
-    return np.array([str(v) for v in values.tolist()], dtype=object)
-
-
-def _meta(ds) -> dict[str, Any]:
-    raw = ds.attrs.get("catbuilder", {})
-    return json.loads(raw) if isinstance(raw, str) else dict(raw)
 
 
 def open_stack(path: str | os.PathLike[str], allow_incomplete: bool = False) -> ImageStack:

@@ -43,7 +43,7 @@ def split_for_training(stack, exclude_flags=None, validation_fraction=None, seed
     otherwise a deterministic fraction (by object id) is held out.
     """
     from catbuilder.sky.selection import assign_splits
-    from catbuilder.stack.store import _strings, _values
+    from catbuilder.zarr_store import as_strings, read_values
 
     exclude = list(config.resolve("train.exclude-flags", exclude_flags))
     usable = stack.select(labelled=True, exclude=exclude)
@@ -54,14 +54,14 @@ def split_for_training(stack, exclude_flags=None, validation_fraction=None, seed
         )
     if len(usable.classes) < 2:
         raise ValueError(f"training needs at least two classes; the stack has {usable.classes}")
-    splits = _strings(_values(usable.ds["split"]))
+    splits = as_strings(read_values(usable.ds["split"]))
     if (splits == "train").any():
         return usable.select(split="train"), (
             usable.select(split="validation") if (splits == "validation").any() else None
         )
     vf = float(config.resolve("train.validation-fraction", validation_fraction))
     s = assign_splits(
-        _values(usable.ds["objid"]),
+        read_values(usable.ds["objid"]),
         validation=vf,
         test=0.0,
         seed=config.resolve("train.seed", seed),
@@ -134,7 +134,7 @@ def train(
         val_set = validation if isinstance(validation, ImageStack) else ImageStack.open(validation)
     ckpt = checkpoint_dir or config.get("train.checkpoint-dir")
     if ckpt is None and stack.path is not None:
-        from catbuilder.stack.store import sibling
+        from catbuilder.zarr_store import sibling
 
         ckpt = sibling(stack.path, ".checkpoints")
     ckpt = Path(ckpt) if ckpt is not None else None

@@ -88,7 +88,7 @@ def run_training(
     epochs = epochs if epochs is not None else spec.get("epochs")
     if epochs is not None:  # the plugin's own "epochs" parameter
         params["epochs"] = int(epochs)
-    from catbuilder.stack.store import sibling
+    from catbuilder.zarr_store import sibling
 
     out = Path(output or spec.get("output") or sibling(stack, ".model"))
     result = train(
