@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
+from catbuilder.errors import IncompleteStoreError
 from catbuilder.infer import open_predictions, predict
 from catbuilder.plugins import load_model
-from catbuilder.stack.store import IncompleteStackError
 
 
 def test_predictions_match_the_model_in_process(hp_stack, small_model, dask_client, tmp_path):
@@ -169,7 +169,7 @@ def test_a_stopped_run_resumes_only_missing_chunks(hp_stack, small_model, dask_c
     proc.wait()
     w = zarr.open_group(str(out), mode="r", use_consolidated=False)["written"][:]
     assert 0 < w.sum() < len(w), "the run was not stopped midway"
-    with pytest.raises(IncompleteStackError):
+    with pytest.raises(IncompleteStoreError):
         open_predictions(out)
     started = {i // chunk for i in np.flatnonzero(w)}
     done = sorted(started - {i // chunk for i in np.flatnonzero(~w)})
