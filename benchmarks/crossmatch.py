@@ -21,9 +21,9 @@ class Crossmatch:
     def time_crossmatch(self, n, partitioned):
         from catbuilder.sky import crossmatch
 
-        crossmatch(self.left, self.right, 1.0, partitioned=partitioned, scheduler="processes")
+        crossmatch(self.left, self.right, 1.0, partitioned=partitioned, cluster="processes")
 
     def peakmem_crossmatch(self, n, partitioned):
         from catbuilder.sky import crossmatch
 
-        crossmatch(self.left, self.right, 1.0, partitioned=partitioned, scheduler="processes")
+        crossmatch(self.left, self.right, 1.0, partitioned=partitioned, cluster="processes")

@@ -42,7 +42,7 @@ class Cutouts:
             self.out,
             size=64,
             progress=False,
-            scheduler="sync",
+            cluster="sync",
         )
 
     def time_build_stack(self, root, n_objects):

@@ -31,6 +31,19 @@ def command(name: str, help: str):
     return deco
 
 
+def _where(p: argparse.ArgumentParser, default: str) -> None:
+    """The flags that say where a command's Dask work runs: the same on every command."""
+    p.add_argument(
+        "--cluster",
+        default=None,
+        help=f"where to run: processes, threads, sync, local (a LocalCluster), a "
+        f"dask-jobqueue name (slurm, pbs, ...) or a scheduler address (default: {default})",
+    )
+    p.add_argument("--workers", type=int, default=None, help="Dask worker processes")
+    p.add_argument("--scheduler", dest="cluster", help=argparse.SUPPRESS)  # its old name
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",")]  # empty names are errors, not dropped
 
@@ -51,13 +64,8 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--bands", type=_csv, default=None, help="comma-separated, e.g. g,r,i")
     p.add_argument("--table-format", choices=["parquet", "fits"], default="parquet")
-    p.add_argument(
-        "--scheduler",
-        default=None,
-        help="processes (default), threads, sync, or a scheduler address (tcp://host:port)",
-    )
     p.add_argument("--preview", action="store_true", help="write PNGs of a tile and of objects")
-    p.add_argument("--no-progress", action="store_true")
+    _where(p, "a process pool")
 
 
 @command("synth", "make a GalSim mock survey (FITS tiles, source and label tables)")(_synth_args)
@@ -71,7 +79,8 @@ def _synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         bands=args.bands,
         table_format=args.table_format,
-        scheduler=args.scheduler,
+        cluster=args.cluster,
+        workers=args.workers,
         progress=not args.no_progress,
         preview=args.preview,
     )
@@ -121,12 +130,7 @@ def _cutouts_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-col", default=None)
     p.add_argument("--append", action="store_true", help="append to an existing stack")
     p.add_argument("--overwrite", action="store_true", help="replace a stack made differently")
-    p.add_argument(
-        "--scheduler",
-        default=None,
-        help="processes (default), threads, sync, or a scheduler address (tcp://host:port)",
-    )
-    p.add_argument("--no-progress", action="store_true")
+    _where(p, "a process pool")
 
 
 @command("cutouts", "cut sources out of FITS tiles into a Zarr image stack")(_cutouts_args)
@@ -141,7 +145,8 @@ def _cutouts(args: argparse.Namespace) -> int:
         ra_col=args.ra_col,
         dec_col=args.dec_col,
         id_col=args.id_col,
-        scheduler=args.scheduler,
+        cluster=args.cluster,
+        workers=args.workers,
         progress=not args.no_progress,
     )
     if args.append:
@@ -172,6 +177,7 @@ def _xmatch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="matched pairs (.parquet)")
     p.add_argument("--radius", type=float, default=None, help="arcsec (default 1)")
     p.add_argument("--unmatched", type=Path, default=None, help="write unmatched left rows here")
+    _where(p, "a process pool, for tables large enough to partition")
 
 
 @command("crossmatch", "match two source tables on the sky")(_xmatch_args)
@@ -183,7 +189,14 @@ def _crossmatch(args: argparse.Namespace) -> int:
         if out is not None:
             check_parquet_output(out, "crossmatch")  # before the work, not after
 
-    res = crossmatch(args.left, args.right, args.radius, progress=True)
+    res = crossmatch(
+        args.left,
+        args.right,
+        args.radius,
+        cluster=args.cluster,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     from catbuilder.outputs import write_parquet
 
     write_parquet(res.join(), args.output, "crossmatch")
@@ -230,12 +243,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs of every stage")
     p.add_argument("--checkpoint-dir", type=Path, default=None)
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
-    p.add_argument(
-        "--cluster",
-        default=None,
-        help="train with Horovod on Dask: local, slurm, pbs, ..., or an address",
-    )
-    p.add_argument("--workers", type=int, default=None, help="ranks (Dask worker processes)")
+    _where(p, "this process; with a cluster, one Horovod rank per worker")
 
 
 @command("train", "train a plugin model on a labelled image stack")(_train_args)
@@ -297,13 +305,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="Zarr store of probabilities/embeddings (default next to the stack)",
     )
-    p.add_argument("--cluster", default=None, help="local (default), slurm, ..., or an address")
-    p.add_argument("--workers", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--tta", action="store_true", help="average over flips and rotations")
     p.add_argument("--no-embed", action="store_true", help="do not write embeddings")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    _where(p, "the active client, else a LocalCluster")
 
 
 @command("predict", "classify a stack on Dask workers and write the catalog")(_predict_args)

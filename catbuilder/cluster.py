@@ -14,15 +14,34 @@ once, in YAML::
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import dask
+
 from catbuilder import config
 
-__all__ = ["JOBQUEUE_CLASSES", "connect", "make_cluster", "worker_env"]
+__all__ = [
+    "JOBQUEUE_CLASSES",
+    "LOCAL_SCHEDULERS",
+    "active_client",
+    "check_cluster",
+    "cluster_argument",
+    "compute",
+    "connect",
+    "end_with_parent",
+    "is_address",
+    "make_cluster",
+    "worker_env",
+]
+
+#: where a step can run without a distributed cluster (Dask's local schedulers)
+LOCAL_SCHEDULERS = ("processes", "threads", "sync", "synchronous", "single-threaded")
 
 JOBQUEUE_CLASSES = {
     "slurm": "SLURMCluster",
@@ -171,7 +190,7 @@ def connect(
     created = None
     if isinstance(cluster, Client):
         client, own_client = cluster, False
-    elif isinstance(cluster, str) and "://" in cluster:
+    elif is_address(cluster):
         client, own_client = Client(cluster, timeout=timeout), True
     elif cluster is None or isinstance(cluster, str):
         created = make_cluster(cluster, workers)
@@ -187,3 +206,200 @@ def connect(
             client.close()
         if created is not None:
             created.close()
+
+
+def active_client() -> Any | None:
+    """The current :class:`distributed.Client`, or None when there is none."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def is_address(scheduler: str | None) -> bool:
+    """Whether ``scheduler`` names a distributed scheduler (``tcp://host:port``, ``host:port``)."""
+    if not isinstance(scheduler, str):
+        return False
+    if "://" in scheduler:
+        return True
+    host, _, port = scheduler.rpartition(":")
+    return bool(host) and port.isdigit()
+
+
+def cluster_argument(cluster: Any, scheduler: Any, where: str) -> Any:
+    """``cluster``, or the deprecated ``scheduler=`` keyword it replaced (with a warning)."""
+    if scheduler is None:
+        return cluster
+    warnings.warn(
+        f"{where}(scheduler=...) is deprecated: use cluster=... (the same values, and also "
+        "local, a dask-jobqueue name or a Client)",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return scheduler if cluster is None else cluster
+
+
+def check_cluster(cluster: Any) -> None:
+    """Fail early (before any output is written) on a ``cluster`` that cannot run tasks.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (listing the known ones), or an address where no
+        scheduler answers.
+    """
+    if cluster is None or not isinstance(cluster, str):
+        return  # the active client, or a Client / Cluster object
+    if cluster in LOCAL_SCHEDULERS or cluster == "local" or cluster in JOBQUEUE_CLASSES:
+        return
+    if not is_address(cluster):
+        raise ValueError(
+            f"unknown cluster {cluster!r}: use {', '.join(LOCAL_SCHEDULERS[:3])}, local, "
+            f"{', '.join(JOBQUEUE_CLASSES)}, or a scheduler address such as "
+            "tcp://127.0.0.1:8786"
+        )
+    from distributed import Client
+
+    try:
+        Client(cluster, timeout="10s", set_as_default=False).close()
+    except OSError as err:
+        raise ValueError(
+            f"cannot reach a Dask scheduler at {cluster}: {err}; check the address, "
+            "or use processes, threads or sync"
+        ) from None
+
+
+def compute(
+    tasks: Sequence[Any],
+    *,
+    cluster: Any = None,
+    workers: int | None = None,
+    progress: bool = True,
+    desc: str = "",
+    unit: str = "task",
+) -> list[Any]:
+    """Compute ``tasks`` (Dask delayed objects) where ``cluster`` says; results in order.
+
+    This is how every catbuilder step that runs on Dask says where: ``cluster``
+    is None (the active distributed client, else a local process pool), one of
+    :data:`LOCAL_SCHEDULERS` (``processes``: a pool whose workers end with this
+    process and leave Ctrl-C to it; ``threads``; ``sync``), ``"local"`` (a
+    LocalCluster of ``workers`` processes), a dask-jobqueue name (``"slurm"``,
+    ...), a scheduler address, or a Client or Cluster. A tqdm bar counts
+    finished tasks when ``progress`` is true.
+    """
+    from distributed import Client
+
+    check_cluster(cluster)
+    if cluster is None:
+        client = active_client()
+        if client is not None:
+            return _on_client(client, tasks, progress, desc, unit)
+        cluster = "processes"
+    if isinstance(cluster, Client):
+        return _on_client(cluster, tasks, progress, desc, unit)
+    if not (isinstance(cluster, str) and cluster in LOCAL_SCHEDULERS):
+        with connect(cluster, workers) as client:
+            return _on_client(client, tasks, progress, desc, unit)
+    kwargs: dict[str, Any] = {"scheduler": cluster}
+    if cluster == "processes":
+        kwargs["initializer"] = functools.partial(end_with_parent, os.getpid())
+        if workers:
+            kwargs["num_workers"] = int(workers)
+    elif cluster == "threads" and workers:
+        kwargs["num_workers"] = int(workers)
+    with dask.config.set(_process_context(cluster)):
+        if progress:
+            from tqdm.dask import TqdmCallback
+
+            with TqdmCallback(desc=desc, unit=unit):
+                return list(dask.compute(*tasks, **kwargs))
+        return list(dask.compute(*tasks, **kwargs))
+
+
+def _on_client(client, tasks, progress: bool, desc: str, unit: str) -> list[Any]:
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    futures = client.compute(list(tasks))
+    try:
+        with tqdm(total=len(futures), desc=desc, unit=unit, disable=not progress) as bar:
+            for _ in as_completed(futures):
+                bar.update(1)
+        return client.gather(futures)
+    finally:
+        for f in futures:
+            f.release()
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Worker-process initializer: end this process when ``parent_pid`` ends.
+
+    On Linux the kernel sends SIGKILL when the parent dies
+    (``prctl(PR_SET_PDEATHSIG)``), whatever killed it; elsewhere a daemon
+    thread polls the parent. Ctrl-C is ignored here: the parent handles it
+    and shuts the pool down, so a terminal shows one message, not one
+    traceback per worker.
+    """
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before we were armed
+        os._exit(1)
+    if not armed:
+
+        def watch() -> None:
+            import time
+
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="catbuilder-parent-watch", daemon=True).start()
+
+
+def _fork_unsafe_modules() -> set[str]:
+    import warnings
+
+    from catbuilder.plugins import list_plugins
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # broken plugins are reported where they are used
+        plugins = list_plugins()
+    return {m for p in plugins.values() for m in p.fork_unsafe_modules}
+
+
+def _process_context(scheduler: str) -> dict:
+    """Fork worker processes where that is safe.
+
+    Dask's process pool spawns by default, which re-imports ``__main__``: an
+    analysis script without an ``if __name__ == "__main__"`` guard would then
+    crash. Forking avoids that, and is safe on Linux as long as no module
+    that starts native thread pools at import is loaded (a child would
+    inherit their locks but not their threads): model plugins name theirs
+    (:attr:`catbuilder.plugins.ModelPlugin.fork_unsafe_modules`).
+    """
+    if scheduler != "processes" or not sys.platform.startswith("linux"):
+        return {}
+    if any(m in sys.modules for m in _fork_unsafe_modules()):
+        return {}
+    if (
+        "multiprocessing.context" in dask.config.config.get("multiprocessing", {})
+        and dask.config.get("multiprocessing.context") != "spawn"
+    ):
+        return {}
+    return {"multiprocessing.context": "fork"}

@@ -293,8 +293,7 @@ def predict(
     -------
     Predictions
     """
-    from catbuilder._compute import active_client
-    from catbuilder.cluster import connect
+    from catbuilder.cluster import active_client, connect
     from catbuilder.stack.store import ImageStack
 
     if not isinstance(stack, ImageStack):

@@ -99,7 +99,7 @@ def synthetic_stack(
     split = np.where(k % 3 == 2, "test", "train")
     sources = pd.DataFrame({"objid": k + 1, "ra": ra, "dec": dec, "label": label, "split": split})
     return build_stack(
-        sources, tiles, root, size=size, chunk_objects=16, scheduler="sync", progress=False
+        sources, tiles, root, size=size, chunk_objects=16, cluster="sync", progress=False
     )
 
 

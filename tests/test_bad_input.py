@@ -111,7 +111,7 @@ def cli(capsys, *argv: str) -> tuple[int, str]:
 
 def cut(capsys, table="sources.csv", tiles="tiles", out=None, *extra) -> tuple[int, str]:
     out = out or "../out.zarr"
-    return cli(capsys, "cutouts", table, tiles, "-o", out, "--scheduler", "sync",
+    return cli(capsys, "cutouts", table, tiles, "-o", out, "--cluster", "sync",
                "--no-progress", "--size", SIZE, *extra)  # fmt: skip
 
 
@@ -309,7 +309,7 @@ def test_tiles_of_every_bitpix_and_scaling_match_astropy(kind, tmp_path):
     before = hashlib.sha256(tile.read_bytes()).hexdigest()
     stack = build_stack(
         _sources(), tile.parent, tmp_path / "s.zarr", size=SIZE, bands=["r"],
-        reference_band="r", scheduler="sync", progress=False,
+        reference_band="r", cluster="sync", progress=False,
     )  # fmt: skip
     hdu = 1 if kind.startswith("compressed") else 0
     expected_full = fits.getdata(tile, hdu)  # astropy's scaling rules
@@ -331,7 +331,7 @@ def test_gzip_tiles_and_bands_as_extensions(tmp_path):
     fits.HDUList(hdus).writeto(tmp_path / "tiles" / "T1.fits.gz")
     stack = build_stack(
         _sources(), tmp_path / "tiles", tmp_path / "s.zarr", size=SIZE,
-        scheduler="sync", progress=False,
+        cluster="sync", progress=False,
     )  # fmt: skip
     obj = stack.objects()
     assert stack.bands == ["g", "r", "i"]
@@ -353,7 +353,7 @@ def test_science_and_weight_extensions(tmp_path):
         ).writeto(tmp_path / "tiles" / f"T1_{b}.fits")
     stack = build_stack(
         _sources(), tmp_path / "tiles", tmp_path / "s.zarr", size=SIZE,
-        scheduler="sync", progress=False,
+        cluster="sync", progress=False,
     )  # fmt: skip
     assert not np.all(stack.images.values == 1.0)  # the science pixels, not the weights
     assert np.nanstd(stack.images.values) > 1
@@ -428,7 +428,7 @@ def test_header_frame_is_honoured(frame, tmp_path):
     src = pd.DataFrame({"objid": range(5), "ra": c.ra.deg, "dec": c.dec.deg})
     stack = build_stack(
         src, tmp_path / "tiles", tmp_path / "s.zarr", size=SIZE, bands=["r"],
-        reference_band="r", scheduler="sync", progress=False,
+        reference_band="r", cluster="sync", progress=False,
     )  # fmt: skip
     obj = stack.objects().sort_values("row")
     np.testing.assert_allclose(obj["tile_x"], xs, atol=1e-6)
@@ -460,9 +460,12 @@ OPTION_ERRORS = {
     "band-empty": (["--bands", "g,,r"], r"bands must be non-empty names"),
     "band-twice": (["--bands", "g,r,g"], r"band\(s\) \['g'\] are named twice"),
     "reference-band": (["--reference-band", "z"], r"reference band 'z' is not among bands"),
-    "scheduler-unknown": (["--scheduler", "gpu"], r"unknown scheduler 'gpu'"),
-    "scheduler-unreachable": (
-        ["--scheduler", "tcp://127.0.0.1:9"],
+    "cluster-unknown": (
+        ["--cluster", "gpu"],
+        r"unknown cluster 'gpu': use processes, threads, sync, local, slurm",
+    ),
+    "cluster-unreachable": (
+        ["--cluster", "tcp://127.0.0.1:9"],
         r"cannot reach a Dask scheduler at tcp://127\.0\.0\.1:9",
     ),
 }
@@ -725,7 +728,14 @@ def test_index_and_pairs_never_replace_a_user_file(command, work, capsys):
 
 def test_scheduler_address_is_accepted(work, capsys, dask_client):
     rc, err = cli(capsys, "cutouts", "sources.csv", "tiles", "-o", "../out.zarr", "--size", SIZE,
-                  "--no-progress", "--scheduler", dask_client.scheduler.address)  # fmt: skip
+                  "--no-progress", "--cluster", dask_client.scheduler.address)  # fmt: skip
     assert rc == 0, err
     stack = open_stack("../out.zarr")
     assert len(stack) == 5 and [h["action"] for h in stack.meta["history"]] == ["build"]
+
+
+def test_the_old_scheduler_keyword_still_works_with_a_warning(work):
+    with pytest.warns(FutureWarning, match=r"build_stack\(scheduler=\.\.\.\) is deprecated"):
+        stack = build_stack(_sources(), "tiles", "../old.zarr", size=SIZE, scheduler="sync",
+                            progress=False)  # fmt: skip
+    assert len(stack) == 5

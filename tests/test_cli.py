@@ -23,7 +23,7 @@ def test_synth_cli_writes_survey_and_previews(tmp_path):
         1,
         "--preview",
         "--no-progress",
-        "--scheduler",
+        "--cluster",
         "sync",
     )
     assert res.returncode == 0, res.stderr
@@ -63,7 +63,7 @@ def test_tiles_cutouts_crossmatch_cli(mock_survey, tmp_path):
         "--bands",
         "g,r,i",
         "--no-progress",
-        "--scheduler",
+        "--cluster",
         "sync",
     )
     assert res.returncode == 0, res.stderr

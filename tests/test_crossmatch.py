@@ -36,7 +36,7 @@ def _random_pairs(n, seed):
 def test_partitioned_match_equals_single_match():
     left, right = _random_pairs(20000, 0)
     single = crossmatch(left, right, 1.0, partitioned=False)
-    parts = crossmatch(left, right, 1.0, partitioned=True, partition_rows=1500, scheduler="threads")
+    parts = crossmatch(left, right, 1.0, partitioned=True, partition_rows=1500, cluster="threads")
     pd.testing.assert_frame_equal(single.matches, parts.matches)
     assert len(single.matches) > 0.99 * len(left)
 
@@ -46,7 +46,7 @@ def test_pairs_across_strip_boundaries_are_found():
     dec = np.repeat(np.linspace(-1, 1, 50), 2) + np.tile([-1e-5, 1e-5], 50)
     left = pd.DataFrame({"ra": np.full(100, 30.0), "dec": dec})
     right = pd.DataFrame({"ra": np.full(100, 30.0), "dec": dec[::-1] + np.tile([4e-5, -4e-5], 50)})
-    parts = crossmatch(left, right, 0.5, partitioned=True, partition_rows=2, scheduler="sync")
+    parts = crossmatch(left, right, 0.5, partitioned=True, partition_rows=2, cluster="sync")
     single = crossmatch(left, right, 0.5, partitioned=False)
     pd.testing.assert_frame_equal(single.matches, parts.matches)
 

@@ -81,7 +81,7 @@ CHILD = textwrap.dedent(
         pass
     from catbuilder.stack import build_stack
 
-    build_stack(sources, tiles, out, size=size, chunk_objects=1, scheduler=scheduler,
+    build_stack(sources, tiles, out, size=size, chunk_objects=1, cluster=scheduler,
                 progress=False, overwrite=overwrite == "1")
     print("finished")
     """
@@ -108,7 +108,7 @@ def _child(inputs, point, n, out, size=SIZE, overwrite=False, scheduler="sync", 
 def _reference(inputs, tmp_path, size=SIZE):
     return build_stack(
         inputs / "sources.parquet", inputs / "tiles", tmp_path / f"ref{size}.zarr", size=size,
-        chunk_objects=1, scheduler="sync", progress=False,
+        chunk_objects=1, cluster="sync", progress=False,
     )  # fmt: skip
 
 
@@ -143,7 +143,7 @@ def test_a_build_killed_anywhere_resumes_bit_identical(point, n, inputs, tmp_pat
     assert proc.returncode == -signal.SIGKILL, err
     resumed = build_stack(
         inputs / "sources.parquet", inputs / "tiles", out, size=SIZE, chunk_objects=1,
-        scheduler="sync", progress=False,
+        cluster="sync", progress=False,
     )  # fmt: skip
     _same(resumed, _reference(inputs, tmp_path))
     assert [p.name for p in tmp_path.iterdir() if "catbuilder-tmp" in p.name] == []
@@ -163,7 +163,7 @@ def test_an_interrupted_overwrite_keeps_the_old_stack_until_the_new_one_is_compl
     assert open_stack(out).size == SIZE  # the old stack is whole and readable
     new = build_stack(
         inputs / "sources.parquet", inputs / "tiles", out, size=20, chunk_objects=1,
-        scheduler="sync", progress=False, overwrite=True,
+        cluster="sync", progress=False, overwrite=True,
     )  # fmt: skip
     _same(new, _reference(inputs, tmp_path, size=20))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref20.zarr", "s.zarr"]
@@ -226,7 +226,7 @@ def test_ctrl_c_is_one_line_ends_the_workers_and_leaves_a_resumable_stack(inputs
     assert _all_gone(workers)
     resumed = build_stack(
         inputs / "sources.parquet", inputs / "tiles", out, size=SIZE, chunk_objects=1,
-        scheduler="sync", progress=False,
+        cluster="sync", progress=False,
     )  # fmt: skip
     _same(resumed, _reference(inputs, tmp_path))
 
@@ -276,7 +276,7 @@ APPEND_CHILD = textwrap.dedent(
     b._template, LocalStore.set = template, set_
     from catbuilder.stack import append_to_stack
 
-    append_to_stack(stack, sources, tiles, scheduler="sync", progress=False)
+    append_to_stack(stack, sources, tiles, cluster="sync", progress=False)
     """
 )
 
@@ -294,7 +294,7 @@ def test_an_append_killed_inside_its_template_write_rolls_back_and_finishes(n, i
     for name in ("killed", "clean"):
         stacks[name] = build_stack(
             first, inputs / "tiles", tmp_path / f"{name}.zarr", size=SIZE, chunk_objects=2,
-            scheduler="sync", progress=False,
+            cluster="sync", progress=False,
         ).path  # fmt: skip
     args = [sys.executable, "-c", APPEND_CHILD, str(n), str(stacks["killed"]), str(rest),
             str(inputs / "tiles")]  # fmt: skip
@@ -302,11 +302,7 @@ def test_an_append_killed_inside_its_template_write_rolls_back_and_finishes(n, i
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     with pytest.raises(IncompleteStoreError, match="run the same append again"):
         open_stack(stacks["killed"])
-    done = append_to_stack(
-        stacks["killed"], rest, inputs / "tiles", scheduler="sync", progress=False
-    )
-    clean = append_to_stack(
-        stacks["clean"], rest, inputs / "tiles", scheduler="sync", progress=False
-    )
+    done = append_to_stack(stacks["killed"], rest, inputs / "tiles", cluster="sync", progress=False)
+    clean = append_to_stack(stacks["clean"], rest, inputs / "tiles", cluster="sync", progress=False)
     assert len(done) == 5
     _same(done, clean)

@@ -90,7 +90,7 @@ def test_off_footprint_and_nan_positions_are_kept_and_flagged(mock_survey, tmp_p
         size=16,
         chunk_objects=8,
         progress=False,
-        scheduler="sync",
+        cluster="sync",
     )
     obj = st.objects().set_index("objid")
     assert len(st) == 22
@@ -127,7 +127,7 @@ def test_nan_pixels_missing_band_and_unreadable_file(tile_copy, tmp_path):
             size=16,
             chunk_objects=16,
             progress=False,
-            scheduler="sync",
+            cluster="sync",
         )
     obj = st.objects().set_index("objid")
     first = obj.loc[in_t0["objid"].iloc[0]]
@@ -175,7 +175,7 @@ def test_size_in_arcsec(mock_survey, tmp_path):
         tmp_path / "a.zarr",
         size="10 arcsec",
         progress=False,
-        scheduler="sync",
+        cluster="sync",
     )
     assert st.size == round(10 / 0.263)
 
@@ -192,7 +192,7 @@ _KILLABLE = textwrap.dedent(
 
     with Slow():
         build_stack(sys.argv[1], sys.argv[2], sys.argv[3], size=24, chunk_objects=8,
-                    scheduler="sync", progress=False)
+                    cluster="sync", progress=False)
     """
 )
 
@@ -229,7 +229,7 @@ def test_interrupted_build_resumes_identically(mock_survey, tmp_path):
     mtimes = {c: p.stat().st_mtime_ns for c, p in chunk_files.items()}
 
     resumed = build_stack(
-        files.sources, tiles, out, size=24, chunk_objects=8, progress=False, scheduler="sync"
+        files.sources, tiles, out, size=24, chunk_objects=8, progress=False, cluster="sync"
     )
     assert {c: p.stat().st_mtime_ns for c, p in chunk_files.items()} == mtimes  # not rewritten
     fresh = build_stack(
@@ -239,7 +239,7 @@ def test_interrupted_build_resumes_identically(mock_survey, tmp_path):
         size=24,
         chunk_objects=8,
         progress=False,
-        scheduler="sync",
+        cluster="sync",
     )
     np.testing.assert_array_equal(resumed.images.values, fresh.images.values)
     pd.testing.assert_frame_equal(resumed.objects(), fresh.objects())
@@ -268,11 +268,11 @@ def test_append_matches_a_single_build(mock_survey, tmp_path):
     tiles = TileIndex.build(files.directory / "tiles")
     a, b = src.iloc[:50], src.iloc[50:]
     st = build_stack(
-        a, tiles, tmp_path / "s.zarr", size=16, chunk_objects=16, progress=False, scheduler="sync"
+        a, tiles, tmp_path / "s.zarr", size=16, chunk_objects=16, progress=False, cluster="sync"
     )
-    st = append_to_stack(tmp_path / "s.zarr", b, tiles, progress=False, scheduler="sync")
+    st = append_to_stack(tmp_path / "s.zarr", b, tiles, progress=False, cluster="sync")
     whole = build_stack(
-        src, tiles, tmp_path / "w.zarr", size=16, chunk_objects=16, progress=False, scheduler="sync"
+        src, tiles, tmp_path / "w.zarr", size=16, chunk_objects=16, progress=False, cluster="sync"
     )
     assert len(st) == len(src) and st.objects()["objid"].is_unique
     assert [h["action"] for h in st.meta["history"]] == ["build", "append"]
@@ -330,7 +330,7 @@ def test_labels_and_splits_are_carried(mock_survey, tmp_path):
         size=16,
         extra_columns=["mag_r", "truth_id"],
         progress=False,
-        scheduler="sync",
+        cluster="sync",
     )
     assert st.classes == ["elliptical", "spiral"]
     assert len(st.select(labelled=False)) == (src["cls"] == "star").sum()
@@ -373,14 +373,14 @@ def test_bands_on_another_grid_are_reprojected(mock_survey, tmp_path):
 
     src = files.read_sources()
     src = src[src["tile"] == tile]
-    moved = build_stack(src, d, tmp_path / "m.zarr", size=32, progress=False, scheduler="sync")
+    moved = build_stack(src, d, tmp_path / "m.zarr", size=32, progress=False, cluster="sync")
     same = build_stack(
         src,
         files.directory / "tiles",
         tmp_path / "s.zarr",
         size=32,
         progress=False,
-        scheduler="sync",
+        cluster="sync",
     )
     ok = (moved.objects()["flags"] == 0).to_numpy() & (same.objects()["flags"] == 0).to_numpy()
     g1 = moved.images.sel(band="g").values[ok]
@@ -444,7 +444,7 @@ _KILLABLE_APPEND = textwrap.dedent(
             time.sleep(0.3)
 
     with Slow():
-        append_to_stack(sys.argv[3], sys.argv[1], sys.argv[2], scheduler="sync", progress=False)
+        append_to_stack(sys.argv[3], sys.argv[1], sys.argv[2], cluster="sync", progress=False)
     """
 )
 
@@ -463,7 +463,7 @@ def test_interrupted_append_resumes_without_duplicates(mock_survey, tmp_path):
         size=24,
         chunk_objects=8,
         progress=False,
-        scheduler="sync",
+        cluster="sync",
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", _KILLABLE_APPEND, str(tmp_path / "b.parquet"), tiles, str(out)]
@@ -480,9 +480,9 @@ def test_interrupted_append_resumes_without_duplicates(mock_survey, tmp_path):
     assert len(w) == len(src) and 21 < w.sum() < len(w)
     with pytest.raises(IncompleteStackError):
         open_stack(out)
-    st = append_to_stack(out, tmp_path / "b.parquet", tiles, progress=False, scheduler="sync")
+    st = append_to_stack(out, tmp_path / "b.parquet", tiles, progress=False, cluster="sync")
     whole = build_stack(
-        src, tiles, tmp_path / "w.zarr", size=24, chunk_objects=8, progress=False, scheduler="sync"
+        src, tiles, tmp_path / "w.zarr", size=24, chunk_objects=8, progress=False, cluster="sync"
     )
     assert len(st) == len(src) and st.objects()["objid"].is_unique
     pos = {oid: i for i, oid in enumerate(whole.objects()["objid"])}

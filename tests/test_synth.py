@@ -164,18 +164,18 @@ def test_galaxy_zoo_thresholds_select_a_clean_subset(mock_survey):
 
 def test_same_seed_same_pixels_other_seed_other_pixels(tmp_path):
     a = make_survey(
-        tmp_path / "a", presets="des-like", n_objects=15, seed=5, scheduler="sync", progress=False
+        tmp_path / "a", presets="des-like", n_objects=15, seed=5, cluster="sync", progress=False
     )
     b = make_survey(
         tmp_path / "b",
         presets="des-like",
         n_objects=15,
         seed=5,
-        scheduler="threads",
+        cluster="threads",
         progress=False,
     )
     c = make_survey(
-        tmp_path / "c", presets="des-like", n_objects=15, seed=6, scheduler="sync", progress=False
+        tmp_path / "c", presets="des-like", n_objects=15, seed=6, cluster="sync", progress=False
     )
     pa = a["des-like"].tile_paths("r")[0]
     pb = b["des-like"].tile_paths("r")[0]
@@ -189,10 +189,10 @@ def test_same_seed_same_pixels_other_seed_other_pixels(tmp_path):
 
 def test_population_does_not_depend_on_presets_rendered(tmp_path):
     a = make_survey(
-        tmp_path / "a", presets="sdss-like", n_objects=15, seed=5, scheduler="sync", progress=False
+        tmp_path / "a", presets="sdss-like", n_objects=15, seed=5, cluster="sync", progress=False
     )
     b = make_survey(
-        tmp_path / "b", presets="des-like", n_objects=15, seed=5, scheduler="sync", progress=False
+        tmp_path / "b", presets="des-like", n_objects=15, seed=5, cluster="sync", progress=False
     )
     pd.testing.assert_frame_equal(a.read_truth(), b.read_truth())
     pd.testing.assert_frame_equal(a.read_labels(), b.read_labels())
@@ -260,7 +260,7 @@ def test_previews_are_real_pictures(tmp_path):
         presets="des-like",
         n_objects=25,
         seed=2,
-        scheduler="sync",
+        cluster="sync",
         progress=False,
         preview=True,
     )
@@ -276,4 +276,4 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown band"):
         make_survey(tmp_path, n_objects=10, bands=("g", "y"))
     with pytest.raises(ValueError, match="n_objects"):
-        make_survey(tmp_path, n_objects=0, scheduler="sync", progress=False)
+        make_survey(tmp_path, n_objects=0, cluster="sync", progress=False)

@@ -24,7 +24,7 @@ from crossmatch_scale import tables
 from catbuilder.sky import crossmatch
 left, right = tables({n})
 t = time.perf_counter()
-res = crossmatch(left, right, 1.0, partitioned={part}, scheduler={sched!r})
+res = crossmatch(left, right, 1.0, partitioned={part}, cluster={sched!r})
 print(time.perf_counter() - t, len(res.matches),
       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
@@ -71,7 +71,7 @@ def main() -> int:
 
     left, right = tables(min(args.n, 200_000), seed=3)
     s = crossmatch(left, right, 1.0, partitioned=False)
-    p = crossmatch(left, right, 1.0, partitioned=True, partition_rows=20_000, scheduler="threads")
+    p = crossmatch(left, right, 1.0, partitioned=True, partition_rows=20_000, cluster="threads")
     pd.testing.assert_frame_equal(s.matches, p.matches)
     print("  partitioned and single matches identical on a 200k sample")
     return 0

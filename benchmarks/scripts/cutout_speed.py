@@ -87,7 +87,7 @@ def catbuilder_build(pos, index, out, scheduler):
         bands=list(BANDS),
         reference_band="r",
         progress=False,
-        scheduler=scheduler,
+        cluster=scheduler,
     )
 
 
@@ -100,7 +100,7 @@ from catbuilder.stack import build_stack
 pos = positions({n})
 index = TileIndex.build({tiles!r})
 tracemalloc.start()
-build_stack(pos, index, {out!r}, size={size}, progress=False, scheduler="sync")
+build_stack(pos, index, {out!r}, size={size}, progress=False, cluster="sync")
 _, peak = tracemalloc.get_traced_memory()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, peak / 2**20)
 """

@@ -12,11 +12,13 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from catbuilder import config
+from catbuilder.cluster import cluster_argument
 from catbuilder.sky.tables import read_sources
 
 __all__ = ["MatchResult", "crossmatch"]
@@ -101,8 +103,10 @@ def crossmatch(
     *,
     partitioned: bool | None = None,
     partition_rows: int | None = None,
-    scheduler: str | None = None,
+    cluster: Any = None,
+    workers: int | None = None,
     progress: bool = False,
+    scheduler: str | None = None,
 ) -> MatchResult:
     """Match each left source to its nearest right source within a radius.
 
@@ -117,11 +121,14 @@ def crossmatch(
         left table has more than ``crossmatch.min-partitioned`` rows.
     partition_rows
         Left rows per strip (default ``crossmatch.partition-rows``).
-    scheduler
-        Dask scheduler for the partitioned match (default: the active client,
-        else processes).
+    cluster, workers
+        Where the strips of a partitioned match run (see
+        :func:`catbuilder.cluster.compute`; default: the active client, else a
+        process pool).
     progress
         Show a progress bar over strips.
+    scheduler
+        Deprecated name of ``cluster``.
 
     Returns
     -------
@@ -151,7 +158,7 @@ def crossmatch(
             rok,
             radius,
             int(config.resolve("crossmatch.partition-rows", partition_rows)),
-            scheduler,
+            (cluster_argument(cluster, scheduler, "crossmatch"), workers),
             progress,
         )
     order = np.argsort(li, kind="stable")
@@ -159,10 +166,10 @@ def crossmatch(
     return MatchResult(lt, rt, matches, radius)
 
 
-def _partitioned(lra, ldec, lidx, rra, rdec, ridx, radius, rows, scheduler, progress):
+def _partitioned(lra, ldec, lidx, rra, rdec, ridx, radius, rows, where, progress):
     import dask
 
-    from catbuilder._compute import compute
+    from catbuilder.cluster import compute
 
     n_parts = max(1, int(np.ceil(len(lra) / max(rows, 1))))
     lorder = np.argsort(ldec, kind="stable")
@@ -192,7 +199,12 @@ def _partitioned(lra, ldec, lidx, rra, rdec, ridx, radius, rows, scheduler, prog
             )
         )
     results = compute(
-        tasks, scheduler=scheduler, progress=progress, desc="crossmatch", unit="strip"
+        tasks,
+        cluster=where[0],
+        workers=where[1],
+        progress=progress,
+        desc="crossmatch",
+        unit="strip",
     )
     if not results:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)

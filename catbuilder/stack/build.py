@@ -25,7 +25,7 @@ import pandas as pd
 
 from catbuilder import config, outputs
 from catbuilder import zarr_store as zs
-from catbuilder._compute import check_scheduler
+from catbuilder.cluster import check_cluster, cluster_argument
 from catbuilder.errors import ResourceLimitError
 from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
@@ -173,11 +173,11 @@ def _write_chunk(
     return res["problems"]
 
 
-def _run_chunks(path, pieces, index, bands, size, nan_max, scheduler, progress) -> list[str]:
+def _run_chunks(path, pieces, index, bands, size, nan_max, where, progress) -> list[str]:
     """Cut and write ``pieces``: (absolute start, plan rows) in one chunk each."""
     import dask
 
-    from catbuilder._compute import compute
+    from catbuilder.cluster import compute
 
     tasks = []
     for a, part in pieces:
@@ -197,7 +197,10 @@ def _run_chunks(path, pieces, index, bands, size, nan_max, scheduler, progress) 
                 dask_key_name=f"cutouts-{a}",
             )
         )
-    results = compute(tasks, scheduler=scheduler, progress=progress, desc="cutouts", unit="chunk")
+    cluster, workers = where
+    results = compute(
+        tasks, cluster=cluster, workers=workers, progress=progress, desc="cutouts", unit="chunk"
+    )
     return [p for r in results for p in r]
 
 
@@ -273,8 +276,10 @@ def build_stack(
     split_col: str = "split",
     extra_columns: list[str] | None = None,
     overwrite: bool = False,
-    scheduler: str | None = None,
+    cluster: Any = None,
+    workers: int | None = None,
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> ImageStack:
     """Cut every source out of the tiles into a chunked Zarr image stack.
 
@@ -305,10 +310,15 @@ def build_stack(
     overwrite
         Replace an existing store made with other arguments (by default that
         is an error; a store made with the same arguments is resumed).
-    scheduler
-        Dask scheduler; default the active distributed client, else processes.
+    cluster, workers
+        Where the chunks are cut (see :func:`catbuilder.cluster.compute`):
+        default the active distributed client, else a process pool whose
+        workers end with this process; ``"local"``, a dask-jobqueue name or a
+        scheduler address run them on that cluster.
     progress
         Show a progress bar over chunks.
+    scheduler
+        Deprecated name of ``cluster``.
 
     Returns
     -------
@@ -323,6 +333,8 @@ def build_stack(
         made with other arguments.
     """
     c = config.resolve
+    cluster = cluster_argument(cluster, scheduler, "build_stack")
+    where = (cluster, workers)
     index = TileIndex.from_any(tiles)
     bands = parse_bands(c("cutouts.bands", bands))
     reference_band = str(c("cutouts.reference-band", reference_band)).strip()
@@ -333,8 +345,8 @@ def build_stack(
     src, src_name = _prepare_sources(
         sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
     )
-    check_scheduler(scheduler)
-    check_cutout_memory(npix, len(bands), chunk, index, reference_band, scheduler)
+    check_cluster(cluster)
+    check_cutout_memory(npix, len(bands), chunk, index, reference_band, cluster)
     path = Path(output)
     params = {
         "size": npix,
@@ -353,7 +365,7 @@ def build_stack(
     }
     target, existing = zs.prepare(path, KIND, params, overwrite)
     if existing is not None:  # the same build, stopped or complete: finish it
-        _resume(target, src, index, existing, scheduler, progress)
+        _resume(target, src, index, existing, where, progress)
         zs.swap_in(target, path, KIND)
         return ImageStack.open(path)
 
@@ -377,7 +389,7 @@ def build_stack(
     ds.attrs["catbuilder"] = json.dumps(meta)
     zs.write_template(ds, target)
     problems = _run_chunks(
-        target, _pieces(plan, 0, chunk), index, bands, npix, nan_max, scheduler, progress
+        target, _pieces(plan, 0, chunk), index, bands, npix, nan_max, where, progress
     )
     meta["history"][0]["at"] = _now()  # when the build finished
     _finish(target, meta, problems)
@@ -420,20 +432,23 @@ def _positive_int(value: Any, name: str) -> int:
     return out
 
 
-def _worker_memory(scheduler: str | None) -> tuple[float, str]:
+def _worker_memory(cluster: Any) -> tuple[float, str]:
     """Bytes of memory one cutout task may use, and where that figure comes from."""
     import psutil
+    from distributed import Client
 
-    from catbuilder._compute import active_client
+    from catbuilder.cluster import active_client
 
-    client = active_client() if scheduler is None else None
+    client = cluster if isinstance(cluster, Client) else None
+    if cluster is None:
+        client = active_client()
     if client is not None:
         limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
         limits = [m for m in limits if m]
         if limits:
             return float(min(limits)), "the smallest Dask worker's memory limit"
     avail = float(psutil.virtual_memory().available)
-    if scheduler in ("sync", "synchronous", "single-threaded"):
+    if cluster in ("sync", "synchronous", "single-threaded"):
         return avail, "the available memory"
     n = os.cpu_count() or 1
     return avail / n, f"the available memory shared by {n} worker processes"
@@ -444,7 +459,7 @@ def _gib(n: float) -> str:
 
 
 def check_cutout_memory(
-    npix: int, n_bands: int, chunk: int, index: TileIndex, reference_band: str, scheduler=None
+    npix: int, n_bands: int, chunk: int, index: TileIndex, reference_band: str, cluster=None
 ) -> None:
     """Refuse, up front, a build whose tasks could not fit in a worker's memory.
 
@@ -470,7 +485,7 @@ def check_cutout_memory(
     per_object = n_bands * npix * npix * 4
     strip = n_bands * 4 * npix * side * 8
     need = 3 * chunk * per_object + strip
-    have, where = _worker_memory(scheduler)
+    have, where = _worker_memory(cluster)
     if need > 0.8 * have:
         fit = int((0.8 * have - strip) // (3 * per_object))
         what = (
@@ -492,7 +507,7 @@ def _existing_meta(path: Path) -> dict | None:
     return zs.read_meta(ds) or None
 
 
-def _resume(path: Path, src, index, meta, scheduler, progress) -> ImageStack:
+def _resume(path: Path, src, index, meta, where, progress) -> ImageStack:
     """Finish a stopped build (or append): cut what is not marked written.
 
     Each region write is followed by its ``written`` mark, so the missing
@@ -531,7 +546,7 @@ def _resume(path: Path, src, index, meta, scheduler, progress) -> ImageStack:
         bands,
         npix,
         float(config.get("cutouts.nan-fraction-max")),
-        scheduler,
+        where,
         progress,
     )
     meta.setdefault("history", []).append(
@@ -552,8 +567,10 @@ def append_to_stack(
     label_col: str = "label",
     split_col: str = "split",
     extra_columns: list[str] | None = None,
-    scheduler: str | None = None,
+    cluster: Any = None,
+    workers: int | None = None,
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> ImageStack:
     """Append new objects to an existing stack, with its size, bands and chunks.
 
@@ -566,6 +583,7 @@ def append_to_stack(
     ImageStack
         The whole, reopened stack.
     """
+    where = (cluster_argument(cluster, scheduler, "append_to_stack"), workers)
     path = Path(stack)
     if outputs.store_kind(path) != KIND:
         raise FileNotFoundError(f"no image stack at {path}")
@@ -584,7 +602,7 @@ def append_to_stack(
     have = ds["objid"].values
     already = src["objid"].isin(have).to_numpy()
     if already.all() and not meta.get("complete", True):
-        return _resume(path, src, index, meta, scheduler, progress)  # finish a stopped append
+        return _resume(path, src, index, meta, where, progress)  # finish a stopped append
     if already.any():
         ids = src.loc[already, "objid"].tolist()
         raise ValueError(f"{src_name}: {len(ids)} object id(s) already in {path}, e.g. {ids[:10]}")
@@ -628,7 +646,7 @@ def append_to_stack(
         bands,
         npix,
         float(config.get("cutouts.nan-fraction-max")),
-        scheduler,
+        where,
         progress,
     )
     meta["parameters"]["n_objects"] = start + len(plan)

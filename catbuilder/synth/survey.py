@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -195,9 +196,11 @@ def make_survey(
     spiral_fraction: float | None = None,
     blend_fraction: float | None = None,
     table_format: str = "parquet",
-    scheduler: str | None = None,
+    cluster: Any = None,
+    workers: int | None = None,
     progress: bool = True,
     preview: bool = False,
+    scheduler: str | None = None,
 ) -> MockSurvey:
     """Make GalSim mock surveys of one sky: FITS tiles, source and label tables.
 
@@ -228,15 +231,17 @@ def make_survey(
         Population mix.
     table_format
         ``"parquet"`` or ``"fits"`` for the source tables.
-    scheduler
-        Dask scheduler for rendering (``"processes"``, ``"threads"``,
-        ``"sync"``); default: the active distributed client if any, else
-        ``synth.scheduler``, else processes.
+    cluster, workers
+        Where tiles are rendered (see :func:`catbuilder.cluster.compute`);
+        default: the active distributed client if any, else ``synth.cluster``,
+        else a process pool.
     progress
         Show a progress bar over tiles.
     preview
         Also write PNG previews (a tile composite and a gallery of objects per
         class) for each preset.
+    scheduler
+        Deprecated name of ``cluster``.
 
     Returns
     -------
@@ -324,11 +329,20 @@ def make_survey(
                     dask_key_name=f"render-{preset.name}-{tile.name}",
                 )
             )
-    from catbuilder._compute import compute
+    from catbuilder.cluster import cluster_argument, compute
 
-    sched = scheduler or config.get("synth.scheduler", None)
+    where = cluster_argument(cluster, scheduler, "make_survey")
+    if where is None:
+        from catbuilder.cluster import active_client
+
+        where = None if active_client() is not None else config.get("synth.cluster", None)
     results = compute(
-        tasks, scheduler=sched, progress=progress, desc="rendering tiles", unit="tile"
+        tasks,
+        cluster=where,
+        workers=workers,
+        progress=progress,
+        desc="rendering tiles",
+        unit="tile",
     )
 
     surveys: dict[str, SurveyFiles] = {}

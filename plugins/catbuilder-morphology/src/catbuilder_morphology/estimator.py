@@ -25,8 +25,9 @@ class MorphologyEmbedder(TransformerMixin, ImageEstimator):
         Bands of array inputs.
     batch_size
         Objects per Dask task.
-    scheduler
-        Dask scheduler (default: the active client, else processes).
+    cluster
+        Where features are measured (see :func:`catbuilder.cluster.compute`;
+        default: the active client, else a process pool).
     """
 
     def __init__(
@@ -34,12 +35,12 @@ class MorphologyEmbedder(TransformerMixin, ImageEstimator):
         band: str = "r",
         bands: tuple[str, ...] = ("g", "r", "i"),
         batch_size: int = 16,
-        scheduler: str | None = None,
+        cluster: Any = None,
     ):
         self.band = band
         self.bands = bands
         self.batch_size = batch_size
-        self.scheduler = scheduler
+        self.cluster = cluster
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> MorphologyEmbedder:
         self.feature_names_out_ = np.array(feature_names(input_bands(X, self.bands)), dtype=object)
@@ -53,7 +54,7 @@ class MorphologyEmbedder(TransformerMixin, ImageEstimator):
             input_bands(X, self.bands),
             band=self.band,
             batch_size=self.batch_size,
-            scheduler=self.scheduler,
+            cluster=self.cluster,
         )
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
@@ -76,7 +77,7 @@ class MorphologyClassifier(ClassifierMixin, ImageEstimator):
         ``"random-forest"`` or ``"gradient-boosting"``.
     n_estimators
         Trees (random forest) or boosting iterations.
-    band, bands, batch_size, scheduler
+    band, bands, batch_size, cluster
         As for :class:`MorphologyEmbedder`.
     random_state
         Seed of the classifier.
@@ -89,7 +90,7 @@ class MorphologyClassifier(ClassifierMixin, ImageEstimator):
         band: str = "r",
         bands: tuple[str, ...] = ("g", "r", "i"),
         batch_size: int = 16,
-        scheduler: str | None = None,
+        cluster: Any = None,
         random_state: int = 0,
     ):
         self.model = model
@@ -97,7 +98,7 @@ class MorphologyClassifier(ClassifierMixin, ImageEstimator):
         self.band = band
         self.bands = bands
         self.batch_size = batch_size
-        self.scheduler = scheduler
+        self.cluster = cluster
         self.random_state = random_state
 
     def _pipeline(self):
@@ -126,7 +127,7 @@ class MorphologyClassifier(ClassifierMixin, ImageEstimator):
             input_bands(X, self.bands),
             band=self.band,
             batch_size=self.batch_size,
-            scheduler=self.scheduler,
+            cluster=self.cluster,
         )
 
     def fit(

@@ -109,18 +109,19 @@ def compute_features(
     *,
     band: str = "r",
     batch_size: int = 64,
-    scheduler: str | None = None,
+    cluster: Any = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Features of every object of ``X`` (a stack or an array), on Dask.
 
-    One Dask task per batch; for a stack the pixels are read by the task
+    ``cluster`` says where (see :func:`catbuilder.cluster.compute`). One Dask
+    task per batch; for a stack the pixels are read by the task
     itself (the Zarr slice is a dependency in the graph), so nothing large
     travels through the client.
     """
     import dask
 
-    from catbuilder._compute import compute
+    from catbuilder.cluster import compute
     from catbuilder.stack.store import ImageStack
 
     if isinstance(X, ImageStack):
@@ -143,5 +144,5 @@ def compute_features(
         raise ValueError(f"morphology band {band!r} is not among the bands {list(bands)}")
     if not tasks:
         return np.zeros((0, len(feature_names(list(bands)))))
-    parts = compute(tasks, scheduler=scheduler, progress=progress, desc="morphology", unit="batch")
+    parts = compute(tasks, cluster=cluster, progress=progress, desc="morphology", unit="batch")
     return np.concatenate(parts)
