@@ -259,12 +259,25 @@ def _docs_plugin(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_a_plugin_written_from_the_docs_goes_through_the_whole_cli(
-    on_path, hp_stack, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("source", "name", "params"),
+    [
+        ("docs", "pixelforest", {"n_estimators": 30}),
+        ("example", "example.colour-centroid", {"radius": 4}),
+    ],
+)
+def test_plugins_go_through_the_whole_cli(
+    source, name, params, on_path, hp_stack, tmp_path, monkeypatch
 ):
-    """pip install the docs' plugin; plugins, check_plugin, train, predict,
-    evaluate and every catalog writer, through the CLI, no change to the core."""
-    _pip_target(_docs_plugin(tmp_path), tmp_path / "site")
+    """pip install the docs' plugin (built from docs/plugins.md alone) or the
+    example plugin; plugins, check_plugin, train, predict, evaluate and every
+    file catalog writer, through the CLI, with no change to the core."""
+    pkg = (
+        _docs_plugin(tmp_path)
+        if source == "docs"
+        else ROOT / "examples" / "catbuilder-plugin-example"
+    )
+    _pip_target(pkg, tmp_path / "site")
     on_path(tmp_path / "site")
     monkeypatch.chdir(tmp_path)
     cli = [sys.executable, "-m", "catbuilder.cli"]
@@ -274,18 +287,21 @@ def test_a_plugin_written_from_the_docs_goes_through_the_whole_cli(
         assert res.returncode == 0, res.stderr[-2000:]
         return res.stdout
 
-    assert "pixelforest" in run("plugins") and "classify, embed" in run("plugins")
-    report = check_plugin("pixelforest", params={"n_estimators": 20}, workdir=tmp_path)
+    listing = run("plugins")
+    assert name in listing and "classify, embed" in listing
+    report = check_plugin(name, params=params, workdir=tmp_path)
     assert float(report["predict_proba"].rsplit(" ", 1)[1]) >= 0.8
-    run("train", hp_stack.path, "--model", "pixelforest", "-o", "forest.model",
-        "--params", '{"n_estimators": 30}')  # fmt: skip
-    manifest = json.loads((tmp_path / "forest.model" / "catbuilder-model.json").read_text())
-    assert manifest["plugin"] == "pixelforest" and manifest["distribution"]["name"] == "pixelforest"
-    out = run("predict", hp_stack.path, "--model", "forest.model", "-o", "cat.parquet",
+    run("train", hp_stack.path, "--model", name, "-o", "m.model", "--params", json.dumps(params))
+    manifest = json.loads((tmp_path / "m.model" / "catbuilder-model.json").read_text())
+    assert manifest["plugin"] == name and manifest["distribution"]["name"] in (
+        "pixelforest",
+        "catbuilder-plugin-example",
+    )
+    out = run("predict", hp_stack.path, "--model", "m.model", "-o", "cat.parquet",
               "--workers", "1", "--no-progress", "--predictions", "p.zarr")  # fmt: skip
     assert f"{len(hp_stack)} objects -> cat.parquet" in out
-    for name in ("cat.fits", "cat.vot"):
-        run("predict", hp_stack.path, "--model", "forest.model", "-o", name, "--workers", "1",
+    for catalog in ("cat.fits", "cat.vot"):
+        run("predict", hp_stack.path, "--model", "m.model", "-o", catalog, "--workers", "1",
             "--no-progress", "--predictions", "p.zarr")  # fmt: skip
     ev = run("evaluate", "cat.parquet", "-o", "metrics.csv")
     import pandas as pd
@@ -296,7 +312,8 @@ def test_a_plugin_written_from_the_docs_goes_through_the_whole_cli(
     from astropy.table import Table
 
     assert len(Table.read("cat.fits")) == len(Table.read("cat.vot")) == len(hp_stack)
-    assert pd.read_parquet("cat.parquet")["p_spiral"].notna().sum() > 0
+    cat = pd.read_parquet("cat.parquet")
+    assert cat["p_spiral"].notna().sum() > 0
 
 
 @pytest.mark.slow
