@@ -65,8 +65,9 @@ def positions(
     return pd.DataFrame({"objid": np.arange(n), "ra": ra, "dec": dec})
 
 
-def fitted_model(name: str, size: int, outdir: str | Path) -> Path:
-    """Save a plugin model of input ``size`` to ``outdir/<name>.model``.
+def fitted_model(name: str, size: int, outdir: str | Path, cutout: int = 64) -> Path:
+    """Save a plugin model of input ``size`` to ``outdir/<name>.model``, fitted on
+    ``cutout`` px cutouts (the benchmark stacks' size, so predict does not warn).
 
     Its weights are barely trained: the benchmarks measure speed, not accuracy.
     """
@@ -80,7 +81,8 @@ def fitted_model(name: str, size: int, outdir: str | Path) -> Path:
         augment=False,
         stages=[{"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"}],
     )
-    est.fit(rng.normal(0, 1, (16, 3, 32, 32)).astype(np.float32), ["elliptical", "spiral"] * 8)
+    X = rng.normal(0, 1, (16, 3, cutout, cutout)).astype(np.float32)
+    est.fit(X, ["elliptical", "spiral"] * 8)
     return est.save(Path(outdir) / f"{name}.model")
 
 
