@@ -92,9 +92,9 @@ def cluster_embeddings(
 
 def plot_embedding(result: EmbeddingClusters, labels, path, title: str = "") -> Path:
     """Scatter of the 2-D projection coloured by ``labels``."""
-    from catbuilder.evaluate.plots import _plt, _save
+    from catbuilder.evaluate.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     labels = np.asarray(labels).astype(str)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for lab in sorted(set(labels)):
@@ -106,4 +106,4 @@ def plot_embedding(result: EmbeddingClusters, labels, path, title: str = "") -> 
         yticks=[],
     )
     ax.legend(markerscale=3)
-    return _save(fig, path)
+    return save_figure(fig, path)

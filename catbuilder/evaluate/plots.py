@@ -6,10 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_confidence", "plot_confusion", "plot_gallery", "plot_roc"]
+__all__ = [
+    "plot_confidence",
+    "plot_confusion",
+    "plot_gallery",
+    "plot_roc",
+    "pyplot",
+    "save_figure",
+]
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,17 +26,17 @@ def _plt():
     return plt
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
     """Lay out, write (100 dpi) and close a figure."""
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    _plt().close(fig)
+    pyplot().close(fig)
     return Path(path)
 
 
 def plot_roc(ev, path) -> Path:
     """ROC curve of each class (one against the rest), all objects."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     roc = ev.roc[ev.roc["group"] == "all"]
     m = ev.metrics[(ev.metrics["group"] == "all") & (ev.metrics["metric"] == "auc")]
@@ -38,12 +46,12 @@ def plot_roc(ev, path) -> Path:
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC")
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confidence(ev, path) -> Path:
     """Accuracy and F1 against the fraction of most confident objects kept."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for g, d in ev.confidence.groupby("group", sort=False):
         axes[0].plot(d["fraction"], 100 * d["accuracy"], marker="o", label=g)
@@ -51,12 +59,12 @@ def plot_confidence(ev, path) -> Path:
     axes[0].set(xlabel="Fraction of data set", ylabel="Accuracy (%)")
     axes[1].set(xlabel="Fraction of data set", ylabel="F1 score")
     axes[0].legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(ev, path) -> Path:
     """Confusion matrix of all objects."""
-    plt = _plt()
+    plt = pyplot()
     cm = ev.confusion[ev.confusion["group"] == "all"].pivot(
         index="true", columns="predicted", values="count"
     )
@@ -69,14 +77,14 @@ def plot_confusion(ev, path) -> Path:
     ax.set_xticks(range(len(ev.classes)), ev.classes)
     ax.set_yticks(range(len(ev.classes)), ev.classes)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gallery(ev, stack, path, n: int = 16) -> Path:
     """Cutouts with their predictions, the most confidently wrong first."""
     from catbuilder.stack.preprocess import Preprocessor
 
-    plt = _plt()
+    plt = pyplot()
     d = ev.data.copy()
     d["wrong"] = d["predicted"].astype(str) != d["_truth"].astype(str)
     d = d.sort_values(["wrong", "confidence"], ascending=[False, False]).head(n)

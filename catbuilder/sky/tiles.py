@@ -23,7 +23,7 @@ import pandas as pd
 
 from catbuilder import config
 
-__all__ = ["TileIndex", "pixel_to_world", "sky_to_xyz", "world_to_pixel"]
+__all__ = ["TileIndex", "pixel_to_world", "sky_to_xyz", "wcs_from_text", "world_to_pixel"]
 
 FITS_SUFFIXES = (".fits.fz", ".fits.gz", ".fits", ".fit", ".fts", ".fz")
 _WEIGHT_NAMES = {"WEIGHT", "WGT", "IVAR", "INVVAR", "WHT"}
@@ -259,7 +259,7 @@ class TileIndex:
     def wcs(self, row: int):
         """The astropy WCS of table row ``row`` (cached)."""
         if row not in self._wcs_cache:
-            self._wcs_cache[row] = _wcs_from_text(self.table.at[row, "wcs"])
+            self._wcs_cache[row] = wcs_from_text(self.table.at[row, "wcs"])
         return self._wcs_cache[row]
 
     def locate(self, ra: np.ndarray, dec: np.ndarray, band: str) -> pd.DataFrame:
@@ -371,7 +371,8 @@ def pixel_to_world(w, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 @lru_cache(maxsize=4096)
-def _wcs_from_text(text: str):
+def wcs_from_text(text: str):
+    """The celestial WCS of a header stored as text (cached: tiles share few headers)."""
     from astropy.io import fits
     from astropy.wcs import WCS
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catbuilder.sky.tiles import _wcs_from_text, pixel_to_world, world_to_pixel
+from catbuilder.sky.tiles import pixel_to_world, wcs_from_text, world_to_pixel
 from catbuilder.stack.flags import FLAG_BITS
 
 __all__ = ["extract_chunk"]
@@ -105,8 +105,8 @@ def _reprojected(images: _Images, src: dict, ref: dict, y0, y1, x0, x1) -> np.nd
     """Band image ``src`` resampled onto the reference grid box [y0:y1, x0:x1]."""
     from reproject import reproject_interp
 
-    ref_wcs = _wcs_from_text(ref["wcs"])
-    src_wcs = _wcs_from_text(src["wcs"])
+    ref_wcs = wcs_from_text(ref["wcs"])
+    src_wcs = wcs_from_text(src["wcs"])
     bx = np.array([x0, x1, x0, x1], dtype=float) - 0.5
     by = np.array([y0, y0, y1, y1], dtype=float) - 0.5
     ra, dec = pixel_to_world(ref_wcs, bx, by)
