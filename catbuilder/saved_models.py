@@ -123,7 +123,9 @@ def _replaceable(path: Path) -> list[Path]:
         return []
     if (path / MANIFEST).is_file():
         listed = set(read_manifest(path).get("files", {})) | {MANIFEST}
-        return [path / name for name in sorted(listed) if (path / name).exists()]
+        root = path.resolve()
+        inside = [path / n for n in sorted(listed) if (path / n).resolve().is_relative_to(root)]
+        return [p for p in inside if p.exists() and p.resolve() != root]
     raise OutputExistsError(
         f"{path} exists and is not a model catbuilder saved (it holds "
         f"{', '.join(p.name for p in entries[:5])}); choose another path"

@@ -349,3 +349,18 @@ def test_load_model_finds_the_plugin_that_saved_it(tmp_path):
     with pytest.raises(OutputExistsError, match="does not list"):
         est.save(tmp_path / "m")
     assert (tmp_path / "m" / "notes.txt").read_text() == "mine"
+
+
+def test_a_resave_removes_only_files_inside_the_model_directory(tmp_path):
+    (tmp_path / "keep.txt").write_text("outside")
+    est = make_model("morphology.random-forest", n_estimators=3)
+    F = np.random.default_rng(0).normal(size=(10, 21))
+    est.fit(np.zeros((10, 3, 8, 8)), ["a", "b"] * 5, features=F)
+    est.save(tmp_path / "m")
+    manifest = tmp_path / "m" / "catbuilder-model.json"
+    m = json.loads(manifest.read_text())
+    m["files"]["../keep.txt"] = "edited by hand"
+    manifest.write_text(json.dumps(m))
+    est.save(tmp_path / "m")
+    assert (tmp_path / "keep.txt").read_text() == "outside"
+    assert set(json.loads(manifest.read_text())["files"]) == {"estimator.joblib"}
