@@ -39,6 +39,7 @@ __all__ = [
     "describe_difference",
     "finish",
     "is_consolidated",
+    "live_meta",
     "mark_written",
     "open_zarr",
     "prepare",
@@ -131,7 +132,9 @@ def _replacement(path: Path) -> Path:
     return path.with_name(f".{path.name}.catbuilder-tmp-replacement")
 
 
-def _live_meta(path: Path) -> dict[str, Any] | None:
+def live_meta(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The store's metadata as a writer sees it (per-array, not consolidated);
+    None when there is no readable store at ``path``."""
     try:
         return read_meta(open_zarr(path, live=True)) or None
     except Exception:
@@ -163,14 +166,14 @@ def prepare(
         outputs.remove_temporary(stale)  # a template write that was killed
     replacement = _replacement(path)
     if replacement.exists():  # an overwrite that was stopped
-        pending = _live_meta(replacement)
+        pending = live_meta(replacement)
         if pending is not None and pending.get("parameters") == params:
             return replacement, pending
         outputs.remove_store(replacement, kind)
     if not (path.exists() or path.is_symlink()):
         return path, None
     outputs.check_replaceable(path, kind)  # refuses anything that is not our store
-    existing = _live_meta(path)
+    existing = live_meta(path)
     if existing is not None and existing.get("parameters") == params and not overwrite:
         return path, existing
     if not overwrite:

@@ -256,7 +256,7 @@ def _roll_back_unfinished_append(path: Path) -> None:
             arr.resize((start, *arr.shape[1:]))
     del meta["pending_append"]
     meta["complete"] = bool(pending.get("was_complete", True))
-    group.attrs["catbuilder"] = json.dumps(meta)
+    zs.write_meta(path, meta)
     zs.consolidate(path)
 
 
@@ -499,14 +499,6 @@ def check_cutout_memory(
         )
 
 
-def _existing_meta(path: Path) -> dict | None:
-    try:
-        ds = zs.open_zarr(path, live=True)
-    except Exception:
-        return None
-    return zs.read_meta(ds) or None
-
-
 def _resume(path: Path, src, index, meta, where, progress) -> ImageStack:
     """Finish a stopped build (or append): cut what is not marked written.
 
@@ -588,7 +580,7 @@ def append_to_stack(
     if outputs.store_kind(path) != KIND:
         raise FileNotFoundError(f"no image stack at {path}")
     _roll_back_unfinished_append(path)
-    meta = _existing_meta(path)
+    meta = zs.live_meta(path)
     if meta is None:
         raise FileNotFoundError(f"no image stack at {path}")
     params = meta["parameters"]
