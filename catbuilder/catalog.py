@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catbuilder import config, outputs
+from catbuilder import catalog_schema, config, outputs
 from catbuilder.errors import OutputExistsError
 
 __all__ = [
@@ -29,6 +29,26 @@ __all__ = [
 
 FORMATS = ("parquet", "fits", "votable", "hats")
 _UNRELIABLE = ("off_footprint",)  # no pixels: no prediction
+#: stored in a stack's integer ``label_objid`` where there is no label object
+NO_LABEL_ID = np.iinfo(np.int64).min
+
+
+def label_ids(values: pd.Series) -> pd.Series:
+    """A stack's ``label_objid`` values as a column with nulls.
+
+    Integer ids become a nullable ``Int64`` column (the stack stores
+    :data:`NO_LABEL_ID` where none); string ids stay strings, null where empty.
+    """
+    values = pd.Series(values).reset_index(drop=True)
+    if isinstance(values.dtype, pd.Int64Dtype):
+        return values
+    if values.dtype.kind in "iu":
+        ids = values.to_numpy()
+        out = pd.Series(pd.array(ids, dtype="Int64"))
+        out[ids == NO_LABEL_ID] = pd.NA
+        return out
+    text = values.astype(str)
+    return text.where(~text.isin(["", "None", "nan", "<NA>"]), None).astype(object)
 
 
 def build_catalog(predictions, stack=None) -> pd.DataFrame:
@@ -46,10 +66,13 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
     pandas.DataFrame
         One row per object: ``objid, ra, dec``, ``p_<class>`` for each class,
         ``predicted`` (class name), ``confidence`` (its probability), the
-        flags (``flags`` bits and each flag), ``tile``, ``label`` and ``split``
-        where known. Objects off the footprint have no probabilities (NaN) and
-        an empty ``predicted``. ``df.attrs["catbuilder"]`` holds the model's
-        and the stack's provenance.
+        flags (``flags`` bits and each flag), ``tile``, ``label``, ``split``,
+        and the label survey's ``label_objid`` and ``label_prob`` where the
+        stack has them. Unknown values are nulls: objects off the footprint
+        have NaN probabilities and a null ``predicted``; unlabelled objects a
+        null ``label``, ``split`` and ``label_objid``. Units, UCDs and
+        descriptions of every column: :mod:`catbuilder.catalog_schema`.
+        ``df.attrs["catbuilder"]`` holds the model's and the stack's provenance.
     """
     from catbuilder.infer import Predictions, open_predictions
     from catbuilder.stack.store import ImageStack
@@ -74,8 +97,11 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
     for i, c in enumerate(classes):
         cat[f"p_{c}"] = proba[:, i]
     best = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=1)
-    cat["predicted"] = np.where(off, "", np.asarray(classes, dtype=object)[best])
+    cat["predicted"] = pd.Series(
+        np.where(off, None, np.asarray(classes, dtype=object)[best]), dtype=object
+    )
     cat["confidence"] = np.where(off, np.nan, np.nanmax(np.where(off[:, None], 0, proba), axis=1))
+    cat["confidence"] = cat["confidence"].astype(np.float32)
     cat["flags"] = objects["flags"].astype(np.uint8)
     for name in ("off_footprint", "edge", "saturated"):
         cat[name] = objects[name].astype(bool)
@@ -84,7 +110,12 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
     cat["missing_band"] = objects[miss].any(axis=1) if miss else False
     for col in ("tile", "label", "split"):
         if col in objects:
-            cat[col] = objects[col].astype(str)
+            vals = objects[col].astype(str)
+            cat[col] = vals.where(vals != "", None).astype(object)  # unknown is null, not ""
+    if "label_objid" in objects:
+        cat["label_objid"] = label_ids(objects["label_objid"])
+    if "label_prob" in objects:
+        cat["label_prob"] = objects["label_prob"].astype(np.float32)
     cat.attrs["catbuilder"] = {
         "model": meta.get("model"),
         "predictions": str(predictions.path),
@@ -106,9 +137,21 @@ _SUFFIX_FORMATS = {
 }
 #: what lsdb writes at the top of a HATS catalog directory, and our marker
 _HATS_ENTRIES = re.compile(
-    r"^(catbuilder\.json|hats\.properties|properties|partition_info\.csv|dataset|"
+    r"^(catbuilder\.json|hats\.properties|collection\.properties|properties|"
+    r"partition_info\.csv|dataset|"
     r"point_map\.fits|skymap(\.\d+)?\.fits|data_thumbnail\.parquet|README.*)$"
 )
+
+
+def _hats_primary(path: Path) -> Path:
+    """The catalog directory of a HATS catalog or collection (lsdb writes collections)."""
+    coll = path / "collection.properties"
+    if coll.is_file():
+        for line in coll.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "hats_primary_table_url" and value.strip():
+                return path / value.strip()
+    return path
 
 
 def catalog_format(path: str | os.PathLike[str], format: str | None = None) -> str:
@@ -150,8 +193,12 @@ def is_catbuilder_catalog(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a catalog that catbuilder wrote (by its provenance marker)."""
     path = Path(path)
     if path.is_dir():
-        return (path / "catbuilder.json").is_file() and all(
-            _HATS_ENTRIES.match(p.name) for p in path.iterdir()
+        props = _hats_primary(path) / "hats.properties"
+        ours = (path / "catbuilder.json").is_file() or (
+            props.is_file() and "\ncatbuilder." in props.read_text(errors="replace")
+        )
+        return ours and all(
+            _HATS_ENTRIES.match(p.name) or (p / "hats.properties").is_file() for p in path.iterdir()
         )
     try:
         head = path.read_bytes()[:8]
@@ -163,8 +210,10 @@ def is_catbuilder_catalog(path: str | os.PathLike[str]) -> bool:
             from astropy.io import fits
 
             with fits.open(path) as hdul:
-                return len(hdul) > 1 and "CBVER" in hdul[1].header
-        return b"catbuilder-provenance:" in path.read_bytes()[:1_000_000]
+                hdr = hdul[1].header if len(hdul) > 1 else {}
+                return "CBVER" in hdr or "CATBUILDER VERSION" in hdr
+        text = path.read_bytes()[:1_000_000]
+        return b"catbuilder-provenance:" in text or b'name="catbuilder.' in text
     except Exception:
         return False
 
@@ -198,7 +247,21 @@ def _check_replaceable(path: Path) -> None:
 def write_catalog(
     catalog: pd.DataFrame, path: str | os.PathLike[str], format: str | None = None
 ) -> Path:
-    """Write a catalog with its provenance.
+    """Write a catalog that describes itself: units, UCDs, descriptions, provenance.
+
+    Every column's unit, UCD and description come from
+    :mod:`catbuilder.catalog_schema`; nulls stay nulls. Per format:
+
+    - Parquet: field metadata (``unit``, ``ucd``, ``description``), the
+      IVOA VOTable-Parquet header (TOPCAT), astropy's column header (units in
+      ``Table.read``), and the provenance as JSON (``catbuilder`` key);
+    - FITS: ``TUNITn``, ``TUCDn`` and ``TCOMMn`` cards, the main provenance as
+      ``HIERARCH CATBUILDER ...`` cards and all of it in a ``PROVENANCE``
+      table HDU (``key``, ``value``);
+    - VOTable: ``unit``, ``ucd`` and ``<DESCRIPTION>`` per FIELD, provenance as
+      ``<INFO name="catbuilder...." value="..."/>`` elements;
+    - HATS (via lsdb): units etc. as field metadata of the dataset schema,
+      provenance as ``catbuilder.*`` entries of ``hats.properties``.
 
     The catalog is written beside ``path`` and moved into place when complete.
     An existing ``path`` is replaced only if it is a catalog catbuilder wrote.
@@ -230,78 +293,255 @@ def write_catalog(
     meta = catalog.attrs.get("catbuilder", {})
     with outputs.atomic_path(path) as tmp:
         if fmt == "parquet":
-            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            t = pa.Table.from_pandas(catalog, preserve_index=False)
-            md = dict(t.schema.metadata or {})
-            md[b"catbuilder"] = json.dumps(meta).encode()
-            pq.write_table(t.replace_schema_metadata(md), tmp)
-        elif fmt in ("fits", "votable"):
-            from astropy.table import Table
-
-            t = Table.from_pandas(catalog)
-            model = meta.get("model") or {}
-            t.meta["MODEL"] = str(model.get("plugin"))
-            t.meta["WSHA256"] = str(model.get("weights_sha256"))
-            t.meta["CLASSES"] = ",".join(meta.get("classes", []))
-            t.meta["CBVER"] = str(meta.get("catbuilder_version"))
-            if fmt == "votable":  # VOTable keeps a description (re-wrapped), nothing else
-                blob = base64.b64encode(json.dumps(meta).encode()).decode()
-                t.meta = {"description": f"catbuilder-provenance:{blob}"}
-            t.write(tmp, format="fits" if fmt == "fits" else "votable")
+            pq.write_table(_arrow_table(catalog, meta), tmp)
+        elif fmt == "fits":
+            _fits_hdus(catalog, meta).writeto(tmp)
+        elif fmt == "votable":
+            _votable(catalog, meta).to_xml(str(tmp))
         else:
-            import lsdb
-
-            cat = lsdb.from_dataframe(
-                catalog.reset_index(drop=True),
-                ra_column="ra",
-                dec_column="dec",
-                catalog_name=path.name,
-            )
-            cat.to_hats(tmp, catalog_name=path.name)
-            (tmp / "catbuilder.json").write_text(json.dumps(meta, indent=1))
+            _write_hats(catalog, meta, tmp, path.name)
             if path.exists():  # ours (checked above): make way for the new one
                 shutil.rmtree(path)
     return path
 
 
-def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a catalog written by :func:`write_catalog` (any format)."""
-    path = Path(path)
-    if path.is_dir():
-        import lsdb
+#: provenance entries also written as FITS header cards (the rest: PROVENANCE HDU)
+_HEADER_KEYS = {
+    "catbuilder.catbuilder_version": "VERSION",
+    "catbuilder.model.plugin": "MODEL PLUGIN",
+    "catbuilder.model.weights_sha256": "MODEL WEIGHTS SHA256",
+    "catbuilder.classes": "CLASSES",
+    "catbuilder.tta": "TTA",
+    "catbuilder.stack": "STACK",
+    "catbuilder.predictions": "PREDICTIONS",
+}
 
-        df = lsdb.read_hats(path).compute().reset_index(drop=True)
-        if (path / "catbuilder.json").exists():
-            df.attrs["catbuilder"] = json.loads((path / "catbuilder.json").read_text())
-        return df
-    if path.suffix.lower() in (".parquet", ".pq"):
+
+def _arrow_table(catalog: pd.DataFrame, meta: dict):
+    """The catalog as a pyarrow Table with field and schema metadata."""
+    import io
+
+    import pyarrow as pa
+    from astropy.table.meta import get_yaml_from_table
+
+    t = pa.Table.from_pandas(catalog, preserve_index=False)
+    fields = []
+    for field in t.schema:
+        col = catalog_schema.describe(field.name)
+        md = {"description": col.description, "unit": col.unit, "ucd": col.ucd}
+        fields.append(field.with_metadata({k: v for k, v in md.items() if v is not None}))
+    head = catalog_schema.to_astropy(catalog.iloc[:1])
+    head.meta["catbuilder"] = meta
+    vot = io.BytesIO()
+    _votable(catalog.iloc[:0], meta).to_xml(vot)
+    # the VOTable-Parquet header: fields only, the rows are this file's
+    xml = re.sub(
+        rb"<DATA>.*</DATA>", b'<PARQUET type="Parquet-local-XML"/>', vot.getvalue(), flags=re.S
+    )
+    md = dict(t.schema.metadata or {})
+    md[b"catbuilder"] = json.dumps(meta).encode()
+    md[b"table_meta_yaml"] = "\n".join(get_yaml_from_table(head)).encode()
+    md[b"IVOA.VOTable-Parquet.version"] = b"1.0"
+    md[b"IVOA.VOTable-Parquet.content"] = xml
+    return pa.Table.from_arrays(t.columns, schema=pa.schema(fields, metadata=md))
+
+
+def _fits_hdus(catalog: pd.DataFrame, meta: dict):
+    from astropy.io import fits
+
+    t = catalog_schema.to_astropy(catalog)
+    hdu = fits.table_to_hdu(t)
+    hdu.name = "CATALOG"
+    for i, name in enumerate(t.colnames, start=1):
+        col = catalog_schema.describe(name)
+        if col.ucd:
+            hdu.header[f"TUCD{i}"] = col.ucd
+        if col.description:
+            hdu.header[f"TCOMM{i}"] = col.description
+    flat = catalog_schema.flatten(meta)
+    for key, card in _HEADER_KEYS.items():
+        if key in flat and len(flat[key]) <= 40:
+            hdu.header[f"HIERARCH CATBUILDER {card}"] = flat[key]
+    keys, values = list(flat), list(flat.values())
+    prov = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("key", format=f"{max(map(len, keys), default=1)}A", array=keys),
+            fits.Column("value", format=f"{max(map(len, values), default=1)}A", array=values),
+        ],
+        name="PROVENANCE",
+    )
+    prov.header["COMMENT"] = "catbuilder provenance: dotted keys, values as text (JSON if not text)"
+    return fits.HDUList([fits.PrimaryHDU(), hdu, prov])
+
+
+def _votable(catalog: pd.DataFrame, meta: dict):
+    from astropy.io.votable.tree import Info, VOTableFile
+
+    vot = VOTableFile.from_table(catalog_schema.to_astropy(catalog))
+    table = vot.get_first_table()
+    table.description = "catbuilder catalog: one row per object; provenance in the INFO elements"
+    for field in table.fields:
+        col = catalog_schema.describe(field.name)
+        field.ucd = col.ucd
+        field.description = col.description or None
+    for key, value in catalog_schema.flatten(meta).items():
+        table.infos.append(Info(name=key, value=value))
+    return vot
+
+
+def _write_hats(catalog: pd.DataFrame, meta: dict, tmp: Path, name: str) -> None:
+    import lsdb
+    import pyarrow.parquet as pq
+
+    df = catalog.reset_index(drop=True)
+    for col in df.columns:  # typed text: a partition of nulls alone is still text
+        if df[col].dtype == object:
+            df[col] = df[col].astype("string[pyarrow]")
+    cat = lsdb.from_dataframe(df, ra_column="ra", dec_column="dec", catalog_name=name)
+    cat.to_hats(tmp, catalog_name=name, addl_hats_properties=catalog_schema.flatten(meta))
+    import pyarrow as pa
+
+    for common in tmp.glob("**/dataset/_common_metadata"):  # the catalog and its margin
+        schema = pq.read_schema(common)
+        fields = []
+        for field in schema:
+            col = catalog_schema.describe(field.name)
+            md = {"description": col.description, "unit": col.unit, "ucd": col.ucd}
+            keep = {k: v for k, v in md.items() if v is not None} if col.description else {}
+            fields.append(field.with_metadata(keep) if keep else field)
+        pq.write_metadata(pa.schema(fields, metadata=schema.metadata), common)
+
+
+def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a catalog written by :func:`write_catalog` (any format).
+
+    Nulls come back as nulls (``None`` in text columns, ``<NA>`` in integer
+    ones, NaN in floats); ``df.attrs["catbuilder"]`` is the provenance and
+    ``df.attrs["units"]`` the unit of each column that has one.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no catalog at {path}")
+    if path.is_dir():
+        df, meta = _read_hats(path)
+    elif path.suffix.lower() in (".parquet", ".pq") or path.read_bytes()[:4] == b"PAR1":
         import pyarrow.parquet as pq
 
         t = pq.read_table(path)
         df = t.to_pandas()
         raw = (t.schema.metadata or {}).get(b"catbuilder")
-        if raw:
-            df.attrs["catbuilder"] = json.loads(raw)
-        return df
+        meta = json.loads(raw) if raw else None
+    else:
+        df, meta = _read_astropy(path)
+    if meta is not None:
+        df.attrs["catbuilder"] = meta
+    df.attrs["units"] = {
+        c: catalog_schema.describe(str(c)).unit
+        for c in df.columns
+        if catalog_schema.describe(str(c)).unit is not None
+    }
+    return df
+
+
+def _read_hats(path: Path) -> tuple[pd.DataFrame, dict | None]:
+    import lsdb
+    from hats.catalog.dataset.table_properties import TableProperties
+
+    df = _numpy_dtypes(lsdb.read_hats(path).compute().reset_index(drop=True))
+    if (path / "catbuilder.json").exists():  # written before provenance moved to properties
+        return df, json.loads((path / "catbuilder.json").read_text())
+    props = TableProperties.read_from_dir(_hats_primary(path))
+    extra = {str(k): str(v) for k, v in props.extra_dict(by_alias=True).items()}
+    return df, catalog_schema.unflatten(extra) or None
+
+
+def _numpy_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    """Arrow-backed columns (lsdb's) as every other format reads: text as objects with
+    None, integers with nulls as ``Int64``, the rest as numpy."""
+    out = {}
+    for col in df.columns:
+        s = df[col]
+        if isinstance(s.dtype, pd.StringDtype):
+            out[col] = pd.Series(s.to_numpy(dtype=object, na_value=None), index=s.index)
+            continue
+        if not isinstance(s.dtype, pd.ArrowDtype):
+            out[col] = s
+            continue
+        kind = s.dtype.numpy_dtype.kind if s.dtype.numpy_dtype is not None else "O"
+        if kind in "OUS":
+            out[col] = pd.Series(s.to_numpy(dtype=object, na_value=None), index=s.index)
+        elif kind in "iu" and s.isna().any():
+            out[col] = s.astype("Int64")
+        elif kind == "b" and not s.isna().any():
+            out[col] = s.to_numpy(dtype=bool)
+        else:
+            out[col] = s.to_numpy(dtype=s.dtype.numpy_dtype, na_value=np.nan)
+    return pd.DataFrame(out, index=df.index)
+
+
+def _read_astropy(path: Path) -> tuple[pd.DataFrame, dict | None]:
     from astropy.table import Table
 
     from catbuilder.sky.tables import read_table
 
-    df = read_table(path)
-    meta = Table.read(path).meta
+    head = path.read_bytes()[:6]
+    if head.startswith(b"SIMPLE"):
+        from astropy.io import fits
+
+        with fits.open(path) as hdul:
+            if "PROVENANCE" in hdul:
+                rows = hdul["PROVENANCE"].data
+                flat = {str(k).strip(): str(v).strip() for k, v in zip(rows["key"], rows["value"])}
+                return _nulls(Table.read(hdul, hdu=1)), catalog_schema.unflatten(flat)
+        return read_table(path), _old_fits_meta(Table.read(path).meta)
+    from astropy.io.votable import parse
+
+    vot = parse(str(path))
+    table = vot.get_first_table()
+    flat = {i.name: i.value for i in table.infos}
+    meta = catalog_schema.unflatten(flat) or _old_votable_meta(table.to_table().meta)
+    return _nulls(table.to_table()), meta
+
+
+def _nulls(t) -> pd.DataFrame:
+    """An astropy table as a DataFrame, masked values as nulls (FITS: empty text too)."""
+    from astropy.table import MaskedColumn
+
+    cols = {}
+    for name in t.colnames:
+        col = t[name]
+        data = np.asarray(col)
+        mask = np.asarray(col.mask) if isinstance(col, MaskedColumn) else None
+        if data.dtype.kind in "SU":
+            text = np.char.strip(data.astype(str))
+            series = pd.Series(text, dtype=object)
+            null = (text == "") if mask is None else (mask | (text == ""))
+            cols[name] = series.where(~null, None)
+        elif data.dtype.kind in "iu" and mask is not None and mask.any():
+            cols[name] = pd.array(np.where(mask, 0, data), dtype="Int64")
+            cols[name][mask] = pd.NA
+        else:
+            cols[name] = data.astype(data.dtype.newbyteorder("="))
+    return pd.DataFrame(cols)
+
+
+def _old_fits_meta(meta) -> dict | None:
+    if "MODEL" not in meta:
+        return None
+    return {
+        "model": {"plugin": meta["MODEL"], "weights_sha256": meta.get("WSHA256")},
+        "classes": str(meta.get("CLASSES", "")).split(","),
+        "catbuilder_version": meta.get("CBVER"),
+    }
+
+
+def _old_votable_meta(meta) -> dict | None:
     desc = "".join(str(meta.get("description", "")).split())
     if desc.startswith("catbuilder-provenance:"):
-        raw = base64.b64decode(desc.split(":", 1)[1])
-        df.attrs["catbuilder"] = json.loads(raw)
-    elif "MODEL" in meta:
-        df.attrs["catbuilder"] = {
-            "model": {"plugin": meta["MODEL"], "weights_sha256": meta.get("WSHA256")},
-            "classes": str(meta.get("CLASSES", "")).split(","),
-            "catbuilder_version": meta.get("CBVER"),
-        }
-    return df
+        return json.loads(base64.b64decode(desc.split(":", 1)[1]))
+    return None
 
 
 def crossmatch_catalog(

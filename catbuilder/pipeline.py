@@ -60,8 +60,8 @@ class DemoResult:
 
     def summary(self) -> str:
         cat = self.catalog
-        labelled = cat["label"].astype(str) != "" if "label" in cat else cat["objid"] < 0
-        counts = cat.loc[cat["predicted"] != "", "predicted"].value_counts()
+        labelled = cat["label"].notna() if "label" in cat else cat["objid"] < 0
+        counts = cat["predicted"].dropna().value_counts()
         lines = [
             f"catbuilder demo in {self.outdir}",
             f"  catalog      {self.paths['catalog']}  ({len(cat)} objects, "
@@ -188,7 +188,7 @@ def demo(
     ev.table().to_csv(paths["metrics"], index=False)
     ev.plot(paths["plots"], stack=stack)
     unlabelled = np.flatnonzero(
-        (catalog["label"].astype(str) == "").to_numpy() & (catalog["predicted"] != "").to_numpy()
+        catalog["label"].isna().to_numpy() & catalog["predicted"].notna().to_numpy()
     )
     emb = preds.embeddings()[unlabelled]
     pred_u = catalog["predicted"].to_numpy()[unlabelled]
@@ -198,6 +198,7 @@ def demo(
         pred_u,
         paths["plots"] / "embeddings_tsne.png",
         title="unlabelled des-like objects: t-SNE of the CNN embeddings",
+        legend_title="predicted class",
     )
     step("evaluation", t0)
 

@@ -8,7 +8,7 @@ scale on a laptop:
 1. a ``des-like`` GalSim mock survey (tiles in g, r, i; source table);
 2. Galaxy-Zoo-like high-probability labels carried onto it by crossmatch;
 3. 64 px cutouts of *every* source into one chunked Zarr stack;
-4. the small CNN trained on the labelled training split (or ``--model``);
+4. the small CNN trained on the labelled training split (or ``--model-dir``);
 5. ``catbuilder.predict`` over the whole stack on a Dask LocalCluster, then
    the catalog (Parquet), checked to hold exactly one row per source;
 6. the same prediction again, with one worker killed (SIGKILL) midway and
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--model", type=Path, help="a saved model to use instead of training one")
+    ap.add_argument("--model-dir", type=Path, help="a saved model to use instead of training one")
     args = ap.parse_args()
 
     import pandas as pd
@@ -95,7 +95,7 @@ def main() -> None:
     times["cutouts"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    model = args.model
+    model = args.model_dir
     if model is None:
         model = work / "small-cnn.model"
         if not (model / "catbuilder-model.json").exists():
@@ -150,7 +150,7 @@ def main() -> None:
         and set(catalog["objid"]) == set(sources["objid"])
     )
     same = catalog.equals(resumed)
-    labelled = catalog["label"] != ""
+    labelled = catalog["label"].notna()
     ev = evaluate(catalog[catalog["split"] == "test"], by=None)
     acc = ev.table().query("`class` == 'all'")["accuracy"].iloc[0]
     print(f"\nsources in the survey        {len(sources)}")

@@ -53,7 +53,7 @@ def test_one_row_per_object_with_flags_and_provenance(catalog, mock_survey):
     assert set(cat.loc[on, "predicted"]) <= {"elliptical", "spiral"}
     assert (cat.loc[on, "confidence"] >= 0.5).all()
     off = cat[cat["objid"] < 0]
-    assert off["off_footprint"].all() and (off["predicted"] == "").all()
+    assert off["off_footprint"].all() and off["predicted"].isna().all()
     assert off[["p_elliptical", "p_spiral", "confidence"]].isna().all().all()
     meta = cat.attrs["catbuilder"]
     assert meta["model"]["plugin"] == "keras.small-cnn" and meta["classes"] == [

@@ -133,6 +133,8 @@ class Evaluation:
         Class names, in probability-column order.
     data
         The evaluated rows (catalog joined with the truth).
+    model
+        The model's plugin name, from the catalog's provenance ("" if unknown).
     """
 
     metrics: pd.DataFrame
@@ -141,6 +143,22 @@ class Evaluation:
     confidence: pd.DataFrame
     classes: list[str]
     data: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    model: str = ""
+
+    def describe(self, group: str = "all") -> str:
+        """What a group's figures are of: ``"test split, n=35, keras.small-cnn"``."""
+        d = self.data
+        if group != "all" and "split" in d and group in set(d["split"].dropna().astype(str)):
+            what, n = f"{group} split", int((d["split"].astype(str) == group).sum())
+        else:
+            splits = sorted(set(d["split"].dropna().astype(str))) if "split" in d else []
+            what = (
+                f"{splits[0]} split"
+                if len(splits) == 1
+                else ("all splits" if splits else "all objects")
+            )
+            n = len(d)
+        return f"{what}, n={n}" + (f", {self.model}" if self.model else "")
 
     def table(self) -> pd.DataFrame:
         """Metrics as a wide table: one row per (group, class), one column per metric."""
@@ -241,7 +259,8 @@ def evaluate(
         if truth_col not in cat.columns:
             raise ValueError(f"the catalog has no {truth_col!r} column; pass a truth table")
         data = cat.assign(_truth=cat[truth_col].astype(str))
-    data = data[data["_truth"].astype(str).isin(classes) & (data["predicted"] != "")]
+    data = data[data["_truth"].notna() & data["_truth"].astype(str).isin(classes)]
+    data = data[data["predicted"].notna() & (data["predicted"].astype(str) != "")]
     data = data.reset_index(drop=True)
     groups = [("all", data)]
     if by is not None and by in data.columns:
@@ -273,4 +292,5 @@ def evaluate(
         front(pd.concat(curves, ignore_index=True)),
         classes,
         data,
+        str(((cat.attrs.get("catbuilder") or {}).get("model") or {}).get("plugin") or ""),
     )
