@@ -12,7 +12,6 @@ chunks that are missing, and gives the same result.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import uuid
@@ -402,7 +401,7 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
             "class": np.array(classes, dtype=object),
         },
     )
-    ds.attrs["catbuilder"] = json.dumps(meta)
+    ds.attrs["catbuilder"] = meta
     zs.write_template(ds, out)  # written aside and renamed: a kill leaves no half store
     return meta
 

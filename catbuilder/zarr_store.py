@@ -89,9 +89,8 @@ def write_meta(path: str | os.PathLike[str], meta: dict[str, Any]) -> None:
     """Replace the store's ``catbuilder`` attribute (Zarr writes it atomically)."""
     import zarr
 
-    zarr.open_group(str(path), mode="r+", use_consolidated=False).attrs["catbuilder"] = json.dumps(
-        meta
-    )
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    group.attrs["catbuilder"] = json.loads(json.dumps(meta))  # a mapping, JSON-clean
 
 
 def read_values(var) -> np.ndarray:

@@ -3,17 +3,54 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pandas as pd
 
 from catbuilder import config
 
-__all__ = ["assign_splits", "label_sources", "select_galaxy_zoo"]
+__all__ = ["assign_splits", "label_sources", "select_galaxy_zoo", "vote_columns"]
+
+
+def vote_columns(
+    labels: pd.DataFrame, spiral_col: str | None = None, elliptical_col: str | None = None
+) -> tuple[str, str]:
+    """The spiral and elliptical vote-fraction columns of a Galaxy Zoo table.
+
+    Given names win; otherwise the first pair of ``selection.vote-columns``
+    the table has (Galaxy Zoo 1, 2, DECaLS and DESI names as published).
+
+    Raises
+    ------
+    ValueError
+        Naming the pairs looked for and the table's columns.
+    """
+    c = config.resolve
+    sc = c("selection.spiral-column", spiral_col)
+    ec = c("selection.elliptical-column", elliptical_col)
+    cols = [str(x) for x in labels.columns]
+    for col in (sc, ec):
+        if col is not None and col not in cols:
+            raise ValueError(f"label table has no column {col!r}; columns: {', '.join(cols[:30])}")
+    if sc is None or ec is None:
+        for s_name, e_name in config.get("selection.vote-columns") or []:
+            if (sc is None or sc == s_name) and (ec is None or ec == e_name):
+                if s_name in cols and e_name in cols:
+                    sc, ec = s_name, e_name
+                    break
+    if sc is None or ec is None:
+        pairs = "; ".join(f"{a}/{b}" for a, b in config.get("selection.vote-columns") or [])
+        raise ValueError(
+            f"label table has no spiral/elliptical vote-fraction columns: looked for {pairs}; "
+            f"name them with spiral_col= and elliptical_col= (or selection.vote-columns); "
+            f"columns: {', '.join(cols[:30])}"
+        )
+    return sc, ec
 
 
 def select_galaxy_zoo(
-    labels: pd.DataFrame,
+    labels: pd.DataFrame | str | os.PathLike[str],
     sample: str = "hp",
     *,
     spiral_threshold: float | None = None,
@@ -26,7 +63,14 @@ def select_galaxy_zoo(
     Parameters
     ----------
     labels
-        A table with spiral and elliptical vote-fraction columns.
+        A Galaxy Zoo table (or its path) with spiral and elliptical
+        vote-fraction columns: Galaxy Zoo 1 (``P_CS_DEBIASED``/``P_EL_DEBIASED``),
+        Galaxy Zoo 2 (``t01_smooth_or_features_a02_features_or_disk_debiased``
+        / ``..._a01_smooth_debiased``), GZ DECaLS / DESI
+        (``smooth-or-featured_featured-or-disk_fraction`` / ``..._smooth_fraction``)
+        and ``p_spiral``/``p_elliptical`` are recognised
+        (``selection.vote-columns``). For GZ2 and later, "featured or disk"
+        stands for spiral and "smooth" for elliptical.
     sample
         ``"hp"`` (high probability): spirals above ``spiral_threshold`` and
         ellipticals above ``elliptical_threshold``, everything else dropped.
@@ -34,7 +78,7 @@ def select_galaxy_zoo(
     spiral_threshold, elliptical_threshold
         Defaults 0.985 and 0.926 (``selection.*-threshold``).
     spiral_col, elliptical_col
-        Column names; defaults ``p_spiral`` and ``p_elliptical``.
+        Column names, when the table's are not among the recognised ones.
 
     Returns
     -------
@@ -43,17 +87,18 @@ def select_galaxy_zoo(
         and ``label_prob``, the vote fraction of the chosen class.
     """
     c = config.resolve
+    if not isinstance(labels, pd.DataFrame):
+        from catbuilder.sky.tables import read_table
+
+        labels = read_table(labels)
     ts = float(c("selection.spiral-threshold", spiral_threshold))
     te = float(c("selection.elliptical-threshold", elliptical_threshold))
-    sc = c("selection.spiral-column", spiral_col)
-    ec = c("selection.elliptical-column", elliptical_col)
-    for col in (sc, ec):
-        if col not in labels.columns:
-            raise ValueError(
-                f"label table has no column {col!r}; columns: {', '.join(map(str, labels.columns))}"
-            )
-    ps = labels[sc].to_numpy(dtype=float)
-    pe = labels[ec].to_numpy(dtype=float)
+    sc, ec = vote_columns(labels, spiral_col, elliptical_col)
+    try:
+        ps = pd.to_numeric(labels[sc], errors="raise").to_numpy(dtype=float)
+        pe = pd.to_numeric(labels[ec], errors="raise").to_numpy(dtype=float)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"label table: vote fractions {sc}/{ec} are not numeric: {err}") from None
     if sample == "hp":
         spiral = ps > ts
         ell = (pe > te) & ~spiral
@@ -125,7 +170,9 @@ def label_sources(
     Parameters
     ----------
     labels
-        Vote table with positions (``ra``, ``dec``) and vote fractions.
+        Galaxy Zoo table (or path) with positions and vote fractions, as
+        published (see :func:`select_galaxy_zoo`; RA/Dec columns as
+        :func:`catbuilder.sky.read_sources` finds them).
     sources
         Target table or path (read with :func:`catbuilder.sky.read_sources`).
     sample
@@ -148,18 +195,24 @@ def label_sources(
     from catbuilder.sky.crossmatch import crossmatch
     from catbuilder.sky.tables import read_sources
 
-    chosen = select_galaxy_zoo(labels, sample, **selection)
+    chosen = read_sources(select_galaxy_zoo(labels, sample, **selection), warn_no_id=False)
     target = read_sources(sources)
     res = crossmatch(target, chosen, radius_arcsec)
     out = target.copy()
     out["label"] = ""
     out["label_prob"] = np.nan
-    out["label_objid"] = pd.Series([None] * len(out), dtype=object)
     li, ri = res.matches["left"].to_numpy(), res.matches["right"].to_numpy()
     out.loc[li, "label"] = chosen["label"].to_numpy()[ri]
     out.loc[li, "label_prob"] = chosen["label_prob"].to_numpy()[ri]
-    ids = res.right["objid"].to_numpy()[ri]
-    out.loc[li, "label_objid"] = pd.Series(ids, index=li, dtype=object)
+    ids = chosen["objid"].to_numpy()[ri]
+    if np.asarray(ids).dtype.kind in "iu":  # integer ids (SDSS OBJID): nullable, exact
+        col = pd.array(np.zeros(len(out), dtype=np.int64), dtype="Int64")
+        col[:] = pd.NA
+        col[li] = ids
+        out["label_objid"] = col
+    else:
+        out["label_objid"] = pd.Series([None] * len(out), dtype=object)
+        out.loc[li, "label_objid"] = pd.Series(ids, index=li, dtype=object)
     if not keep_unlabelled:
         out = out.loc[li].sort_index()
     if splits:  # labelled objects only: the others are not trained or scored on

@@ -149,6 +149,20 @@ def find_column(
     )
 
 
+def _sexagesimal(values: pd.Series, std: str, name: str, source: str, err: Exception):
+    """Degrees from sexagesimal text (RA in hours, Dec in degrees), as GZ1 publishes them."""
+    from astropy.coordinates import Angle
+
+    text = values.astype(str).str.strip()
+    if not text.str.contains(r"^[+-]?\d+[:h d]\s*\d+", regex=True).all():
+        raise ValueError(f"{source}: column {name!r} ({std}) is not numeric: {err}") from None
+    try:
+        angle = Angle(text.to_numpy(), unit="hourangle" if std == "ra" else "deg")
+    except (ValueError, TypeError) as bad:
+        raise ValueError(f"{source}: column {name!r} ({std}) is not an angle: {bad}") from None
+    return angle.to_value("deg").astype(np.float64)
+
+
 def read_sources(
     table: str | os.PathLike[str] | pd.DataFrame,
     *,
@@ -178,7 +192,8 @@ def read_sources(
     Returns
     -------
     pandas.DataFrame
-        ``objid``, ``ra``, ``dec`` (float64 degrees; RA in [-360, 0) or
+        ``objid``, ``ra``, ``dec`` (float64 degrees; sexagesimal text is read
+        as hours for RA and degrees for Dec; RA in [-360, 0) or
         [360, 720) is wrapped into [0, 360) with a warning) followed by the
         other columns.
 
@@ -186,7 +201,7 @@ def read_sources(
     ------
     ValueError
         For an empty table, missing or non-numeric position columns, RA
-        outside [-360, 720) or |Dec| > 90 deg, and missing ids, naming the table.
+        outside [-360, 720) or Dec beyond +-90 deg, and missing ids, naming the table.
     """
     if isinstance(table, pd.DataFrame):
         df, source = table.copy(), "source table"
@@ -220,7 +235,7 @@ def read_sources(
         try:
             out[std] = pd.to_numeric(df[name], errors="raise").astype(np.float64)
         except (ValueError, TypeError) as err:
-            raise ValueError(f"{source}: column {name!r} ({std}) is not numeric: {err}") from None
+            out[std] = _sexagesimal(df[name], std, name, source, err)
     ra = out["ra"].to_numpy()
     with np.errstate(invalid="ignore"):
         beyond = (ra < -360) | (ra >= 720) | np.isinf(ra)
@@ -250,5 +265,5 @@ def read_sources(
             raise ValueError(f"{source}: no column(s) {missing}")
         rest = [c for c in keep if c in rest]
     for c in rest:
-        out[c] = df[c].to_numpy()
+        out[c] = df[c]  # as it is: nullable integers stay exact
     return out.reset_index(drop=True)

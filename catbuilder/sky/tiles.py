@@ -1,7 +1,7 @@
 """TileIndex: what FITS tiles there are, their bands and footprints on the sky.
 
 Scans files or directories of FITS images (plain ``.fits``, compressed
-``.fits.fz``, multi-extension files; one file per band or bands as
+``.fits.fz``, ``.fits.gz``, ``.fits.bz2``, multi-extension files; one file per band or bands as
 extensions), records each (tile, band) image with its WCS, pixel scale and
 footprint, and persists the index as Parquet. Files that cannot be used
 (missing, truncated, corrupt, without a celestial WCS) are listed in
@@ -25,13 +25,16 @@ from catbuilder import config
 
 __all__ = ["TileIndex", "pixel_to_world", "sky_to_xyz", "wcs_from_text", "world_to_pixel"]
 
-FITS_SUFFIXES = (".fits.fz", ".fits.gz", ".fits", ".fit", ".fts", ".fz")
+#: file names indexed in a directory; the longest match is stripped from tile names
+FITS_SUFFIXES = tuple(
+    f"{stem}{comp}" for stem in (".fits", ".fit", ".fts") for comp in (".fz", ".gz", ".bz2", "")
+) + (".fz",)
 _WEIGHT_NAMES = {"WEIGHT", "WGT", "IVAR", "INVVAR", "WHT"}
 _SKIP_NAMES = {"PSF", "MASK", "MSK", "BPM", "FLAGS"}
 _ZP_KEYWORDS = ("MAGZERO", "MAGZP", "MAGZPT", "PHOTZP", "ZP")
 COLUMNS = [
     "tile", "band", "path", "hdu", "weight_hdu", "nx", "ny", "ra", "dec", "radius",
-    "pixel_scale", "magzero", "saturate", "wcs",
+    "pixel_scale", "magzero", "saturate", "bunit", "wcs",
 ]  # fmt: skip
 
 
@@ -108,7 +111,8 @@ class TileIndex:
     table
         One row per (tile, band): ``tile, band, path, hdu, weight_hdu, nx, ny,
         ra, dec`` (centre), ``radius`` (deg, centre to farthest corner),
-        ``pixel_scale`` (arcsec), ``magzero``, ``saturate``, ``wcs`` (header text).
+        ``pixel_scale`` (arcsec), ``magzero``, ``saturate``, ``bunit`` (the
+        header's pixel unit, "" if none), ``wcs`` (header text).
     problems
         ``(path, reason)`` for every input that could not be indexed.
     """
@@ -500,6 +504,7 @@ def _scan_file(path: Path, keywords, band_re, tile_re, sci, wext) -> list[dict]:
                     "pixel_scale": scale,
                     "magzero": _magzero(hdr, primary),
                     "saturate": float(hdr.get("SATURATE", primary.get("SATURATE", np.nan))),
+                    "bunit": str(hdr.get("BUNIT", primary.get("BUNIT", ""))).strip(),
                     "wcs": w.to_header_string(relax=True),
                 }
             )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -29,6 +28,7 @@ from catbuilder.cluster import check_cluster, cluster_argument
 from catbuilder.errors import ResourceLimitError
 from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
+from catbuilder.stack.describe import WCS_VARS, cutout_wcs_values, describe_dataset
 from catbuilder.stack.extract import extract_chunk
 from catbuilder.stack.flags import FLAG_BITS
 from catbuilder.stack.plan import plan_objects, size_in_pixels
@@ -86,11 +86,30 @@ def _prepare_sources(
             out[std] = vals.astype(str).to_numpy(dtype=object)
         else:
             out[std] = np.array([""] * len(src), dtype=object)
+    if "label_objid" in src.columns:  # the label survey's id (crossmatched labels)
+        out["label_objid"] = _label_ids(src["label_objid"])
+    if "label_prob" in src.columns:
+        out["label_prob"] = src["label_prob"].to_numpy(dtype=np.float32)
     for col in extra_columns or []:
         if col not in src.columns:
             raise ValueError(f"{name}: no column {col!r} to carry into the stack")
         out[col] = src[col].to_numpy()
     return out, name
+
+
+def _label_ids(values: pd.Series) -> np.ndarray:
+    """Label-survey ids as stored: int64 (``NO_LABEL_ID`` where none) when every id is
+    an integer, else text ("" where none)."""
+    from catbuilder.catalog import NO_LABEL_ID
+
+    if pd.api.types.is_integer_dtype(values.dtype):  # int64, or Int64 with nulls
+        return values.to_numpy(dtype=np.int64, na_value=NO_LABEL_ID)
+    present = values.dropna()
+    if len(present) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present
+    ):
+        return np.array([NO_LABEL_ID if pd.isna(v) else int(v) for v in values], dtype=np.int64)
+    return np.array(["" if pd.isna(v) else str(v) for v in values], dtype=object)
 
 
 def _check_bands(index: TileIndex, bands: list[str], reference_band: str) -> None:
@@ -104,7 +123,7 @@ def _check_bands(index: TileIndex, bands: list[str], reference_band: str) -> Non
         raise ValueError(f"reference band {reference_band!r} is not among bands {bands}")
 
 
-def _template(plan: pd.DataFrame, bands, size, chunk, start: int):
+def _template(plan: pd.DataFrame, bands, size, chunk, start: int, index: TileIndex, reference_band):
     import dask.array as da
     import xarray as xr
 
@@ -124,6 +143,8 @@ def _template(plan: pd.DataFrame, bands, size, chunk, start: int):
         if vals.dtype.kind in "OUS":
             vals = vals.astype(str).astype(object)
         coords[col] = ("object", vals)
+    for name, vals in cutout_wcs_values(plan, index, size).items():
+        coords[name] = ("object", vals)
     data = {
         "images": (("object", "band", "y", "x"), lazy((n, nb, size, size), np.float32, np.nan)),
         "edge": (("object",), lazy((n,), bool, False)),
@@ -141,7 +162,7 @@ def _template(plan: pd.DataFrame, bands, size, chunk, start: int):
     from zarr.codecs import BloscCodec
 
     ds["images"].encoding["compressors"] = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
-    return ds
+    return describe_dataset(ds, index, bands, reference_band, size)
 
 
 def _write_chunk(
@@ -385,8 +406,8 @@ def build_stack(
         "history": [{"action": "build", "n_objects": len(src)}],
         "flag_bits": dict(FLAG_BITS),
     }
-    ds = _template(plan, bands, npix, chunk, 0)
-    ds.attrs["catbuilder"] = json.dumps(meta)
+    ds = _template(plan, bands, npix, chunk, 0, index, reference_band)
+    ds.attrs["catbuilder"] = meta
     zs.write_template(ds, target)
     problems = _run_chunks(
         target, _pieces(plan, 0, chunk), index, bands, npix, nan_max, where, progress
@@ -609,6 +630,7 @@ def append_to_stack(
         "nan_fraction",
         "saturated",
         "flags",
+        *WCS_VARS,
     }
     if extra - {"written"}:
         raise ValueError(
@@ -623,10 +645,13 @@ def append_to_stack(
     meta["complete"] = False
     zs.write_meta(path, meta)
     zs.consolidate(path)  # from here on no reader takes the store for complete
-    tmpl = _template(plan, bands, npix, chunk, start).drop_vars("band")
+    tmpl = _template(plan, bands, npix, chunk, start, index, params["reference_band"])
+    tmpl = tmpl.drop_vars([n for n, v in tmpl.variables.items() if "object" not in v.dims])
     stored = set(ds.variables)
     tmpl = tmpl.drop_vars([v for v in tmpl.data_vars if v not in stored])  # older stacks
-    tmpl.attrs["catbuilder"] = json.dumps(meta)  # appending replaces the group attributes
+    ds_attrs = dict(ds.attrs)
+    ds_attrs["catbuilder"] = meta
+    tmpl.attrs = ds_attrs  # appending replaces the group attributes
     tmpl.to_zarr(path, append_dim="object", compute=False, safe_chunks=False, consolidated=False)
     del meta["pending_append"]  # the template is whole: a rerun now resumes the chunks
     zs.write_meta(path, meta)

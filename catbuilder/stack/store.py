@@ -6,8 +6,13 @@ position in the reference tile; ``x``/``y`` name the image axes), ``row`` (row
 of the source table), ``label, split`` and
 the flags ``off_footprint, edge, nan_fraction, nan (object, band),
 missing_band (object, band), saturated, flags`` (bits in
-:data:`catbuilder.stack.flags.FLAG_BITS`), and
-``magzero (object, band)``. Attributes record provenance.
+:data:`catbuilder.stack.flags.FLAG_BITS`), ``magzero (object, band)``,
+``label_objid``/``label_prob`` (the label survey's object, when labels were
+crossmatched) and each cutout's WCS (``wcs_crval1 ... wcs_cd2_2``, see
+:meth:`ImageStack.wcs`). ``x``/``y`` are offsets from the cutout centre in
+arcsec; per band: ``wavelength_eff``, ``magzero_band``, ``pixel_unit``. Every
+variable has CF ``long_name``/``units`` attributes; the dataset's
+``catbuilder`` attribute (a mapping) records provenance.
 """
 
 from __future__ import annotations
@@ -141,6 +146,34 @@ class ImageStack:
             f"{self.size}x{self.size} px, classes {self.classes}>"
         )
 
+    @property
+    def pixel_scale(self) -> float:
+        """Pixel scale of the cutouts (arcsec per pixel; NaN for stacks made before it was kept)."""
+        return float(self.ds.attrs.get("pixel_scale_arcsec", np.nan))
+
+    def wcs(self, i: int):
+        """The WCS of the ``i``-th cutout of this stack (read from the stack alone).
+
+        A TAN projection centred on the cutout, fitted to its tile's WCS at the
+        cutout's centre (see :mod:`catbuilder.stack.describe`): plot with
+        ``plt.subplot(projection=stack.wcs(i))`` or place pixels on the sky
+        with ``stack.wcs(i).pixel_to_world(x, y)``; valid for every band.
+
+        Raises
+        ------
+        ValueError
+            For an object off the footprint, or a stack made before cutouts
+            kept their WCS.
+        """
+        from catbuilder.stack.describe import WCS_VARS, cutout_wcs
+
+        row = self.objects().iloc[int(i)]
+        if not set(WCS_VARS) <= set(row.index):
+            raise ValueError(
+                "this stack was made before cutouts kept their WCS; rebuild it to get one"
+            )
+        return cutout_wcs(row, self.size)
+
     def objects(self) -> pd.DataFrame:
         """The per-object table (every 1-D coordinate along ``object``).
 
@@ -172,6 +205,10 @@ class ImageStack:
             vals = np.asarray(vals)
             for i, b in enumerate(self.bands):
                 cols[f"{name}_{b}"] = vals[:, i]
+        if "label_objid" in cols:  # integer ids: nulls where the stack stores its sentinel
+            from catbuilder.catalog import label_ids
+
+            cols["label_objid"] = label_ids(cols["label_objid"]).array
         return pd.DataFrame(cols, index=pd.Index(self.ds["object"].values, name="object"))
 
     # -- selection --------------------------------------------------------------
@@ -321,12 +358,13 @@ class ImageStack:
                     arr = zarr.open_array(str(self.path / name), mode="r")
                 except Exception:
                     arr = None
-                encoded = {"scale_factor", "add_offset", "units", "dtype"}
+                encoded = {"scale_factor", "add_offset", "dtype"}
                 if (
                     arr is not None
                     and (arr.dtype == var.dtype or arr.dtype.kind in "TUSO")
                     and arr.shape[1:] == var.shape[1:]
                     and not encoded & set(arr.attrs)
+                    and " since " not in str(arr.attrs.get("units", ""))  # CF times
                 ):
                     cache[name] = arr
         return cache[name]
