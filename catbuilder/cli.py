@@ -39,9 +39,48 @@ def _where(p: argparse.ArgumentParser, default: str) -> None:
         help=f"where to run: processes, threads, sync, local (a LocalCluster), a "
         f"dask-jobqueue name (slurm, pbs, ...) or a scheduler address (default: {default})",
     )
-    p.add_argument("--workers", type=int, default=None, help="Dask worker processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Dask worker processes (default: one per core on this machine)",
+    )
     p.add_argument("--scheduler", dest="cluster", help=argparse.SUPPRESS)  # its old name
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (where it has one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        if action.option_strings or action.nargs in ("?", "*"):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _conf(key: str) -> str:
+    """``(default: <value>)`` of configuration key ``key``, for --help."""
+    from catbuilder import config
+
+    value = config.get(key)
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return f"(default: {value}; configuration {key})"
+
+
+def _output_check(path: Path, what: str, overwrite: bool) -> None:
+    """Before any work: ``path`` is absent, or catbuilder's own and ``--overwrite`` was given."""
+    from catbuilder.errors import OutputExistsError
+    from catbuilder.outputs import check_parquet_output
+
+    check_parquet_output(path, what)  # anything not catbuilder's is refused regardless
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path} exists (a {what} catbuilder wrote); add --overwrite to replace it"
+        )
 
 
 def _csv(value: str) -> list[str]:
@@ -60,10 +99,19 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="survey preset: sdss-like or des-like (repeat for both; default both)",
     )
-    p.add_argument("--n-objects", type=int, default=None, help="objects over all areas")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--bands", type=_csv, default=None, help="comma-separated, e.g. g,r,i")
-    p.add_argument("--table-format", choices=["parquet", "fits"], default="parquet")
+    p.add_argument(
+        "--n-objects",
+        type=int,
+        default=None,
+        help=f"objects over all areas {_conf('synth.n-objects')}",
+    )
+    p.add_argument("--seed", type=int, default=None, help=f"random seed {_conf('synth.seed')}")
+    p.add_argument(
+        "--bands", type=_csv, default=None, help=f"comma-separated {_conf('synth.bands')}"
+    )
+    p.add_argument(
+        "--table-format", choices=["parquet", "fits"], default="parquet", help="source tables"
+    )
     p.add_argument("--preview", action="store_true", help="write PNGs of a tile and of objects")
     _where(p, "a process pool")
 
@@ -94,18 +142,31 @@ def _synth(args: argparse.Namespace) -> int:
 def _tiles_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="FITS files, directories or glob patterns")
     p.add_argument("-o", "--output", type=Path, required=True, help="index file (.parquet)")
-    p.add_argument("--band-pattern", default=None, help="regex with a (?P<band>...) group")
-    p.add_argument("--tile-pattern", default=None, help="regex with a (?P<tile>...) group")
+    p.add_argument(
+        "--band-pattern",
+        default=None,
+        help="regex with a (?P<band>...) group, matched to file names, for files whose headers "
+        "name no band (default: header keywords BAND, FILTER, FILTNAM)",
+    )
+    p.add_argument(
+        "--tile-pattern",
+        default=None,
+        help="regex with a (?P<tile>...) group (default: the file name without suffix and band)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an index catbuilder wrote")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 @command("tiles", "index FITS tiles: bands, WCS footprints (Parquet)")(_tiles_args)
 def _tiles(args: argparse.Namespace) -> int:
-    from catbuilder.outputs import check_parquet_output
     from catbuilder.sky import TileIndex
 
-    check_parquet_output(args.output, "tile index")
+    _output_check(args.output, "tile index", args.overwrite)
     index = TileIndex.build(
-        args.inputs, band_pattern=args.band_pattern, tile_pattern=args.tile_pattern, progress=True
+        args.inputs,
+        band_pattern=args.band_pattern,
+        tile_pattern=args.tile_pattern,
+        progress=not args.no_progress,
     )
     index.to_parquet(args.output)
     print(f"{index} -> {args.output}")
@@ -121,13 +182,34 @@ def _cutouts_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", help="source table (FITS, CSV, Parquet)")
     p.add_argument("tiles", nargs="+", help="FITS tiles, directories, globs, or an index .parquet")
     p.add_argument("-o", "--output", type=Path, required=True, help="Zarr store to write")
-    p.add_argument("--size", default=None, help='pixels, or an angle such as "20 arcsec"')
-    p.add_argument("--bands", type=_csv, default=None, help="comma-separated, e.g. g,r,i")
-    p.add_argument("--reference-band", default=None)
-    p.add_argument("--chunk-objects", type=int, default=None)
-    p.add_argument("--ra-col", default=None)
-    p.add_argument("--dec-col", default=None)
-    p.add_argument("--id-col", default=None)
+    p.add_argument(
+        "--size",
+        default=None,
+        help=f'cutout side: pixels, or an angle such as "20 arcsec" {_conf("cutouts.size")}',
+    )
+    p.add_argument(
+        "--bands", type=_csv, default=None, help=f"comma-separated {_conf('cutouts.bands')}"
+    )
+    p.add_argument(
+        "--reference-band",
+        default=None,
+        help=f"band whose pixel grid the others follow {_conf('cutouts.reference-band')}",
+    )
+    p.add_argument(
+        "--chunk-objects",
+        type=int,
+        default=None,
+        help=f"objects per Zarr chunk and Dask task {_conf('cutouts.chunk-objects')}",
+    )
+    p.add_argument(
+        "--ra-col", default=None, help=f"RA column {_conf('sources.ra-columns')} (first present)"
+    )
+    p.add_argument(
+        "--dec-col", default=None, help=f"Dec column {_conf('sources.dec-columns')} (first present)"
+    )
+    p.add_argument(
+        "--id-col", default=None, help=f"id column {_conf('sources.id-columns')} (first present)"
+    )
     p.add_argument("--append", action="store_true", help="append to an existing stack")
     p.add_argument("--overwrite", action="store_true", help="replace a stack made differently")
     _where(p, "a process pool")
@@ -175,24 +257,30 @@ def _xmatch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("left", help="table whose rows are matched")
     p.add_argument("right", help="table searched for each left row")
     p.add_argument("-o", "--output", type=Path, required=True, help="matched pairs (.parquet)")
-    p.add_argument("--radius", type=float, default=None, help="arcsec (default 1)")
+    p.add_argument(
+        "--radius-arcsec",
+        type=float,
+        default=None,
+        help=f"match radius in arcsec {_conf('crossmatch.radius-arcsec')}",
+    )
+    p.add_argument("--radius", dest="radius_arcsec", type=float, help=argparse.SUPPRESS)
     p.add_argument("--unmatched", type=Path, default=None, help="write unmatched left rows here")
+    p.add_argument("--overwrite", action="store_true", help="replace tables catbuilder wrote")
     _where(p, "a process pool, for tables large enough to partition")
 
 
 @command("crossmatch", "match two source tables on the sky")(_xmatch_args)
 def _crossmatch(args: argparse.Namespace) -> int:
-    from catbuilder.outputs import check_parquet_output
     from catbuilder.sky import crossmatch
 
     for out in (args.output, args.unmatched):
         if out is not None:
-            check_parquet_output(out, "crossmatch")  # before the work, not after
+            _output_check(out, "crossmatch", args.overwrite)  # before the work, not after
 
     res = crossmatch(
         args.left,
         args.right,
-        args.radius,
+        args.radius_arcsec,
         cluster=args.cluster,
         workers=args.workers,
         progress=not args.no_progress,
@@ -210,7 +298,9 @@ def _crossmatch(args: argparse.Namespace) -> int:
 
 
 def _plugins_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kind", choices=["classifier", "embedder"], default=None)
+    p.add_argument(
+        "--kind", choices=["classifier", "embedder"], default=None, help="only plugins of this kind"
+    )
 
 
 @command("plugins", "list the installed model plugins and what each can do")(_plugins_args)
@@ -237,11 +327,34 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("stack", help="image stack (.zarr) with labels, or a run file (.yaml)")
-    p.add_argument("-o", "--output", type=Path, default=None, help="directory for the model")
-    p.add_argument("--model", default=None, help="model plugin name (see `catbuilder plugins`)")
-    p.add_argument("--params", default=None, help="estimator parameters as a JSON object")
-    p.add_argument("--epochs", type=int, default=None, help="epochs of every stage")
-    p.add_argument("--checkpoint-dir", type=Path, default=None)
+    p.add_argument(
+        "-o",
+        "--model-dir",
+        "--output",
+        dest="output",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="directory to save the trained model in (default: <stack>.model beside the stack)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"model plugin name, see `catbuilder plugins` {_conf('train.model')}",
+    )
+    p.add_argument(
+        "--params", default=None, help="estimator parameters as a JSON object (default: none)"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help="epochs of every stage (default: the plugin's)"
+    )
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="per-epoch checkpoints, to resume a stopped run (default: configuration "
+        "train.checkpoint-dir, else <stack>.checkpoints)",
+    )
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     _where(p, "this process; with a cluster, one Horovod rank per worker")
 
@@ -253,6 +366,14 @@ def _train(args: argparse.Namespace) -> int:
     from catbuilder.train.run import run_training
 
     params = json.loads(args.params) if args.params else None
+    if not args.no_progress:  # plugins report each epoch on the "catbuilder.train" logger
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("catbuilder train: %(message)s"))
+        log = logging.getLogger("catbuilder.train")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     result = run_training(
         args.stack,
         output=args.output,
@@ -290,7 +411,13 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("stack", help="image stack (.zarr)")
-    p.add_argument("--model", required=True, help="saved model directory")
+    p.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        default=None,
+        help="directory of a saved model (from catbuilder train)",
+    )
+    p.add_argument("--model", dest="model_dir_old", default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "-o",
         "--output",
@@ -298,17 +425,29 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         required=True,
         help="catalog: .parquet, .fits, .vot, or a directory with --format hats",
     )
-    p.add_argument("--format", choices=["parquet", "fits", "votable", "hats"], default=None)
+    p.add_argument(
+        "--format",
+        choices=["parquet", "fits", "votable", "hats"],
+        default=None,
+        help="catalog format (default: from the output's suffix)",
+    )
     p.add_argument(
         "--predictions",
         type=Path,
         default=None,
         help="Zarr store of probabilities/embeddings (default next to the stack)",
     )
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"objects per batch {_conf('infer.batch-size')}",
+    )
     p.add_argument("--tta", action="store_true", help="average over flips and rotations")
     p.add_argument("--no-embed", action="store_true", help="do not write embeddings")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace predictions made with other arguments"
+    )
     _where(p, "the active client, else a LocalCluster")
 
 
@@ -317,10 +456,21 @@ def _predict(args: argparse.Namespace) -> int:
     from catbuilder.catalog import build_catalog, check_catalog_output, write_catalog
     from catbuilder.infer import predict
 
+    model_dir = args.model_dir or args.model_dir_old
+    if args.model_dir_old and not args.model_dir:
+        import warnings
+
+        warnings.warn(
+            "predict's --model is now --model-dir (--model names a plugin, as in train)",
+            FutureWarning,
+            stacklevel=1,
+        )
+    if not model_dir:
+        raise ValueError("predict needs --model-dir: the directory of a saved model")
     check_catalog_output(args.output, args.format)  # before any work: a bad -o fails now
     preds = predict(
         args.stack,
-        args.model,
+        model_dir,
         output=args.predictions,
         cluster=args.cluster,
         workers=args.workers,
@@ -332,7 +482,7 @@ def _predict(args: argparse.Namespace) -> int:
     )
     cat = build_catalog(preds)
     path = write_catalog(cat, args.output, args.format)
-    counts = cat["predicted"].replace("", "(no prediction)").value_counts().to_dict()
+    counts = cat["predicted"].fillna("(no prediction)").value_counts().to_dict()
     print(f"{len(cat)} objects -> {path}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     print(f"probabilities{' and embeddings' if not args.no_embed else ''} in {preds.path}")
     return 0
@@ -344,8 +494,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("catalog", help="catalog written by catbuilder predict")
     p.add_argument("--truth", default=None, help="table with the true classes (default: labels)")
-    p.add_argument("--truth-col", default="label")
-    p.add_argument("--id-col", default="objid")
+    p.add_argument("--truth-col", default="label", help="column of true classes")
+    p.add_argument("--id-col", default="objid", help="id column of the truth table")
     p.add_argument("--by", default="split", help="column to report groups of (default split)")
     p.add_argument("-o", "--output", type=Path, default=None, help="metrics table (.csv)")
     p.add_argument("--plots", type=Path, default=None, help="directory for PNG figures")
@@ -397,10 +547,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("outdir", type=Path, nargs="?", default=Path("catbuilder-demo"))
     p.add_argument("--n-objects", type=int, default=600, help="mock survey size")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="random seed")
     p.add_argument("--epochs", type=int, default=12, help="small-CNN training epochs")
     p.add_argument("--workers", type=int, default=2, help="Dask workers for inference")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 @command(
@@ -434,7 +584,12 @@ def _global_options(p: argparse.ArgumentParser, top: bool) -> None:
         help="treat warnings about changed or ignored input as errors",
         **d,
     )
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors", **d)
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks of errors and the native libraries' start-up messages",
+        **d,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,11 +603,45 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (setup, run) in _COMMANDS.items():
-        p = sub.add_parser(name, help=setup.help, description=setup.help)  # type: ignore[attr-defined]
+        p = sub.add_parser(
+            name,
+            help=setup.help,  # type: ignore[attr-defined]
+            description=setup.help,  # type: ignore[attr-defined]
+            formatter_class=_Help,
+        )
         setup(p)
         _global_options(p, top=False)
         p.set_defaults(_run=run)
     return parser
+
+
+def reference_markdown() -> str:
+    """The command-line reference (``docs/cli.md``): every command's ``--help``."""
+    import os
+
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "90"  # the same text on every terminal
+    try:
+        parser = build_parser()
+        parts = [
+            "# Command-line reference",
+            "",
+            "Generated from the parser by `python -m catbuilder.cli --reference > docs/cli.md`;",
+            "a test fails when it is out of date.",
+            "",
+            "```text",
+            parser.format_help().rstrip(),
+            "```",
+        ]
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        for name, p in sub.choices.items():
+            parts += ["", f"## catbuilder {name}", "", "```text", p.format_help().rstrip(), "```"]
+        return "\n".join(parts) + "\n"
+    finally:
+        if old is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = old
 
 
 _OS_HINTS = {
@@ -496,6 +685,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = f"catbuilder {args.command}"
+    if args.debug:  # before any framework loads, here and in worker processes
+        import os
+
+        os.environ["CATBUILDER_DEBUG"] = "1"
 
     def one_line(message, category, filename, lineno, file=None, line=None):
         text = " ".join(str(message).split())
@@ -532,4 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
+    if sys.argv[1:] == ["--reference"]:
+        sys.stdout.write(reference_markdown())
+        sys.exit(0)
     sys.exit(main())

@@ -31,6 +31,7 @@ __all__ = [
     "LOCAL_SCHEDULERS",
     "active_client",
     "check_cluster",
+    "check_not_bootstrapping",
     "cluster_argument",
     "compute",
     "connect",
@@ -91,6 +92,32 @@ def _forget_leaked_trim() -> None:
         del os.environ["MALLOC_TRIM_THRESHOLD_"]
 
 
+def check_not_bootstrapping() -> None:
+    """Refuse to start workers from a script that a new worker process is importing.
+
+    Python starts worker processes with ``spawn`` (Dask's default; ours when
+    TensorFlow is loaded), and a spawned process runs the main script again
+    before it can work. Code that calls catbuilder at the top level of a
+    script would then run in every worker; this stops it with a message
+    that says what to do.
+
+    Raises
+    ------
+    CatbuilderError
+        When called while this process is still starting up as a worker.
+    """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        from catbuilder.errors import CatbuilderError
+
+        raise CatbuilderError(
+            "this script is being run again by a worker process that catbuilder started "
+            "(new processes import the main script): put the code that calls catbuilder "
+            'under `if __name__ == "__main__":`'
+        )
+
+
 def make_cluster(
     kind: str | None = None,
     workers: int | None = None,
@@ -120,6 +147,7 @@ def make_cluster(
     ValueError
         For an unknown kind, listing the known ones.
     """
+    check_not_bootstrapping()
     c = config.resolve
     kind = c("cluster.kind", kind)
     threads = int(c("cluster.threads-per-worker", threads_per_worker))
@@ -295,6 +323,7 @@ def compute(
     from distributed import Client
 
     check_cluster(cluster)
+    check_not_bootstrapping()
     if cluster is None:
         client = active_client()
         if client is not None:

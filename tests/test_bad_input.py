@@ -643,7 +643,7 @@ CATALOG_ERRORS = {
     ),
     "no-stack": (["-o", "c.parquet", "--stack", "none.zarr"], r"no image stack at none\.zarr"),
     "not-a-stack": (["-o", "c.parquet", "--stack", "tiles"], r"tiles is not a readable Zarr"),
-    "no-model": (["-o", "c.parquet", "--model", "nomodel"], r"no saved model at .*nomodel"),
+    "no-model": (["-o", "c.parquet", "--model-dir", "nomodel"], r"no saved model at .*nomodel"),
 }
 
 
@@ -651,14 +651,14 @@ CATALOG_ERRORS = {
 def test_predict_output_and_input_errors_come_before_any_work(case, work, capsys):
     assert cut(capsys, "sources.csv", "tiles", "s.zarr")[0] == 0
     _sources().to_parquet("mine.parquet")  # a user's own table
-    args = dict(zip(["--stack", "--model"], ["s.zarr", "s.zarr"]))
+    args = dict(zip(["--stack", "--model-dir"], ["s.zarr", "s.zarr"]))
     extra = CATALOG_ERRORS[case][0]
     for k in list(args):
         if k in extra:
             i = extra.index(k)
             args[k] = extra[i + 1]
             extra = extra[:i] + extra[i + 2 :]
-    rc, err = cli(capsys, "predict", args["--stack"], "--model", args["--model"], *extra)
+    rc, err = cli(capsys, "predict", args["--stack"], "--model-dir", args["--model-dir"], *extra)
     one_error(rc, err, CATALOG_ERRORS[case][1], "predict")
     assert not Path("s.predictions.zarr").exists()
     assert pd.read_parquet("mine.parquet").equals(_sources())
@@ -672,10 +672,11 @@ def test_incomplete_stack_is_one_line(work, capsys):
 
     zarr.open_array("s.zarr/written", mode="r+")[:2] = False
     attrs = zarr.open_group("s.zarr", mode="r+")
-    meta = attrs.attrs["catbuilder"]
-    attrs.attrs["catbuilder"] = meta.replace('"complete": true', '"complete": false')
+    meta = dict(attrs.attrs["catbuilder"])
+    meta["complete"] = False
+    attrs.attrs["catbuilder"] = meta
     zarr.consolidate_metadata("s.zarr")
-    rc, err = cli(capsys, "predict", "s.zarr", "--model", "s.zarr", "-o", "c.parquet")
+    rc, err = cli(capsys, "predict", "s.zarr", "--model-dir", "s.zarr", "-o", "c.parquet")
     one_error(
         rc, err, r"image stack s\.zarr is incomplete \(3/5 objects written\): resume", "predict"
     )
@@ -687,12 +688,21 @@ def test_models_and_stacks_that_do_not_fit(work, capsys, small_model):
     """A 3-band model on a 1-band stack fails before any worker starts; another
     cutout size is a warning (an error with --strict)."""
     assert cut(capsys, "sources.csv", "tiles", "one.zarr", "--bands", "r")[0] == 0
-    rc, err = cli(capsys, "predict", "one.zarr", "--model", small_model, "-o", "c.parquet")
+    rc, err = cli(capsys, "predict", "one.zarr", "--model-dir", small_model, "-o", "c.parquet")
     pattern = r"uses band\(s\) g, r, i but the stack one\.zarr has only r \(missing g, i\)"
     one_error(rc, err, pattern, "predict")
     assert not Path("one.predictions.zarr").exists()
     assert cut(capsys, "sources.csv", "tiles", "three.zarr")[0] == 0
-    args = ["predict", "three.zarr", "--model", small_model, "-o", "c.parquet", "--workers", "1"]
+    args = [
+        "predict",
+        "three.zarr",
+        "--model-dir",
+        small_model,
+        "-o",
+        "c.parquet",
+        "--workers",
+        "1",
+    ]
     rc, err = cli(capsys, "--strict", *args)
     one_error(rc, err, r"trained on 64 px cutouts but the stack three\.zarr has 16 px", "predict")
     rc, err = cli(capsys, *args, "--no-progress")

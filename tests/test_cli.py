@@ -7,8 +7,8 @@ import pytest
 CLI = [sys.executable, "-m", "catbuilder.cli"]
 
 
-def run(*args, cwd=None):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+def run(*args, cwd=None, env=None):
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 def test_synth_cli_writes_survey_and_previews(tmp_path):
@@ -91,7 +91,7 @@ def test_predict_and_evaluate_cli(hp_stack, small_model, tmp_path):
     res = run(
         "predict",
         hp_stack.path,
-        "--model",
+        "--model-dir",
         small_model,
         "-o",
         tmp_path / "c.fits",
@@ -124,9 +124,9 @@ def test_demo_runs_end_to_end(tmp_path):
     cat = pd.read_parquet(out / "catalog.parquet")
     sources = pd.read_parquet(out / "survey" / "des-like" / "sources.parquet")
     assert len(cat) == len(sources) and set(cat["objid"]) == set(sources["objid"])
-    labelled = cat["label"] != ""
+    labelled = cat["label"].notna()
     assert labelled.any() and (~labelled).any()  # the unlabelled area is classified too
-    ok = cat["predicted"] != ""
+    ok = cat["predicted"].notna()
     assert ok.sum() > 0.9 * len(cat)
     assert set(cat.loc[ok, "predicted"]) <= {"elliptical", "spiral"}
     p = cat.loc[ok, ["p_elliptical", "p_spiral"]].sum(axis=1)
@@ -138,3 +138,80 @@ def test_demo_runs_end_to_end(tmp_path):
     assert acc == pytest.approx((test["label"] == test["predicted"]).mean())
     for name in ("roc", "confidence", "confusion", "gallery", "embeddings_tsne"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 5000
+
+
+def test_every_option_says_its_default_and_the_reference_is_current():
+    from catbuilder.catalog_schema import reference_markdown as columns
+    from catbuilder.cli import reference_markdown
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "docs" / "cli.md").read_text() == reference_markdown(), (
+        "docs/cli.md is stale: python -m catbuilder.cli --reference > docs/cli.md"
+    )
+    assert (root / "docs" / "catalog-columns.md").read_text() == columns()
+    text = reference_markdown()
+    assert "(default: 64; configuration" in text and "cutouts.chunk-objects)" in text
+    assert "--radius-arcsec" in text and "--model-dir" in text
+    # one meaning each: --model is a plugin name, --model-dir a saved model
+    assert "model plugin name" in text.split("## catbuilder train")[1].split("## ")[0]
+    predict = text.split("## catbuilder predict")[1].split("## ")[0]
+    assert "--model MODEL" not in predict and "--model-dir" in predict
+    for cmd in ("synth", "tiles", "cutouts", "crossmatch", "train", "predict", "demo"):
+        assert "--no-progress" in text.split(f"## catbuilder {cmd}")[1].split("## ")[0], cmd
+
+
+TF_NOISE = ("cuda", "cuDNN", "cuBLAS", "absl", "E0000", "oneDNN", "cpu_feature_guard")
+
+
+def test_keras_commands_print_no_tensorflow_start_up_lines(hp_stack, small_model, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user has it
+    env_args = ("predict", hp_stack.path, "--model-dir", small_model, "-o", tmp_path / "c.parquet")
+    res = run(*env_args, "--workers", "1", "--no-progress", env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    noise = [ln for ln in res.stderr.splitlines() if any(w in ln for w in TF_NOISE)]
+    assert noise == [], noise
+    res = run("plugins", env=env)  # imports every plugin's estimator module: TensorFlow too
+    assert res.returncode == 0 and not any(w in res.stderr for w in TF_NOISE), res.stderr
+    # the old spelling still works, with a one-line note
+    res = run(*env_args[:2], "--model", small_model, "-o", tmp_path / "d.parquet", "--workers", 1)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "--model is now --model-dir" in res.stderr
+
+
+def test_tables_are_replaced_only_with_overwrite(mock_survey, tmp_path):
+    tiles = mock_survey["des-like"].directory / "tiles"
+    out = tmp_path / "idx.parquet"
+    assert run("tiles", tiles, "-o", out, "--no-progress").returncode == 0
+    res = run("tiles", tiles, "-o", out, "--no-progress")
+    assert res.returncode == 2 and "add --overwrite to replace it" in res.stderr
+    assert run("tiles", tiles, "-o", out, "--no-progress", "--overwrite").returncode == 0
+
+
+def test_an_unguarded_script_stops_with_advice(tmp_path):
+    """A script that starts workers at top level is re-run by each spawned worker:
+    catbuilder stops it there with a message that says what to do."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from catbuilder.cluster import make_cluster\n"
+        "cluster = make_cluster('local', 1)\n"
+        "cluster.close()\n"
+    )
+    res = subprocess.run(
+        [sys.executable, script], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert res.returncode != 0
+    assert 'put the code that calls catbuilder under `if __name__ == "__main__":`' in res.stderr
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(
+        "from catbuilder.cluster import make_cluster\n"
+        "if __name__ == '__main__':\n"
+        "    cluster = make_cluster('local', 1)\n"
+        "    print(len(cluster.workers))\n"
+        "    cluster.close()\n"
+    )
+    res = subprocess.run(
+        [sys.executable, guarded], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "1", res.stderr[-2000:]

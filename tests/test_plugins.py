@@ -297,11 +297,11 @@ def test_plugins_go_through_the_whole_cli(
         "pixelforest",
         "catbuilder-plugin-example",
     )
-    out = run("predict", hp_stack.path, "--model", "m.model", "-o", "cat.parquet",
+    out = run("predict", hp_stack.path, "--model-dir", "m.model", "-o", "cat.parquet",
               "--workers", "1", "--no-progress", "--predictions", "p.zarr")  # fmt: skip
     assert f"{len(hp_stack)} objects -> cat.parquet" in out
     for catalog in ("cat.fits", "cat.vot"):
-        run("predict", hp_stack.path, "--model", "m.model", "-o", catalog, "--workers", "1",
+        run("predict", hp_stack.path, "--model-dir", "m.model", "-o", catalog, "--workers", "1",
             "--no-progress", "--predictions", "p.zarr")  # fmt: skip
     ev = run("evaluate", "cat.parquet", "-o", "metrics.csv")
     import pandas as pd

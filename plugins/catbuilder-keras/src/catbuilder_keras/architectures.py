@@ -6,10 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # horovod.tensorflow needs Keras 2
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import tf_keras as keras
+from catbuilder_keras.tf import keras
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "build_model", "resolve_weights", "set_trainable"]
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
-import tf_keras as keras
 
 from catbuilder.estimator import input_bands, iter_inputs
+from catbuilder_keras.tf import keras, tf
 
 __all__ = ["augmenter", "make_dataset"]
 

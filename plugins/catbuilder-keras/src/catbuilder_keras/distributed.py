@@ -15,7 +15,7 @@ __all__ = ["rank_main"]
 
 
 def _threads(n: int) -> None:
-    import tensorflow as tf
+    from catbuilder_keras.tf import tf
 
     try:  # only possible before TensorFlow's runtime starts in this process
         tf.config.threading.set_intra_op_parallelism_threads(n)
@@ -45,10 +45,9 @@ def rank_main(payload: dict) -> dict:
 
 
 def _fit_rank(payload: dict, hvd) -> dict:
-    import tf_keras as keras
-
     from catbuilder.stack import open_stack
     from catbuilder_keras.estimator import KerasClassifier
+    from catbuilder_keras.tf import keras
     from catbuilder_keras.training import RankInfo
 
     keras.backend.clear_session()

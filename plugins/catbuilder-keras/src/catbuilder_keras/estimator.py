@@ -301,7 +301,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         Cheaper per batch than ``predict_on_batch``, which builds a
         ``tf.data`` iterator for every call.
         """
-        import tensorflow as tf
+        from catbuilder_keras.tf import tf
 
         fns = self.__dict__.setdefault("_fns", {})
         if embed not in fns or fns[embed][0] is not self.model_:

@@ -25,11 +25,14 @@ class _KerasPlugin(ModelPlugin):
         import os
 
         from catbuilder import config
+        from catbuilder.native_logs import debugging
 
         return {
             "TF_NUM_INTRAOP_THREADS": str(max(1, int(threads))),
             "TF_NUM_INTEROP_THREADS": str(config.get("keras.inter-op-threads")),
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get(
+                "TF_CPP_MIN_LOG_LEVEL", "0" if debugging() else "3"
+            ),
             "TF_USE_LEGACY_KERAS": "1",
         }
 

@@ -12,6 +12,7 @@ checkpoints.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 import warnings
@@ -19,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tensorflow as tf
-import tf_keras as keras
-
 from catbuilder_keras.architectures import set_trainable
+from catbuilder_keras.tf import keras, tf
 
 __all__ = ["CatbuilderModel", "RankInfo", "fit_stages"]
+
+_log = logging.getLogger("catbuilder.train")
 
 
 class CatbuilderModel(keras.Model):
@@ -126,9 +127,10 @@ class _WarmUp(keras.callbacks.Callback):
 class _Recorder(keras.callbacks.Callback):
     """One history row per epoch; rank 0 saves a checkpoint and the run state."""
 
-    def __init__(self, run, stage_index, stage_name):
+    def __init__(self, run, stage_index, stage_name, epochs: int = 0, report: bool = True):
         super().__init__()
         self.run, self.i, self.name = run, stage_index, stage_name
+        self.epochs, self.report = epochs, report
         self.t0 = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -145,6 +147,15 @@ class _Recorder(keras.callbacks.Callback):
             row["samples_per_s"] = n / dt
         self.run.history.append(row)
         self.run.save(stage=self.i, epoch=epoch + 1)
+        if self.report:  # one line per epoch: `catbuilder train` shows it on stderr
+            shown = " ".join(
+                f"{k} {row[k]:.4g}"
+                for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                if k in row
+            )
+            _log.info(
+                "stage %s epoch %d/%d: %s (%.1f s)", self.name, epoch + 1, self.epochs, shown, dt
+            )
 
 
 class _Run:
@@ -277,7 +288,7 @@ def fit_stages(
             keras.callbacks.ReduceLROnPlateau(
                 monitor="loss", factor=lr_factor, patience=lr_patience, min_lr=lr * 1e-3
             ),
-            _Recorder(run, i, stage.name),
+            _Recorder(run, i, stage.name, stage.epochs, report=rank.rank == 0),
         ] + list(extra_callbacks or [])
         if rank.hvd is not None and rank.size > 1 and rank.warmup_epochs == 0:
             model.optimizer.learning_rate.assign(lr * rank.size)
