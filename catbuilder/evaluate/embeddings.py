@@ -90,8 +90,14 @@ def cluster_embeddings(
     return EmbeddingClusters(full_coords, full_clusters, agreement, method)
 
 
-def plot_embedding(result: EmbeddingClusters, labels, path, title: str = "") -> Path:
-    """Scatter of the 2-D projection coloured by ``labels``."""
+def plot_embedding(
+    result: EmbeddingClusters, labels, path, title: str = "", legend_title: str = "class"
+) -> Path:
+    """Scatter of the 2-D projection coloured by ``labels``.
+
+    ``legend_title`` says what the colours are (``"predicted class"``,
+    ``"true class"``); the title gives n and the method.
+    """
     from catbuilder.evaluate.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -100,10 +106,9 @@ def plot_embedding(result: EmbeddingClusters, labels, path, title: str = "") -> 
     for lab in sorted(set(labels)):
         m = (labels == lab) & np.isfinite(result.coords[:, 0])
         ax.scatter(result.coords[m, 0], result.coords[m, 1], s=4, label=lab, alpha=0.7)
-    ax.set(
-        title=title or f"{result.method} of embeddings (cluster agreement {result.agreement:.3f})",
-        xticks=[],
-        yticks=[],
-    )
-    ax.legend(markerscale=3)
+    n = int(np.isfinite(result.coords[:, 0]).sum())
+    default = f"{result.method} of embeddings (cluster agreement {result.agreement:.3f})"
+    ax.set(xticks=[], yticks=[])
+    ax.set_title(f"{title or default}\nn={n}", fontsize=10)
+    ax.legend(markerscale=3, title=legend_title)
     return save_figure(fig, path)

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "display_rgb",
     "plot_confidence",
     "plot_confusion",
+    "plot_cutout",
     "plot_gallery",
     "plot_roc",
     "pyplot",
@@ -44,8 +46,9 @@ def plot_roc(ev, path) -> Path:
     for c, d in roc.groupby("class"):
         ax.plot(d["fpr"], d["tpr"], label=f"{c} (area = {auc.get(c, np.nan):.3f})")
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC")
-    ax.legend(loc="lower right")
+    ax.set(xlabel="False positive rate", ylabel="True positive rate")
+    ax.set_title(f"ROC, each class against the rest\n{ev.describe()}", fontsize=10)
+    ax.legend(loc="lower right", title="true class")
     return save_figure(fig, path)
 
 
@@ -56,9 +59,10 @@ def plot_confidence(ev, path) -> Path:
     for g, d in ev.confidence.groupby("group", sort=False):
         axes[0].plot(d["fraction"], 100 * d["accuracy"], marker="o", label=g)
         axes[1].plot(d["fraction"], d["macro_f1"], marker="o", label=g)
-    axes[0].set(xlabel="Fraction of data set", ylabel="Accuracy (%)")
-    axes[1].set(xlabel="Fraction of data set", ylabel="F1 score")
-    axes[0].legend()
+    axes[0].set(xlabel="Fraction of most confident objects kept", ylabel="Accuracy (%)")
+    axes[1].set(xlabel="Fraction of most confident objects kept", ylabel="Macro F1 score")
+    axes[0].legend(title="objects")
+    fig.suptitle(f"Accuracy against confidence: {ev.describe()}", fontsize=10)
     return save_figure(fig, path)
 
 
@@ -70,20 +74,25 @@ def plot_confusion(ev, path) -> Path:
     )
     cm = cm.loc[ev.classes, ev.classes]
     fig, ax = plt.subplots(figsize=(4 + len(ev.classes), 3.5 + len(ev.classes)))
-    ax.imshow(cm.to_numpy(), cmap="Blues")
+    counts = cm.to_numpy()
+    ax.imshow(counts, cmap="Blues", vmin=0)
+    dark = counts.max() / 2 if counts.size else 0
     for i in range(len(ev.classes)):
         for j in range(len(ev.classes)):
-            ax.text(j, i, int(cm.iloc[i, j]), ha="center", va="center")
+            n = int(counts[i, j])
+            ax.text(
+                j, i, n, ha="center", va="center", fontsize=12,
+                color="white" if n > dark else "black",
+            )  # fmt: skip
     ax.set_xticks(range(len(ev.classes)), ev.classes)
     ax.set_yticks(range(len(ev.classes)), ev.classes)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+    ax.set(xlabel="predicted class", ylabel="true class")
+    ax.set_title(f"Confusion matrix\n{ev.describe()}", fontsize=10)
     return save_figure(fig, path)
 
 
 def plot_gallery(ev, stack, path, n: int = 16) -> Path:
     """Cutouts with their predictions, the most confidently wrong first."""
-    from catbuilder.stack.preprocess import Preprocessor
-
     plt = pyplot()
     d = ev.data.copy()
     d["wrong"] = d["predicted"].astype(str) != d["_truth"].astype(str)
@@ -91,20 +100,94 @@ def plot_gallery(ev, stack, path, n: int = 16) -> Path:
     sel = stack.select(objid=d["objid"].to_numpy())
     objs = sel.objects().reset_index(drop=True)
     pos = {o: i for i, o in enumerate(objs["objid"])}
-    imgs = Preprocessor()(sel.load(), objs, sel.bands)
+    imgs = display_rgb(sel.load(), objs, sel.bands)
     cols = 4
     rows = max(1, int(np.ceil(len(d) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, (_, r) in zip(axes.ravel(), d.iterrows()):
-        ax.imshow((imgs[pos[r["objid"]]] + 1) / 2, origin="lower")
+        ax.imshow(imgs[pos[r["objid"]]], origin="lower")
+        _scale_bar(ax, sel.pixel_scale, imgs.shape[1])
         colour = "red" if r["wrong"] else "black"
         ax.set_title(
-            f"{r['predicted']} {r['confidence']:.2f}\ntrue: {r['_truth']}", fontsize=8, color=colour
+            f"predicted {r['predicted']} (p={r['confidence']:.2f})\ntrue {r['_truth']}",
+            fontsize=8,
+            color=colour,
         )
-    fig.suptitle("Predictions, most confidently wrong first")
+    fig.suptitle(f"Most confidently wrong first (red: wrong): {ev.describe()}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return Path(path)
+
+
+def display_rgb(pixels: np.ndarray, objects=None, bands=None) -> np.ndarray:
+    """Cutouts as RGB images in [0, 1], with the stretch the model sees.
+
+    The configured preprocessing (``preprocess.*``: bands to RGB, stretch,
+    calibration by ``magzero_<band>`` of ``objects``) at the cutouts' own
+    size: every figure shows what the model was given.
+    """
+    from catbuilder.stack.preprocess import Preprocessor
+
+    prep = Preprocessor()
+    magzero = None
+    if objects is not None and bands is not None:
+        cols = [f"magzero_{b}" for b in bands]
+        if all(c in objects.columns for c in cols):
+            magzero = objects[cols].to_numpy(dtype=np.float32)
+    side = pixels.shape[-1]
+    return (prep.transform(pixels, bands, magzero, size=side) + 1.0) / 2.0
+
+
+def _scale_bar(ax, pixel_scale: float, side: int, *, wcs_axes: bool = False) -> None:
+    """A labelled bar of a round angle (1, 2, 5, 10 ... arcsec) in the lower left."""
+    if not np.isfinite(pixel_scale) or pixel_scale <= 0:
+        return
+    target = side * pixel_scale / 3.5  # about a quarter of the image
+    length = max(v for v in (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300) if v <= max(target, 0.5))
+    px = length / pixel_scale
+    x0, y0 = 0.06 * side, 0.08 * side
+    kw = {"transform": ax.get_transform("pixel")} if wcs_axes else {}
+    ax.plot([x0, x0 + px], [y0, y0], color="white", lw=2, **kw)
+    label = f'{length:g}"' if length < 60 else f"{length / 60:g}'"
+    ax.text(x0 + px / 2, y0 + 0.03 * side, label, color="white", ha="center", fontsize=8, **kw)
+
+
+def plot_cutout(stack, i: int, path=None, *, title: str | None = None):
+    """One cutout with RA/Dec axes (from the stack's own WCS) and a scale bar.
+
+    Needs nothing but the stack: the tiles may be gone.
+
+    Parameters
+    ----------
+    stack
+        An :class:`~catbuilder.stack.ImageStack`.
+    i
+        Position of the object in the stack.
+    path
+        PNG to write; None returns the figure.
+    title
+        Default: the object's id, label and position.
+    """
+    plt = pyplot()
+    sub = stack.isel([int(i)])
+    obj = sub.objects().iloc[0]
+    img = display_rgb(sub.load(), sub.objects(), sub.bands)[0]
+    fig = plt.figure(figsize=(4.6, 4.4))
+    ax = fig.add_subplot(projection=stack.wcs(int(i)))
+    ax.imshow(img, origin="lower")
+    ax.coords[0].set_axislabel("RA (ICRS)")
+    ax.coords[1].set_axislabel("Dec (ICRS)")
+    ax.coords[0].set_major_formatter("hh:mm:ss.s")
+    ax.coords[1].set_major_formatter("dd:mm:ss")
+    _scale_bar(ax, stack.pixel_scale, img.shape[0], wcs_axes=True)
+    from catbuilder import config
+
+    label = obj.get("label") or "unlabelled"
+    rgb = ",".join(str(b) for b in config.get("preprocess.rgb"))
+    ax.set_title(title or f"{obj['objid']} ({label}), RGB = {rgb}", fontsize=9)
+    if path is None:
+        return fig
+    return save_figure(fig, path)

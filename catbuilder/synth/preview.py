@@ -7,35 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["rgb_image", "write_previews"]
-
-
-def rgb_image(
-    r: np.ndarray,
-    g: np.ndarray,
-    b: np.ndarray,
-    noise: float | None = None,
-    q: float = 8.0,
-) -> np.ndarray:
-    """Lupton et al. (2004) asinh colour composite as uint8 (ny, nx, 3).
-
-    Parameters
-    ----------
-    r, g, b
-        Images for the red, green and blue channels (the paper's i, r, g).
-    noise
-        Noise level used to set the stretch; estimated from the data if None.
-    q
-        Asinh softening parameter.
-    """
-    from astropy.visualization import make_lupton_rgb
-
-    stack = np.stack([r, g, b]).astype(np.float64)
-    stack = np.nan_to_num(stack, nan=0.0)
-    if noise is None:
-        med = np.median(stack)
-        noise = 1.4826 * np.median(np.abs(stack - med)) or 1.0
-    return make_lupton_rgb(*stack, minimum=-noise, stretch=10 * noise, Q=q)
+__all__ = ["write_previews"]
 
 
 def write_previews(
@@ -68,33 +40,36 @@ def write_previews(
     list of Path
         The files written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from astropy.coordinates import SkyCoord
     from astropy.io import fits
     from astropy.nddata import Cutout2D
     from astropy.wcs import WCS
 
+    from catbuilder.evaluate.plots import _scale_bar, display_rgb, pyplot
+
+    plt = pyplot()
     out_prefix = Path(out_prefix)
-    data = {}
-    noise = 0.0
-    for band in ("i", "r", "g"):
+    bands = ["g", "r", "i"]
+    data, zp = {}, []
+    for band in bands:
         with fits.open(tile_paths[band]) as hdul:
             header = hdul[0].header
-            # calibrate to nanomaggies so the channels balance
-            nmgy = 10 ** (-0.4 * (float(header.get("MAGZERO", 22.5)) - 22.5))
-            data[band] = hdul[0].data.astype(np.float64) * nmgy
-            noise = max(noise, float(header.get("SKYSIGMA", 1.0)) * nmgy)
+            data[band] = hdul[0].data.astype(np.float32)
+            zp.append(float(header.get("MAGZERO", 22.5)))
     wcs = WCS(header)
-    rgb = rgb_image(data["i"], data["r"], data["g"], noise=noise)
+    scale = float(header.get("PIXSCALE", 0.263))
+    magzero = pd.DataFrame([dict(zip([f"magzero_{b}" for b in bands], zp))])
+    # the preprocessing stretch, as in every other figure and in the model's input
+    rgb = display_rgb(np.stack([data[b] for b in bands])[None], magzero, bands)[0]
 
     written = []
-    fig, ax = plt.subplots(figsize=(8, 8), dpi=100)
+    fig = plt.figure(figsize=(8, 8), dpi=100)
+    ax = fig.add_subplot(projection=wcs)
     ax.imshow(rgb, origin="lower")
-    ax.set_title(f"{Path(survey_dir).name}: tile {header.get('TILENAME', '')} (i, r, g)")
-    ax.set_axis_off()
+    ax.coords[0].set_axislabel("RA (ICRS)")
+    ax.coords[1].set_axislabel("Dec (ICRS)")
+    _scale_bar(ax, scale, rgb.shape[0], wcs_axes=True)
+    ax.set_title(f"{Path(survey_dir).name}: tile {header.get('TILENAME', '')} (RGB = i, r, g)")
     tile_png = out_prefix.parent / f"{out_prefix.name}_tile.png"
     fig.savefig(tile_png, bbox_inches="tight")
     plt.close(fig)
@@ -102,7 +77,7 @@ def write_previews(
 
     in_tile = sources[sources["tile"] == header.get("TILENAME")]
     classes = [c for c in ("spiral", "elliptical", "star") if (in_tile["cls"] == c).any()]
-    size_pix = round(cutout_arcsec / float(header.get("PIXSCALE", 0.263)))
+    size_pix = round(cutout_arcsec / scale)
     fig, axes = plt.subplots(
         max(1, len(classes)),
         per_class,
@@ -115,12 +90,16 @@ def write_previews(
         chosen = in_tile[in_tile["cls"] == cls].sort_values("mag_r").head(per_class)
         for col, (_, obj) in enumerate(chosen.iterrows()):
             pos = SkyCoord(obj["ra"], obj["dec"], unit="deg")
-            cuts = [
-                Cutout2D(data[b], pos, size_pix, wcs=wcs, mode="partial", fill_value=0.0).data
-                for b in ("i", "r", "g")
-            ]
-            axes[row, col].imshow(rgb_image(*cuts, noise=noise), origin="lower")
-            axes[row, col].set_title(f"{cls} r={obj['mag_r']:.1f}", fontsize=8)
+            cuts = np.stack(
+                [
+                    Cutout2D(data[b], pos, size_pix, wcs=wcs, mode="partial", fill_value=0.0).data
+                    for b in bands
+                ]
+            )
+            axes[row, col].imshow(display_rgb(cuts[None], magzero, bands)[0], origin="lower")
+            _scale_bar(axes[row, col], scale, size_pix)
+            axes[row, col].set_title(f"true {cls}, r={obj['mag_r']:.1f}", fontsize=8)
+    fig.suptitle(f"{Path(survey_dir).name}: brightest objects of each true class", fontsize=10)
     objects_png = out_prefix.parent / f"{out_prefix.name}_objects.png"
     fig.tight_layout()
     fig.savefig(objects_png, dpi=100)
