@@ -718,7 +718,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         msg = error_message(err)
-        if isinstance(err, OSError) and not err.filename and getattr(args, "output", None):
+        from catbuilder.errors import CatbuilderError
+
+        own = isinstance(err, CatbuilderError)  # its messages name the path already
+        if (
+            isinstance(err, OSError)
+            and not own
+            and not err.filename
+            and getattr(args, "output", None)
+        ):
             msg = f"writing {args.output}: {msg}"
         print(f"{name}: error: {msg}", file=sys.stderr)
         return 2

@@ -728,9 +728,12 @@ def test_index_and_pairs_never_replace_a_user_file(command, work, capsys):
     rc, err = cli(capsys, *argv, "mine.parquet")
     one_error(rc, err, r"mine\.parquet exists and is not a file catbuilder wrote", command)
     assert pd.read_parquet("mine.parquet").equals(_sources())
-    for _ in range(2):  # its own output is replaced by a second run
-        rc, err = cli(capsys, *argv, "own.parquet")
-        assert rc == 0, err
+    rc, err = cli(capsys, *argv, "own.parquet")
+    assert rc == 0, err
+    rc, err = cli(capsys, *argv, "own.parquet")  # its own output: replaced only on request
+    one_error(rc, err, r"own\.parquet exists \(a .* catbuilder wrote\); add --overwrite", command)
+    rc, err = cli(capsys, *argv, "own.parquet", "--overwrite")
+    assert rc == 0, err
     assert len(pd.read_parquet("own.parquet")) in (3, 5)  # three images, or five pairs
     os.remove("mine.parquet")
     os.remove("own.parquet")
