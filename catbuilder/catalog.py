@@ -51,7 +51,7 @@ def label_ids(values: pd.Series) -> pd.Series:
     return text.where(~text.isin(["", "None", "nan", "<NA>"]), None).astype(object)
 
 
-def build_catalog(predictions, stack=None) -> pd.DataFrame:
+def build_catalog(predictions, stack=None, *, anomaly: bool = False) -> pd.DataFrame:
     """Join predictions with the stack's per-object table.
 
     Parameters
@@ -60,6 +60,9 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
         :class:`catbuilder.infer.Predictions` (or the path of one).
     stack
         The stack predicted on (default: the one recorded in the predictions).
+    anomaly
+        Add ``anomaly_score``: an isolation forest over the embeddings
+        (:func:`catbuilder.similarity.anomaly_scores`); higher is stranger.
 
     Returns
     -------
@@ -116,6 +119,15 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
         cat["label_objid"] = label_ids(objects["label_objid"])
     if "label_prob" in objects:
         cat["label_prob"] = objects["label_prob"].astype(np.float32)
+    if anomaly:
+        from catbuilder.similarity import anomaly_scores
+
+        emb = predictions.embeddings()
+        if emb is None:
+            raise ValueError("anomaly scores need embeddings: predict with embed=True")
+        emb = emb.astype(np.float32).copy()
+        emb[off] = np.nan
+        cat["anomaly_score"] = anomaly_scores(emb)
     cat.attrs["catbuilder"] = {
         "model": meta.get("model"),
         "predictions": str(predictions.path),

@@ -446,6 +446,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", action="store_true", help="average over flips and rotations")
     p.add_argument("--no-embed", action="store_true", help="do not write embeddings")
     p.add_argument(
+        "--anomaly-scores",
+        action="store_true",
+        help="add an anomaly_score column (isolation forest over the embeddings)",
+    )
+    p.add_argument(
         "--overwrite", action="store_true", help="replace predictions made with other arguments"
     )
     _where(p, "the active client, else a LocalCluster")
@@ -480,11 +485,112 @@ def _predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    cat = build_catalog(preds)
+    cat = build_catalog(preds, anomaly=args.anomaly_scores)
     path = write_catalog(cat, args.output, args.format)
     counts = cat["predicted"].fillna("(no prediction)").value_counts().to_dict()
     print(f"{len(cat)} objects -> {path}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     print(f"probabilities{' and embeddings' if not args.no_embed else ''} in {preds.path}")
+    return 0
+
+
+# -- selftrain -------------------------------------------------------------------
+
+
+def _selftrain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("labelled", help="image stack of the labelled survey (A)")
+    p.add_argument("unlabelled", help="image stack of the survey to adapt to (B)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="directory for models, tables")
+    p.add_argument("--model", default=None, help=f"classifier plugin name {_conf('train.model')}")
+    p.add_argument(
+        "--params", default=None, help="estimator parameters as a JSON object (default: none)"
+    )
+    p.add_argument("--rounds", type=int, default=None, help=_conf("selftrain.rounds"))
+    p.add_argument(
+        "--per-class",
+        type=int,
+        default=None,
+        help=f"pseudo-labels added per class and round {_conf('selftrain.per-class')}",
+    )
+    p.add_argument(
+        "--threshold", type=float, default=None, help="minimum probability of a pseudo-label"
+    )
+    p.add_argument(
+        "--seeds", type=_csv, default=None, help=f"comma-separated {_conf('selftrain.seeds')}"
+    )
+    _where(p, "one seed after another in this process")
+
+
+@command("selftrain", "train on survey A, pseudo-label survey B's most confident, retrain")(
+    _selftrain_args
+)
+def _selftrain(args: argparse.Namespace) -> int:
+    import json
+
+    from catbuilder.selftrain import self_train
+
+    res = self_train(
+        args.labelled,
+        args.unlabelled,
+        args.model,
+        outdir=args.output,
+        params=json.loads(args.params) if args.params else None,
+        rounds=args.rounds,
+        per_class=args.per_class,
+        threshold=args.threshold,
+        seeds=[int(s) for s in args.seeds] if args.seeds else None,
+        cluster=args.cluster,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(res)
+    print(f"models and tables in {args.output}")
+    return 0
+
+
+# -- similar ----------------------------------------------------------------------
+
+
+def _similar_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("predictions", help="predictions store (.zarr) with embeddings")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--objid", default=None, help="the query object's id")
+    where.add_argument(
+        "--position", nargs=2, type=float, metavar=("RA", "DEC"), help="query by position (deg)"
+    )
+    p.add_argument("-k", type=int, default=10, help="neighbours")
+    p.add_argument("-o", "--output", type=Path, default=None, help="table (.csv or .parquet)")
+    p.add_argument("--gallery", type=Path, default=None, help="PNG of the query and neighbours")
+
+
+@command("similar", "objects whose embeddings are nearest a given object's")(_similar_args)
+def _similar(args: argparse.Namespace) -> int:
+    from catbuilder.similarity import similar
+
+    query: object = args.objid
+    if args.position:
+        query = tuple(args.position)
+    elif args.objid is not None and args.objid.lstrip("-").isdigit():
+        query = int(args.objid)
+    res = similar(args.predictions, query, args.k)
+    print(f"query: {res.attrs['query']} ({res.attrs['method']} search)")
+    print(res.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.output is not None:
+        if args.output.suffix == ".parquet":
+            res.to_parquet(args.output, index=False)
+        else:
+            res.to_csv(args.output, index=False)
+    if args.gallery is not None:
+        from catbuilder.evaluate.plots import plot_thumbnails
+        from catbuilder.infer import open_predictions
+        from catbuilder.stack import open_stack
+
+        stack = open_stack(open_predictions(args.predictions).meta["stack"]["path"])
+        titles = [
+            f"{'query' if r == 0 else f'#{r}'} {o}\n{p} d={d:.3f}"
+            for r, o, p, d in zip(res["rank"], res["objid"], res["predicted"], res["distance"])
+        ]
+        plot_thumbnails(stack, res["objid"], args.gallery, titles, title=res.attrs["query"])
+        print(f"gallery: {args.gallery}")
     return 0
 
 

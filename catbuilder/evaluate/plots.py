@@ -11,8 +11,10 @@ __all__ = [
     "plot_confidence",
     "plot_confusion",
     "plot_cutout",
+    "plot_embedding_map",
     "plot_gallery",
     "plot_roc",
+    "plot_thumbnails",
     "pyplot",
     "save_figure",
 ]
@@ -190,4 +192,84 @@ def plot_cutout(stack, i: int, path=None, *, title: str | None = None):
     ax.set_title(title or f"{obj['objid']} ({label}), RGB = {rgb}", fontsize=9)
     if path is None:
         return fig
+    return save_figure(fig, path)
+
+
+def plot_thumbnails(stack, objids, path, titles=None, *, title: str = "", cols: int = 6) -> Path:
+    """A gallery of the cutouts of ``objids`` (in that order), with a scale bar each.
+
+    ``titles`` (one line per object) label the thumbnails; ``title`` the figure.
+    """
+    plt = pyplot()
+    objids = list(objids)
+    sel = stack.select(objid=np.asarray(objids))
+    objs = sel.objects().reset_index(drop=True)
+    pos = {str(o): i for i, o in enumerate(objs["objid"])}
+    imgs = display_rgb(sel.load(), objs, sel.bands)
+    rows = max(1, int(np.ceil(len(objids) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for j, (ax, o) in enumerate(zip(axes.ravel(), objids)):
+        if str(o) not in pos:
+            continue
+        ax.imshow(imgs[pos[str(o)]], origin="lower")
+        _scale_bar(ax, sel.pixel_scale, imgs.shape[1])
+        ax.set_title(titles[j] if titles is not None else str(o), fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_embedding_map(
+    coords: np.ndarray, stack, objids, path, *, labels=None, n_thumbs: int = 40, title: str = ""
+) -> Path:
+    """The paper's t-SNE map with cutout thumbnails placed at their 2-D positions.
+
+    Points are coloured by ``labels`` (say which: predicted or true, in
+    ``title``); thumbnails of ``n_thumbs`` objects spread over the map (one
+    per cell of a grid) are drawn on top.
+    """
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    plt = pyplot()
+    coords = np.asarray(coords, dtype=float)
+    ok = np.isfinite(coords).all(axis=1)
+    objids = np.asarray(objids)
+    fig, ax = plt.subplots(figsize=(9, 8))
+    if labels is not None:
+        labels = np.asarray(labels).astype(str)
+        for lab in sorted(set(labels[ok])):
+            m = ok & (labels == lab)
+            ax.scatter(coords[m, 0], coords[m, 1], s=5, alpha=0.5, label=lab)
+        ax.legend(markerscale=3, loc="upper right")
+    else:
+        ax.scatter(coords[ok, 0], coords[ok, 1], s=5, alpha=0.5)
+    # one thumbnail per occupied grid cell, the object nearest the cell's centre
+    g = max(2, int(np.ceil(np.sqrt(n_thumbs))))
+    lo, hi = coords[ok].min(axis=0), coords[ok].max(axis=0)
+    cell = np.floor((coords - lo) / np.maximum(hi - lo, 1e-9) * (g - 1e-9)).astype(int)
+    chosen = []
+    for cx in range(g):
+        for cy in range(g):
+            m = np.flatnonzero(ok & (cell[:, 0] == cx) & (cell[:, 1] == cy))
+            if len(m):
+                centre = lo + (np.array([cx, cy]) + 0.5) / g * (hi - lo)
+                chosen.append(m[np.argmin(((coords[m] - centre) ** 2).sum(axis=1))])
+    chosen = chosen[:n_thumbs]
+    sel = stack.select(objid=objids[chosen])
+    objs = sel.objects().reset_index(drop=True)
+    pos = {str(o): i for i, o in enumerate(objs["objid"])}
+    imgs = display_rgb(sel.load(), objs, sel.bands)
+    zoom = 36.0 / imgs.shape[1]
+    for i in chosen:
+        j = pos.get(str(objids[i]))
+        if j is None:
+            continue
+        box = AnnotationBbox(
+            OffsetImage(imgs[j], zoom=zoom, origin="lower"), coords[i], frameon=False, pad=0
+        )
+        ax.add_artist(box)
+    ax.set(xticks=[], yticks=[])
+    ax.set_title(f"{title or 't-SNE of the embeddings'}\nn={int(ok.sum())}", fontsize=10)
     return save_figure(fig, path)

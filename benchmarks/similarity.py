@@ -1,0 +1,28 @@
+"""Similarity search over embeddings (catbuilder.similarity)."""
+
+import numpy as np
+
+
+class SimilaritySearch:
+    params = ([100_000], ["exact", "ivf"])
+    param_names = ["n", "method"]
+    timeout = 600
+
+    def setup(self, n, method):
+        from catbuilder.similarity import SimilarityIndex
+
+        rng = np.random.default_rng(0)
+        centres = rng.normal(size=(200, 64)).astype(np.float32)
+        self.X = centres[rng.integers(0, 200, n)] + 0.5 * rng.normal(size=(n, 64)).astype(
+            np.float32
+        )
+        self.Q = self.X[:200]
+        self.index = SimilarityIndex(10, method=method).fit(self.X)
+
+    def time_build(self, n, method):
+        from catbuilder.similarity import SimilarityIndex
+
+        SimilarityIndex(10, method=method).fit(self.X)
+
+    def time_query_200(self, n, method):
+        self.index.kneighbors(self.Q)
