@@ -67,12 +67,17 @@ class SelfTrainResult:
         out["n_added_mean"] = self.rounds.groupby("round")["n_added"].mean()
         return out.reset_index()
 
-    def gain(self) -> tuple[float, float]:
-        """Mean accuracy gain of the last round over round 0 and its spread (std over seeds)."""
-        last = self.rounds.groupby("seed")["round"].transform("max") == self.rounds["round"]
-        first = self.rounds[self.rounds["round"] == 0].set_index("seed")["accuracy"]
-        final = self.rounds[last].set_index("seed")["accuracy"]
-        diff = (final - first).dropna()
+    def gain(self, round: int | None = None) -> tuple[float, float]:
+        """Mean accuracy gain of a round (default: each seed's last) over round 0, and the
+        spread of that gain over seeds (standard deviation of the per-seed differences)."""
+        r = self.rounds
+        if round is None:
+            pick = r.groupby("seed")["round"].transform("max") == r["round"]
+        else:
+            pick = r["round"] == round
+        first = r[r["round"] == 0].set_index("seed")["accuracy"]
+        later = r[pick].set_index("seed")["accuracy"]
+        diff = (later - first).dropna()
         return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else float("nan")
 
     def __str__(self) -> str:
@@ -84,8 +89,11 @@ class SelfTrainResult:
                 f"[{r['min']:.4f}, {r['max']:.4f}] ({int(r['seeds'])} seeds)"
                 f"  {r['n_added_mean']:.0f}"
             )
-        gain, spread = self.gain()
-        lines.append(f"gain of the last round over round 0: {gain:+.4f} (std {spread:.4f})")
+        for r in sorted(set(self.rounds["round"]) - {0}):
+            gain, spread = self.gain(r)
+            lines.append(
+                f"gain of round {r} over round 0: {gain:+.4f} (std over seeds {spread:.4f})"
+            )
         return "\n".join(lines)
 
 
@@ -147,8 +155,8 @@ def _training_stack(a_train, b_stack, b_pos, pseudo, path: Path):
             "objid": ("object", b["objid"].values),
             "ra": ("object", b["ra"].values),
             "dec": ("object", b["dec"].values),
-            "label": ("object", np.asarray(pseudo, dtype=str)),
-            "split": ("object", np.array(["train"] * len(b_pos), dtype=str)),
+            "label": ("object", np.asarray(pseudo, dtype=object)),
+            "split": ("object", np.array(["train"] * len(b_pos), dtype=object)),
             "flags": ("object", np.zeros(len(b_pos), np.uint8)),
             "magzero": (("object", "band"), b["magzero"].values),
             "band": a["band"].values,
@@ -160,8 +168,8 @@ def _training_stack(a_train, b_stack, b_pos, pseudo, path: Path):
         from catbuilder.sky.selection import assign_splits
 
         a_split = assign_splits(a["objid"].values, test=0.0).astype(str)
-    a = a.assign_coords(label=("object", as_strings(np.asarray(a["label"].values)).astype(str)))
-    a = a.assign_coords(split=("object", a_split.astype(str)))
+    a = a.assign_coords(label=("object", as_strings(np.asarray(a["label"].values)).astype(object)))
+    a = a.assign_coords(split=("object", np.asarray(a_split).astype(object)))
     both = xr.concat([a.drop_vars("object", errors="ignore"), b_ds], dim="object")
     both = both.assign_coords(object=np.arange(both.sizes["object"]))
     both["written"] = ("object", np.ones(both.sizes["object"], bool))
@@ -174,7 +182,8 @@ def _training_stack(a_train, b_stack, b_pos, pseudo, path: Path):
     }
     for v in both.variables.values():
         v.encoding.clear()
-    both = both.chunk({"object": 256})
+    both = both.assign_coords({k: both[k].load() for k in both.coords})  # small: in memory
+    both["images"] = both["images"].chunk({"object": 256})
     if path.exists():
         shutil.rmtree(path)
     both.to_zarr(path, mode="w", consolidated=False)
@@ -222,7 +231,10 @@ def _one_seed(
     clean_b = read_values(b.ds["flags"]) == 0
     is_eval = (split_b == settings["evaluation"]) & np.isin(labels_b, classes)
     evalset = b.isel(np.flatnonzero(is_eval & clean_b))
-    pool = np.flatnonzero(clean_b & ~is_eval)  # never the evaluation objects
+    allowed = np.ones(len(b), bool)
+    if settings.get("pool") is not None:
+        allowed = np.isin(read_values(b.ds["objid"]), np.asarray(settings["pool"]))
+    pool = np.flatnonzero(clean_b & ~is_eval & allowed)  # never the evaluation objects
     # the objects every round trains and validates on: A's labelled train and validation splits
     a_fit = a_part.select(split=["train", "validation"]) if len(a_train) else a_part
     root = Path(outdir) / f"seed-{seed}"
@@ -300,6 +312,7 @@ def self_train(
     threshold: float | None = None,
     seeds: list[int] | int | None = None,
     evaluation: str | None = None,
+    pool: Any = None,
     cluster: Any = None,
     workers: int | None = None,
     progress: bool = True,
@@ -334,6 +347,11 @@ def self_train(
         Seeds (or a count) trained independently (default ``selftrain.seeds``).
     evaluation
         B's split with truth (default ``selftrain.evaluation-split``).
+    pool
+        Object ids of B that may be pseudo-labelled (default: all of B's
+        clean objects outside the evaluation split), e.g. B's galaxies by
+        the survey's star/galaxy separation, as the paper's unlabelled
+        sample was.
     cluster, workers
         Where the seeds run, one Dask task each (default: one after another
         in this process).
@@ -362,6 +380,7 @@ def self_train(
     seeds = list(range(int(seeds))) if isinstance(seeds, int) else [int(s) for s in seeds]
     model = str(c("train.model", model))
     settings = {
+        "pool": None if pool is None else [x.item() if hasattr(x, "item") else x for x in pool],
         "rounds": int(c("selftrain.rounds", rounds)),
         "per_class": int(c("selftrain.per-class", per_class)),
         "threshold": c("selftrain.threshold", threshold),
@@ -369,7 +388,7 @@ def self_train(
         "fractions": (1.0, 0.75, 0.5, 0.25),
     }
     outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / _MARKER).write_text(
+    record = json.loads(
         json.dumps(
             {
                 "labelled": paths[0],
@@ -377,11 +396,18 @@ def self_train(
                 "model": model,
                 "params": params or {},
                 "seeds": seeds,
-                **{k: v for k, v in settings.items() if k != "fractions"},
-            },
-            indent=1,
+                "pool": None if pool is None else len(settings["pool"]),
+                **{k: v for k, v in settings.items() if k not in ("fractions", "pool")},
+            }
         )
     )
+    marker = outdir / _MARKER
+    if marker.exists() and json.loads(marker.read_text()) != record:
+        raise ValueError(
+            f"{outdir} holds a self-training run made with other settings; its rounds "
+            "would be resumed as if they were this one's: choose another outdir"
+        )
+    marker.write_text(json.dumps(record, indent=1))
     tasks = [
         dask.delayed(_one_seed, pure=False)(
             s, paths[0], paths[1], model, dict(params or {}), settings, str(outdir.resolve())
@@ -401,6 +427,7 @@ def self_train(
     )
     b = ImageStack.open(paths[1])
     truth = b.objects()[["objid", "label"]]
+    truth["label"] = truth["label"].where(truth["label"] != "", None)  # no truth: null
     added = added.merge(truth, on="objid", how="left")
     curves = pd.concat([res["curves"] for res in results], ignore_index=True)
     rounds_df.to_csv(outdir / "rounds.csv", index=False)

@@ -153,11 +153,12 @@ def _predictions(predictions):
     return predictions if isinstance(predictions, Predictions) else open_predictions(predictions)
 
 
-_INDEXES: dict[tuple, tuple[SimilarityIndex, np.ndarray]] = {}
+_INDEXES: dict[tuple, tuple[SimilarityIndex, np.ndarray, np.ndarray]] = {}
 
 
-def _index_for(preds, **params) -> tuple[SimilarityIndex, np.ndarray]:
-    """The index of a predictions store's embeddings (built once per process)."""
+def _index_for(preds, **params) -> tuple[SimilarityIndex, np.ndarray, np.ndarray]:
+    """The index of a predictions store's embeddings, its rows and the embeddings
+    (read and built once per process)."""
     marker = preds.path / "zarr.json"
     key = (str(preds.path), os.stat(marker).st_mtime_ns, tuple(sorted(params.items())))
     if key not in _INDEXES:
@@ -169,7 +170,7 @@ def _index_for(preds, **params) -> tuple[SimilarityIndex, np.ndarray]:
         ok = np.isfinite(emb).all(axis=1)
         rows = np.flatnonzero(ok)
         _INDEXES.clear()  # one store's index at a time: they can be large
-        _INDEXES[key] = (SimilarityIndex(**params).fit(emb[rows]), rows)
+        _INDEXES[key] = (SimilarityIndex(**params).fit(emb[rows]), rows, emb)
     return _INDEXES[key]
 
 
@@ -237,12 +238,11 @@ def similar(
             raise ValueError(f"object id {query!r} is not in the stack")
         pos = int(hit[0])
         how = f"object id {query}"
-    index, rows = _index_for(preds, **index_params)
+    index, rows, emb_all = _index_for(preds, **index_params)
     where = np.flatnonzero(rows == pos)
     if not len(where):
         raise ValueError(f"object {cat['objid'].iloc[pos]} has no embedding (off the footprint)")
-    emb = preds.embeddings()[[pos]]
-    dist, idx = index.kneighbors(emb, k + 1)
+    dist, idx = index.kneighbors(emb_all[[pos]], k + 1)
     found = rows[idx[0][idx[0] >= 0]]
     d = dist[0][idx[0] >= 0]
     order = [pos] + [int(i) for i in found if i != pos][:k]

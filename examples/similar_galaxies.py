@@ -63,16 +63,21 @@ def main() -> None:
     cat["truth"] = sources.set_index("objid")["truth"].reindex(cat["objid"]).to_numpy()
     write_catalog(cat, work / "catalog.parquet")
 
+    truth = cat.set_index("objid")["truth"]
+
+    def more_like(objid):
+        res = similar(preds, objid, 10, catalog=cat)
+        res["truth"] = truth.reindex(res["objid"]).to_numpy()
+        return res
+
     # more like this: precision@10 against the truth, for spirals and ellipticals
     rng = np.random.default_rng(0)
     for cls in ("spiral", "elliptical"):
         ids = cat.loc[(cat["truth"] == cls) & (cat["flags"] == 0), "objid"].to_numpy()
         chosen = rng.choice(ids, min(args.queries, len(ids)), replace=False)
-        precision = [
-            (similar(preds, o, 10, catalog=cat).iloc[1:]["truth"] == cls).mean() for o in chosen
-        ]
+        precision = [(more_like(o).iloc[1:]["truth"] == cls).mean() for o in chosen]
         print(f"precision@10 for {cls} queries: {np.mean(precision):.3f} ({len(chosen)} queries)")
-        res = similar(preds, chosen[0], 10, catalog=cat)
+        res = more_like(chosen[0])
         titles = [
             f"{'query' if r == 0 else f'#{r}'}: {t}" for r, t in zip(res["rank"], res["truth"])
         ]

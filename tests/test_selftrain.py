@@ -92,5 +92,5 @@ def test_selftrain_cli(hp_stack, unlabelled, tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "gain of the last round over round 0" in res.stdout
+    assert "gain of round 1 over round 0" in res.stdout
     assert (tmp_path / "st" / "seed-4" / "round-1" / "model" / "catbuilder-model.json").exists()
