@@ -29,26 +29,6 @@ __all__ = [
 
 FORMATS = ("parquet", "fits", "votable", "hats")
 _UNRELIABLE = ("off_footprint",)  # no pixels: no prediction
-#: stored in a stack's integer ``label_objid`` where there is no label object
-NO_LABEL_ID = np.iinfo(np.int64).min
-
-
-def label_ids(values: pd.Series) -> pd.Series:
-    """A stack's ``label_objid`` values as a column with nulls.
-
-    Integer ids become a nullable ``Int64`` column (the stack stores
-    :data:`NO_LABEL_ID` where none); string ids stay strings, null where empty.
-    """
-    values = pd.Series(values).reset_index(drop=True)
-    if isinstance(values.dtype, pd.Int64Dtype):
-        return values
-    if values.dtype.kind in "iu":
-        ids = values.to_numpy()
-        out = pd.Series(pd.array(ids, dtype="Int64"))
-        out[ids == NO_LABEL_ID] = pd.NA
-        return out
-    text = values.astype(str)
-    return text.where(~text.isin(["", "None", "nan", "<NA>"]), None).astype(object)
 
 
 def build_catalog(predictions, stack=None, *, anomaly: bool = False) -> pd.DataFrame:
@@ -115,8 +95,8 @@ def build_catalog(predictions, stack=None, *, anomaly: bool = False) -> pd.DataF
         if col in objects:
             vals = objects[col].astype(str)
             cat[col] = vals.where(vals != "", None).astype(object)  # unknown is null, not ""
-    if "label_objid" in objects:
-        cat["label_objid"] = label_ids(objects["label_objid"])
+    if "label_objid" in objects:  # nulls already where the stack has no label object
+        cat["label_objid"] = objects["label_objid"].reset_index(drop=True)
     if "label_prob" in objects:
         cat["label_prob"] = objects["label_prob"].astype(np.float32)
     if anomaly:
@@ -339,11 +319,7 @@ def _arrow_table(catalog: pd.DataFrame, meta: dict):
     from astropy.table.meta import get_yaml_from_table
 
     t = pa.Table.from_pandas(catalog, preserve_index=False)
-    fields = []
-    for field in t.schema:
-        col = catalog_schema.describe(field.name)
-        md = {"description": col.description, "unit": col.unit, "ucd": col.ucd}
-        fields.append(field.with_metadata({k: v for k, v in md.items() if v is not None}))
+    fields = [_described(field) for field in t.schema]
     head = catalog_schema.to_astropy(catalog.iloc[:1])
     head.meta["catbuilder"] = meta
     vot = io.BytesIO()
@@ -405,6 +381,7 @@ def _votable(catalog: pd.DataFrame, meta: dict):
 
 def _write_hats(catalog: pd.DataFrame, meta: dict, tmp: Path, name: str) -> None:
     import lsdb
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     df = catalog.reset_index(drop=True)
@@ -413,17 +390,16 @@ def _write_hats(catalog: pd.DataFrame, meta: dict, tmp: Path, name: str) -> None
             df[col] = df[col].astype("string[pyarrow]")
     cat = lsdb.from_dataframe(df, ra_column="ra", dec_column="dec", catalog_name=name)
     cat.to_hats(tmp, catalog_name=name, addl_hats_properties=catalog_schema.flatten(meta))
-    import pyarrow as pa
-
     for common in tmp.glob("**/dataset/_common_metadata"):  # the catalog and its margin
         schema = pq.read_schema(common)
-        fields = []
-        for field in schema:
-            col = catalog_schema.describe(field.name)
-            md = {"description": col.description, "unit": col.unit, "ucd": col.ucd}
-            keep = {k: v for k, v in md.items() if v is not None} if col.description else {}
-            fields.append(field.with_metadata(keep) if keep else field)
+        fields = [_described(field) for field in schema]
         pq.write_metadata(pa.schema(fields, metadata=schema.metadata), common)
+
+
+def _described(field):
+    """A pyarrow field with its column's unit, UCD and description (unknown columns: as is)."""
+    md = catalog_schema.field_metadata(field.name)
+    return field.with_metadata(md) if md else field
 
 
 def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -449,11 +425,8 @@ def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
         df, meta = _read_astropy(path)
     if meta is not None:
         df.attrs["catbuilder"] = meta
-    df.attrs["units"] = {
-        c: catalog_schema.describe(str(c)).unit
-        for c in df.columns
-        if catalog_schema.describe(str(c)).unit is not None
-    }
+    units = {c: catalog_schema.describe(str(c)).unit for c in df.columns}
+    df.attrs["units"] = {c: u for c, u in units.items() if u is not None}
     return df
 
 

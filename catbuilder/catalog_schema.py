@@ -21,6 +21,7 @@ import pandas as pd
 __all__ = [
     "Column",
     "describe",
+    "field_metadata",
     "flatten",
     "reference_markdown",
     "schema_columns",
@@ -84,6 +85,16 @@ def describe(name: str, dtype: Any = None) -> Column:
             desc += f"; null: {entry['absent']}"
         return Column(name, entry["dtype"], entry.get("unit"), entry.get("ucd"), desc)
     return Column(name, str(dtype) if dtype is not None else "", None, None, "")
+
+
+def field_metadata(name: str) -> dict[str, str]:
+    """``description``, ``unit`` and ``ucd`` of a known column, for a Parquet field
+    ({} for a column the schema does not describe)."""
+    col = describe(name)
+    if not col.description:
+        return {}
+    md = {"description": col.description, "unit": col.unit, "ucd": col.ucd}
+    return {k: v for k, v in md.items() if v is not None}
 
 
 def _masked(values: pd.Series):

@@ -99,18 +99,16 @@ def plot_gallery(ev, stack, path, n: int = 16) -> Path:
     d = ev.data.copy()
     d["wrong"] = d["predicted"].astype(str) != d["_truth"].astype(str)
     d = d.sort_values(["wrong", "confidence"], ascending=[False, False]).head(n)
-    sel = stack.select(objid=d["objid"].to_numpy())
-    objs = sel.objects().reset_index(drop=True)
-    pos = {o: i for i, o in enumerate(objs["objid"])}
-    imgs = display_rgb(sel.load(), objs, sel.bands)
+    images, scale = _images_of(stack, d["objid"].to_numpy())
     cols = 4
     rows = max(1, int(np.ceil(len(d) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, (_, r) in zip(axes.ravel(), d.iterrows()):
-        ax.imshow(imgs[pos[r["objid"]]], origin="lower")
-        _scale_bar(ax, sel.pixel_scale, imgs.shape[1])
+        img = images[str(r["objid"])]
+        ax.imshow(img, origin="lower")
+        _scale_bar(ax, scale, img.shape[0])
         colour = "red" if r["wrong"] else "black"
         ax.set_title(
             f"predicted {r['predicted']} (p={r['confidence']:.2f})\ntrue {r['_truth']}",
@@ -141,6 +139,14 @@ def display_rgb(pixels: np.ndarray, objects=None, bands=None) -> np.ndarray:
             magzero = objects[cols].to_numpy(dtype=np.float32)
     side = pixels.shape[-1]
     return (prep.transform(pixels, bands, magzero, size=side) + 1.0) / 2.0
+
+
+def _images_of(stack, objids) -> tuple[dict[str, np.ndarray], float]:
+    """RGB display images of ``objids`` (by id as text) and the stack's pixel scale."""
+    sel = stack.select(objid=np.asarray(objids))
+    objs = sel.objects().reset_index(drop=True)
+    imgs = display_rgb(sel.load(), objs, sel.bands)
+    return {str(o): imgs[i] for i, o in enumerate(objs["objid"])}, sel.pixel_scale
 
 
 def _scale_bar(ax, pixel_scale: float, side: int, *, wcs_axes: bool = False) -> None:
@@ -202,19 +208,16 @@ def plot_thumbnails(stack, objids, path, titles=None, *, title: str = "", cols: 
     """
     plt = pyplot()
     objids = list(objids)
-    sel = stack.select(objid=np.asarray(objids))
-    objs = sel.objects().reset_index(drop=True)
-    pos = {str(o): i for i, o in enumerate(objs["objid"])}
-    imgs = display_rgb(sel.load(), objs, sel.bands)
+    images, scale = _images_of(stack, np.asarray(objids))
     rows = max(1, int(np.ceil(len(objids) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     for j, (ax, o) in enumerate(zip(axes.ravel(), objids)):
-        if str(o) not in pos:
+        if str(o) not in images:
             continue
-        ax.imshow(imgs[pos[str(o)]], origin="lower")
-        _scale_bar(ax, sel.pixel_scale, imgs.shape[1])
+        ax.imshow(images[str(o)], origin="lower")
+        _scale_bar(ax, scale, images[str(o)].shape[0])
         ax.set_title(titles[j] if titles is not None else str(o), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -257,17 +260,16 @@ def plot_embedding_map(
                 centre = lo + (np.array([cx, cy]) + 0.5) / g * (hi - lo)
                 chosen.append(m[np.argmin(((coords[m] - centre) ** 2).sum(axis=1))])
     chosen = chosen[:n_thumbs]
-    sel = stack.select(objid=objids[chosen])
-    objs = sel.objects().reset_index(drop=True)
-    pos = {str(o): i for i, o in enumerate(objs["objid"])}
-    imgs = display_rgb(sel.load(), objs, sel.bands)
-    zoom = 36.0 / imgs.shape[1]
+    images, _ = _images_of(stack, objids[chosen])
     for i in chosen:
-        j = pos.get(str(objids[i]))
-        if j is None:
+        img = images.get(str(objids[i]))
+        if img is None:
             continue
         box = AnnotationBbox(
-            OffsetImage(imgs[j], zoom=zoom, origin="lower"), coords[i], frameon=False, pad=0
+            OffsetImage(img, zoom=36.0 / img.shape[0], origin="lower"),
+            coords[i],
+            frameon=False,
+            pad=0,
         )
         ax.add_artist(box)
     ax.set(xticks=[], yticks=[])

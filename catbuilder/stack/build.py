@@ -32,7 +32,7 @@ from catbuilder.stack.describe import WCS_VARS, cutout_wcs_values, describe_data
 from catbuilder.stack.extract import extract_chunk
 from catbuilder.stack.flags import FLAG_BITS
 from catbuilder.stack.plan import plan_objects, size_in_pixels
-from catbuilder.stack.store import ImageStack
+from catbuilder.stack.store import NO_LABEL_ID, ImageStack
 
 __all__ = ["append_to_stack", "build_stack"]
 
@@ -100,8 +100,6 @@ def _prepare_sources(
 def _label_ids(values: pd.Series) -> np.ndarray:
     """Label-survey ids as stored: int64 (``NO_LABEL_ID`` where none) when every id is
     an integer, else text ("" where none)."""
-    from catbuilder.catalog import NO_LABEL_ID
-
     if pd.api.types.is_integer_dtype(values.dtype):  # int64, or Int64 with nulls
         return values.to_numpy(dtype=np.int64, na_value=NO_LABEL_ID)
     present = values.dropna()

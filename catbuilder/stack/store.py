@@ -30,10 +30,39 @@ from catbuilder.errors import IncompleteStoreError
 from catbuilder.stack.flags import FLAG_BITS
 from catbuilder.zarr_store import as_strings, open_zarr, read_meta, read_values, sibling
 
-__all__ = ["Batch", "ImageStack", "IncompleteStackError", "open_stack", "open_zarr", "sibling"]
+__all__ = [
+    "NO_LABEL_ID",
+    "Batch",
+    "ImageStack",
+    "IncompleteStackError",
+    "label_ids",
+    "open_stack",
+    "open_zarr",
+    "sibling",
+]
 
 # variables written per chunk that are per-object metadata, shown as coordinates
 FLAG_VARS = ("edge", "nan_fraction", "nan", "missing_band", "saturated", "flags", "magzero")
+
+
+#: stored in a stack's integer ``label_objid`` where there is no label object
+NO_LABEL_ID = np.iinfo(np.int64).min
+
+
+def label_ids(values: pd.Series) -> pd.Series:
+    """A stack's ``label_objid`` values as a column with nulls.
+
+    Integer ids become a nullable ``Int64`` column (the stack stores
+    :data:`NO_LABEL_ID` where none); string ids stay strings, null where empty.
+    """
+    values = pd.Series(values).reset_index(drop=True)
+    if values.dtype.kind in "iu":
+        ids = values.to_numpy()
+        out = pd.Series(pd.array(ids, dtype="Int64"))
+        out[ids == NO_LABEL_ID] = pd.NA
+        return out
+    text = values.astype(str)
+    return text.where(~text.isin(["", "None", "nan", "<NA>"]), None).astype(object)
 
 
 class IncompleteStackError(IncompleteStoreError):
@@ -206,8 +235,6 @@ class ImageStack:
             for i, b in enumerate(self.bands):
                 cols[f"{name}_{b}"] = vals[:, i]
         if "label_objid" in cols:  # integer ids: nulls where the stack stores its sentinel
-            from catbuilder.catalog import label_ids
-
             cols["label_objid"] = label_ids(cols["label_objid"]).array
         return pd.DataFrame(cols, index=pd.Index(self.ds["object"].values, name="object"))
 
