@@ -24,6 +24,7 @@ _LAZY: dict[str, str] = {
     "write_catalog": "catbuilder.catalog:write_catalog",
     "read_catalog": "catbuilder.catalog:read_catalog",
     "demo": "catbuilder.pipeline:demo",
+    "Pipeline": "catbuilder.pipeline:Pipeline",
     "similar": "catbuilder.similarity:similar",
     "self_train": "catbuilder.selftrain:self_train",
 }

@@ -4,7 +4,8 @@
 # is missing.
 #
 #   1. system packages: SLURM and munge (for the dask-jobqueue tests), a C++
-#      toolchain and cmake (to build Horovod);
+#      toolchain and cmake (to build Horovod), Chromium (the report's test opens
+#      report.html in it, headless);
 #   2. a virtual environment in .venv;
 #   3. catbuilder, its plugins and extras, resolved in ONE pip call so that
 #      TensorFlow's numpy bound holds for every package;
@@ -17,7 +18,8 @@ VENV=${VENV:-.venv}
 export DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
-for cmd in slurmctld:slurm-wlm slurmd:slurm-wlm munged:munge cmake:cmake g++:g++ make:make; do
+for cmd in slurmctld:slurm-wlm slurmd:slurm-wlm munged:munge cmake:cmake g++:g++ make:make \
+           chromium:chromium; do
     command -v "${cmd%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd##*:}")
 done
 "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv)

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,15 +115,15 @@ def test_predict_and_evaluate_cli(hp_stack, small_model, tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    """``catbuilder demo``: survey -> labels -> stack -> CNN -> catalog -> evaluation."""
+    """``catbuilder demo``: the packaged pipeline file, mock survey -> ... -> report.html."""
     import pandas as pd
 
     out = tmp_path / "demo"
     res = run("demo", out, "--n-objects", 160, "--epochs", 3, "--workers", 1, "--no-progress")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "test split   accuracy" in res.stdout
+    assert re.search(r"evaluate .* test split: n=\d+ accuracy 0\.\d+", res.stdout), res.stdout
     cat = pd.read_parquet(out / "catalog.parquet")
-    sources = pd.read_parquet(out / "survey" / "des-like" / "sources.parquet")
+    sources = pd.read_parquet(out / "mock" / "des-like" / "sources.parquet")
     assert len(cat) == len(sources) and set(cat["objid"]) == set(sources["objid"])
     labelled = cat["label"].notna()
     assert labelled.any() and (~labelled).any()  # the unlabelled area is classified too
@@ -131,13 +132,18 @@ def test_demo_runs_end_to_end(tmp_path):
     assert set(cat.loc[ok, "predicted"]) <= {"elliptical", "spiral"}
     p = cat.loc[ok, ["p_elliptical", "p_spiral"]].sum(axis=1)
     assert (p - 1).abs().max() < 1e-4
+    assert cat["anomaly_score"].notna().sum() == ok.sum()
     metrics = pd.read_csv(out / "metrics.csv")
     assert {"accuracy", "auc", "precision", "recall", "specificity", "f1"} <= set(metrics.columns)
     test = cat[(cat["split"] == "test") & ok]
-    acc = metrics.query("`class` == 'all'")["accuracy"].iloc[0]
+    acc = metrics.query("group == 'test' and `class` == 'all'")["accuracy"].iloc[0]
     assert acc == pytest.approx((test["label"] == test["predicted"]).mean())
-    for name in ("roc", "confidence", "confusion", "gallery", "embeddings_tsne"):
-        assert (out / "plots" / f"{name}.png").stat().st_size > 5000
+    for name in ("roc", "confidence", "confusion", "gallery"):
+        assert (out / "plots" / "evaluation" / f"{name}.png").stat().st_size > 5000
+    assert (out / "plots" / "embeddings" / "embedding_map.png").stat().st_size > 5000
+    assert (out / "report.html").stat().st_size > 100_000
+    again = run("demo", out, "--n-objects", 160, "--epochs", 3, "--workers", 1, "--no-progress")
+    assert again.returncode == 0 and again.stdout.count(" kept ") == 10, again.stdout
 
 
 def test_every_option_says_its_default_and_the_reference_is_current():
@@ -156,7 +162,7 @@ def test_every_option_says_its_default_and_the_reference_is_current():
     assert "model plugin name" in text.split("## catbuilder train")[1].split("## ")[0]
     predict = text.split("## catbuilder predict")[1].split("## ")[0]
     assert "--model MODEL" not in predict and "--model-dir" in predict
-    for cmd in ("synth", "tiles", "cutouts", "crossmatch", "train", "predict", "demo"):
+    for cmd in ("synth", "tiles", "cutouts", "crossmatch", "train", "predict", "demo", "run"):
         assert "--no-progress" in text.split(f"## catbuilder {cmd}")[1].split("## ")[0], cmd
 
 

@@ -1,0 +1,23 @@
+"""Runs of the whole workflow from one YAML file (``catbuilder run``), and the demo.
+
+>>> from catbuilder.pipeline import Pipeline
+>>> Pipeline.from_yaml("examples/pipeline.yaml").run()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from catbuilder.pipeline.demo import demo, demo_file
+from catbuilder.pipeline.run import Pipeline, PipelineResult, PlannedStep, run_pipeline
+from catbuilder.pipeline.spec import STEPS, PipelineFileError, load_spec
+
+__all__ = [
+    "STEPS",
+    "Pipeline",
+    "PipelineFileError",
+    "PipelineResult",
+    "PlannedStep",
+    "demo",
+    "demo_file",
+    "load_spec",
+    "run_pipeline",
+]

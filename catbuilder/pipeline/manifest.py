@@ -1,0 +1,123 @@
+"""The run manifest (``<workdir>/manifest.json``): what a pipeline run read,
+with which parameters and versions, what each step wrote and how long it took.
+
+It is also how a run knows its own outputs: a step is skipped when the
+manifest records it complete with the same fingerprint and its outputs are
+still there, and only paths the manifest records are ever replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Manifest", "file_sha256", "fingerprint", "versions"]
+
+KIND = "pipeline-manifest"
+_VERSIONED = (
+    "catbuilder",
+    "numpy",
+    "pandas",
+    "dask",
+    "distributed",
+    "dask-jobqueue",
+    "xarray",
+    "zarr",
+    "astropy",
+    "scikit-learn",
+    "tensorflow",
+    "tf-keras",
+    "horovod",
+    "faiss-cpu",
+    "galsim",
+)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def file_sha256(path: Path, block: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(value: Any) -> str:
+    """A short, stable digest of JSON-able ``value``."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the packages a run's results depend on."""
+    out = {"python": platform.python_version(), "platform": sys.platform}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    for ep in metadata.entry_points(group="catbuilder.models"):
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            out.setdefault(dist.name, dist.version)
+    return out
+
+
+class Manifest:
+    """``manifest.json`` of a work directory, written atomically after every change."""
+
+    def __init__(self, path: Path, data: dict[str, Any] | None = None):
+        self.path = path
+        self.data = data or {"catbuilder": {"kind": KIND}, "steps": {}, "checksums": {}}
+
+    @classmethod
+    def open(cls, workdir: Path) -> Manifest | None:
+        path = workdir / "manifest.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if (data.get("catbuilder") or {}).get("kind") != KIND:
+            return None
+        data.setdefault("steps", {})
+        data.setdefault("checksums", {})
+        return cls(path, data)
+
+    @property
+    def steps(self) -> dict[str, dict[str, Any]]:
+        return self.data["steps"]
+
+    def own_paths(self) -> set[Path]:
+        """Every output any recorded step wrote (absolute)."""
+        out = set()
+        for step in self.steps.values():
+            for p in (step.get("outputs") or {}).values():
+                out.add((self.path.parent / p).resolve())
+        return out
+
+    def checksum(self, path: Path) -> dict[str, Any]:
+        """SHA-256 of an input file, reused while its size and mtime are unchanged."""
+        st = path.stat()
+        key = str(path.resolve())
+        old = self.data["checksums"].get(key)
+        if old and old["bytes"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns:
+            return old
+        new = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
+        self.data["checksums"][key] = new
+        return new
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=False, default=str) + "\n")
+        os.replace(tmp, self.path)

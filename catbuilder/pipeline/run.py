@@ -1,0 +1,541 @@
+"""Running a pipeline file: plan, skip what is done, resume what was cut short.
+
+Each step gets a fingerprint from its parameters (:func:`step_params`), the
+fingerprints of the steps it reads from, and the SHA-256 of the input files
+it reads. A step is
+
+- **skipped** when the manifest records it complete with that fingerprint and
+  its outputs exist;
+- **resumed** when it was started with that fingerprint and not finished (a
+  stack, the predictions and the training checkpoints carry on from where
+  they stopped);
+- **replaced** when its outputs were made with other parameters (only paths
+  the manifest records as this run's own);
+- **run** otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catbuilder.errors import CatbuilderError
+from catbuilder.pipeline import steps as S
+from catbuilder.pipeline.manifest import Manifest, fingerprint, now, versions
+from catbuilder.pipeline.spec import PipelineFileError, PipelineSpec, flat_config, load_spec
+
+__all__ = ["Pipeline", "PipelineResult", "PlannedStep", "StepContext"]
+
+log = logging.getLogger("catbuilder.pipeline")
+
+# what each step reads: the steps before it whose outputs it uses
+_READS = {
+    "mock": [],
+    "tiles": ["mock"],
+    "labels": ["mock"],
+    "cutouts": ["tiles", "labels"],
+    "train": ["cutouts"],
+    "predict": ["cutouts", "train"],
+    "catalog": ["predict", "cutouts"],
+    "evaluate": ["catalog", "cutouts"],
+    "embeddings": ["catalog", "predict", "cutouts"],
+    "report": ["mock", "tiles", "labels", "cutouts", "train", "predict", "catalog",
+               "evaluate", "embeddings"],
+}  # fmt: skip
+
+
+@dataclass
+class PlannedStep:
+    """One line of a plan: what will happen to a step and why."""
+
+    name: str
+    action: str  # run | skip | resume | replace
+    reason: str
+    fingerprint: str | None
+    outputs: dict[str, str]
+    summary: str = ""
+
+    def line(self) -> str:
+        outs = ", ".join(self.outputs.values())
+        return f"{self.name:<11} {self.action:<8} {self.reason}" + (f"  -> {outs}" if outs else "")
+
+
+@dataclass
+class PipelineResult:
+    """What a run did: per step its action and seconds, and where things are."""
+
+    workdir: Path
+    steps: list[PlannedStep]
+    seconds: dict[str, float] = field(default_factory=dict)
+    manifest: Path | None = None
+    report: Path | None = None
+    log: Path | None = None
+
+    @property
+    def ran(self) -> list[str]:
+        return [s.name for s in self.steps if s.action != "skip"]
+
+    def summary(self) -> str:
+        lines = [f"catbuilder run in {self.workdir}"]
+        for s in self.steps:
+            t = self.seconds.get(s.name)
+            took = f"{t:7.1f} s" if t is not None else "   kept  "
+            lines.append(f"  {s.name:<11} {took}  {s.summary}".rstrip())
+        if self.manifest:
+            lines.append(f"  manifest    {self.manifest}")
+        if self.log:
+            lines.append(f"  log         {self.log}")
+        if self.report and self.report.exists():
+            lines.append(f"  report      {self.report}")
+        return "\n".join(lines)
+
+
+class StepContext:
+    """What a step function sees: the spec, its paths, the run's cluster."""
+
+    def __init__(self, pipeline: Pipeline, name: str, replace: bool):
+        self.pipeline = pipeline
+        self.spec = pipeline.spec
+        self.workdir = pipeline.workdir
+        self.name = name
+        self.replace = replace
+        self.progress = pipeline.progress
+        self.summary = ""
+
+    def path(self, key: str) -> Path:
+        return self.workdir / self.pipeline.outputs_of(self.name)[key]
+
+    def input(self, step: str, key: str) -> Path:
+        rec = self.pipeline.manifest.steps.get(step)
+        if rec and key in (rec.get("outputs") or {}):
+            return self.workdir / rec["outputs"][key]
+        return self.workdir / self.pipeline.outputs_of(step)[key]
+
+    def model_path(self) -> Path:
+        saved = self.spec.section("model").get("saved")
+        return self.spec.resolve(saved) if saved else self.input("train", "model")
+
+    def catalog(self):
+        from catbuilder.catalog import read_catalog
+
+        outs = self.pipeline.manifest.steps["catalog"]["outputs"]
+        first = next(iter(outs.values()))
+        return read_catalog(self.workdir / first)
+
+    def client(self):
+        return self.pipeline.client()
+
+    def log(self, message: str, *, summary: bool = False) -> None:
+        """A line in run.log (and on screen with progress); ``summary``: also the
+        step's line in the run's summary and its manifest entry."""
+        if summary:
+            self.summary = message
+        log.info("%s: %s", self.name, message)
+        if self.progress:
+            print(f"[{self.name}] {message}", flush=True)
+
+    def error(self, message: str) -> CatbuilderError:
+        return CatbuilderError(message)
+
+    def remove_own(self, path: Path) -> None:
+        """Delete ``path`` if the manifest records it as this run's output."""
+        self.pipeline.remove_own(path)
+
+
+class Pipeline:
+    """A run of catbuilder's workflow described by one YAML file.
+
+    Parameters
+    ----------
+    spec
+        A checked pipeline file (:func:`catbuilder.pipeline.spec.load_spec`).
+    progress
+        Print progress bars and a line per step.
+
+    Examples
+    --------
+    >>> from catbuilder import Pipeline
+    >>> result = Pipeline.from_yaml("examples/pipeline.yaml").run()  # doctest: +SKIP
+    >>> print(result.summary())  # doctest: +SKIP
+    """
+
+    def __init__(self, spec: PipelineSpec, *, progress: bool = True):
+        self.spec = spec
+        self.workdir = spec.workdir
+        self.progress = progress
+        self.manifest = Manifest.open(self.workdir) or Manifest(self.workdir / "manifest.json")
+        self._stack = contextlib.ExitStack()
+        self._client = None
+
+    @classmethod
+    def from_yaml(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        workdir: str | os.PathLike[str] | None = None,
+        overrides: dict[str, Any] | None = None,
+        progress: bool = True,
+    ) -> Pipeline:
+        """Read and check a pipeline file (nothing runs yet).
+
+        Raises
+        ------
+        PipelineFileError
+            Naming the bad key or value, what is allowed, the nearest known key.
+        """
+        return cls(load_spec(path, workdir=workdir, overrides=overrides), progress=progress)
+
+    # -- planning ------------------------------------------------------------
+
+    def outputs_of(self, name: str) -> dict[str, str]:
+        if name == "catalog":
+            from catbuilder import config
+
+            return S.catalog_paths(S.catalog_formats(config.get("catalog.format")))
+        return dict(S.OUTPUTS[name])
+
+    def _input_files(self, name: str) -> list[Path]:
+        inputs = self.spec.section("inputs")
+        if name == "tiles":
+            from catbuilder.sky.tiles import _expand
+
+            return _expand(self.spec.tile_inputs())
+        if name == "labels":
+            out = [self.spec.resolve(inputs["sources"])]
+            if inputs.get("labels"):
+                out.append(self.spec.resolve(inputs["labels"]))
+            return out
+        if name == "predict" and self.spec.section("model").get("saved"):
+            root = self.spec.resolve(self.spec.section("model")["saved"])
+            return sorted(p for p in root.rglob("*") if p.is_file())
+        return []
+
+    def _fingerprint(self, name: str, fps: dict[str, str | None]) -> str | None:
+        upstream = {r: fps.get(r) for r in _READS[name] if r in self._steps}
+        if any(v is None for v in upstream.values()):
+            return None  # known once the step before it has run
+        mock = self.workdir / "mock"
+        files = {}
+        for f in self._input_files(name):
+            if "mock" in self._steps and f.resolve().is_relative_to(mock):
+                files[str(f)] = f"mock:{fps['mock']}"  # made by this run
+            elif not f.is_file():
+                return None if "mock" in self._steps else "missing:" + str(f)
+            else:
+                files[str(f)] = self.manifest.checksum(f)["sha256"]
+        return fingerprint(
+            {"step": name, "params": S.step_params(name, self.spec), "upstream": upstream,
+             "files": files}
+        )  # fmt: skip
+
+    def _decide(self, name: str, fp: str | None) -> tuple[str, str]:
+        rec = self.manifest.steps.get(name)
+        outs = self.outputs_of(name)
+        exists = all((self.workdir / p).exists() for p in outs.values())
+        if rec is None:
+            return "run", "not run before"
+        if fp is not None and rec.get("fingerprint") == fp:
+            if rec.get("status") == "complete" and exists:
+                return "skip", "complete, same parameters and inputs"
+            if rec.get("status") == "complete":
+                return "run", "an output is missing"
+            return "resume", "interrupted"
+        if fp is None and rec.get("status") == "complete" and exists:
+            return "replace?", "depends on a step that runs first"
+        return "replace", "parameters or inputs changed"
+
+    @property
+    def _steps(self) -> list[str]:
+        return self.spec.steps()
+
+    def plan(self) -> list[PlannedStep]:
+        """What :meth:`run` would do now, step by step, without doing it."""
+        from catbuilder import config
+
+        out: list[PlannedStep] = []
+        fps: dict[str, str | None] = {}
+        with config.set(flat_config(self.spec.config)):
+            for name in self._steps:
+                fp = self._fingerprint(name, fps)
+                action, reason = self._decide(name, fp)
+                if action == "replace?":
+                    action = "run"
+                upstream_runs = any(p.action != "skip" for p in out if p.name in _READS[name])
+                if action == "skip" and upstream_runs:
+                    action, reason = "run", "a step it reads runs first"
+                fps[name] = fp if action == "skip" else (fp if fp else None)
+                out.append(PlannedStep(name, action, reason, fp, self.outputs_of(name)))
+        return out
+
+    def job_script(self) -> str | None:
+        """The batch script a jobqueue cluster would submit (None for other clusters)."""
+        from catbuilder import config
+        from catbuilder.cluster import JOBQUEUE_CLASSES, make_cluster
+
+        with config.set(flat_config(self.spec.config)):
+            kind = config.get("cluster.kind")
+            if kind not in JOBQUEUE_CLASSES:
+                return None
+            cluster = make_cluster(kind, workers=0)
+            try:
+                return cluster.job_script()
+            finally:
+                cluster.close()
+
+    # -- running -------------------------------------------------------------
+
+    def client(self):
+        """The run's Dask client, started on first use and closed at the end."""
+        if self._client is None:
+            from catbuilder import config
+            from catbuilder.cluster import connect
+
+            kind = config.get("cluster.kind")
+            workers = config.get("cluster.workers")
+            self._client = self._stack.enter_context(connect(kind, workers))
+            log.info("cluster: %s", self._client)
+        return self._client
+
+    def remove_own(self, path: Path) -> None:
+        """Delete a directory a step wrote, file by file as the manifest lists them.
+
+        Raises
+        ------
+        CatbuilderError
+            When the manifest lists no files for it (it was never finished) or
+            it holds anything else; nothing is deleted then.
+        """
+        path = Path(path).resolve()
+        if not (path.exists() or path.is_symlink()):
+            return
+        listed = None
+        for rec in self.manifest.steps.values():
+            for key, rel in (rec.get("outputs") or {}).items():
+                if (self.workdir / rel).resolve() == path:
+                    listed = (rec.get("listing") or {}).get(key)
+        if listed is None or path.is_symlink() or not path.is_dir():
+            raise CatbuilderError(
+                f"{path} exists and this run's manifest does not list what is in it: "
+                "catbuilder deletes only what it wrote; move it away and run again"
+            )
+        found = {str(p.relative_to(path)) for p in path.rglob("*") if not p.is_dir()}
+        foreign = sorted(found - set(listed))
+        if foreign:
+            raise CatbuilderError(
+                f"{path} holds files catbuilder did not write ({', '.join(foreign[:5])}); "
+                "move them out and run again"
+            )
+        for rel in found:
+            (path / rel).unlink()
+        for d in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            d.rmdir()
+        path.rmdir()
+
+    def _record_files(self, name: str, written: dict[str, Path]) -> None:
+        """SHA-256 of the step's file outputs, and the listing of its deletable directories."""
+        from catbuilder.pipeline.manifest import file_sha256
+
+        rec = self.manifest.steps[name]
+        rec["sha256"] = {
+            key: file_sha256(Path(p)) for key, p in written.items() if Path(p).is_file()
+        }
+        listing = {}
+        for key, p in written.items():
+            if (name, key) in S.LISTED:
+                root = Path(p)
+                listing[key] = sorted(
+                    str(f.relative_to(root)) for f in root.rglob("*") if not f.is_dir()
+                )
+        if listing:
+            rec["listing"] = listing
+
+    def _check_workdir(self) -> None:
+        wd = self.workdir
+        if wd.exists() and not wd.is_dir():
+            raise CatbuilderError(f"workdir {wd} exists and is not a directory")
+        if wd.is_dir() and not (wd / "manifest.json").exists():
+            entries = sorted(p.name for p in wd.iterdir())
+            if entries:
+                raise CatbuilderError(
+                    f"workdir {wd} holds files ({', '.join(entries[:5])}) and no catbuilder "
+                    "manifest: a run writes only into a new or empty directory, or one a "
+                    "run made; choose another workdir"
+                )
+        if (wd / "manifest.json").exists() and Manifest.open(wd) is None:
+            raise CatbuilderError(f"{wd / 'manifest.json'} is not a catbuilder run manifest")
+
+    def _check_outputs(self, name: str) -> None:
+        """Before a step writes: each of its outputs is absent or this run's own,
+        and a file is unchanged since the run wrote it."""
+        from catbuilder.pipeline.manifest import file_sha256
+
+        own = self.manifest.own_paths()
+        rec = self.manifest.steps.get(name) or {}
+        for key, rel in self.outputs_of(name).items():
+            p = (self.workdir / rel).resolve()
+            if not (p.exists() or p.is_symlink()):
+                continue
+            if p not in own:
+                raise CatbuilderError(
+                    f"{p} exists and this run did not write it (the manifest does not "
+                    "record it): move it away or choose another workdir"
+                )
+            recorded = (rec.get("sha256") or {}).get(key)
+            if p.is_file() and recorded and file_sha256(p) != recorded:
+                raise CatbuilderError(
+                    f"{p} changed since this run wrote it: catbuilder will not replace "
+                    "a file someone edited; move it away and run again"
+                )
+
+    def run(self, *, dry_run: bool = False) -> PipelineResult:
+        """Run every step that is not already complete with the same parameters.
+
+        Parameters
+        ----------
+        dry_run
+            Only print (and return) the plan, and the batch job script for a
+            jobqueue cluster.
+
+        Returns
+        -------
+        PipelineResult
+        """
+        from catbuilder import config
+
+        if dry_run:
+            plan = self.plan()
+            print(f"catbuilder run {self.spec.name}: plan in {self.workdir}")
+            for p in plan:
+                print("  " + p.line())
+            script = self.job_script()
+            if script:
+                print("batch job script for each worker:\n" + script)
+            return PipelineResult(self.workdir, plan)
+
+        self._check_workdir()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.workdir / "run.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root = logging.getLogger("catbuilder")
+        old_level, old_propagate = root.level, root.propagate
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False  # into run.log; the terminal gets the step lines and bars
+        m = self.manifest
+        m.data.update(
+            name=self.spec.name,
+            pipeline={
+                "file": str(self.spec.path) if self.spec.path else None,
+                "sections": self.spec.data,
+                "configuration": self.spec.config,
+            },
+            versions=versions(),
+            started=now(),
+        )
+        m.data.pop("finished", None)
+        done: list[PlannedStep] = []
+        seconds: dict[str, float] = {}
+        fps: dict[str, str | None] = {}
+        try:
+            with config.set(flat_config(self.spec.config)):
+                log.info("run %s in %s", self.spec.name, self.workdir)
+                m.data["inputs"] = {}
+                for name in self._steps:
+                    fp = self._fingerprint(name, fps)
+                    if fp is None:
+                        raise CatbuilderError(f"{name}: its inputs are missing")
+                    action, reason = self._decide(name, fp)
+                    m.data["inputs"].update(
+                        {str(f): m.checksum(f) for f in self._input_files(name) if f.is_file()}
+                    )
+                    if action == "skip":
+                        log.info("%s: skipped (%s)", name, reason)
+                        if self.progress:
+                            print(f"[{name}] kept: {reason}", flush=True)
+                        fps[name] = fp
+                        summary = m.steps[name].get("summary", "")
+                        done.append(
+                            PlannedStep(name, action, reason, fp, self.outputs_of(name), summary)
+                        )
+                        continue
+                    self._check_outputs(name)  # only this run's own, unedited outputs
+                    log.info("%s: %s (%s)", name, action, reason)
+                    if self.progress:
+                        print(f"[{name}] {action}: {reason}", flush=True)
+                    before = m.steps.get(name) or {}
+                    m.steps[name] = {
+                        # what the earlier outputs were, until this run replaces them
+                        **{k: before[k] for k in ("sha256", "listing") if k in before},
+                        "status": "running",
+                        "fingerprint": fp,
+                        "params": S.step_params(name, self.spec),
+                        "outputs": self.outputs_of(name),
+                        "started": now(),
+                    }
+                    m.save()
+                    t0 = time.perf_counter()
+                    ctx = StepContext(self, name, replace=action in ("replace", "run"))
+                    try:
+                        written = S.STEP_FUNCTIONS[name](ctx)
+                    except BaseException as err:
+                        log.error(
+                            "%s: stopped: %s: %s",
+                            name,
+                            type(err).__name__,
+                            err,
+                            exc_info=not isinstance(err, CatbuilderError | KeyboardInterrupt),
+                        )
+                        m.steps[name]["stopped"] = f"{type(err).__name__}: {err}"
+                        m.save()
+                        raise
+                    seconds[name] = time.perf_counter() - t0
+                    m.steps[name].pop("stopped", None)
+                    self._record_files(name, written)
+                    m.steps[name].update(
+                        summary=ctx.summary,
+                        status="complete",
+                        finished=now(),
+                        seconds=round(seconds[name], 2),
+                        outputs={k: os.path.relpath(v, self.workdir) for k, v in written.items()},
+                    )
+                    m.save()
+                    log.info("%s: done in %.1f s", name, seconds[name])
+                    fps[name] = fp
+                    done.append(
+                        PlannedStep(name, action, reason, fp, self.outputs_of(name), ctx.summary)
+                    )
+            m.data["finished"] = now()
+            m.save()
+        finally:
+            self._stack.close()
+            self._client = None
+            root.removeHandler(handler)
+            root.setLevel(old_level)
+            root.propagate = old_propagate
+            handler.close()
+        result = PipelineResult(
+            self.workdir,
+            done,
+            seconds,
+            manifest=m.path,
+            report=self.workdir / S.OUTPUTS["report"]["report"] if "report" in self._steps
+            else None,
+            log=self.workdir / "run.log",
+        )  # fmt: skip
+        if self.progress:
+            print(result.summary(), flush=True)
+        return result
+
+
+def run_pipeline(path: str | os.PathLike[str], **kwargs: Any) -> PipelineResult:
+    """Shorthand for ``Pipeline.from_yaml(path).run()``."""
+    dry = kwargs.pop("dry_run", False)
+    return Pipeline.from_yaml(path, **kwargs).run(dry_run=dry)
+
+
+__all__ += ["PipelineFileError", "run_pipeline"]

@@ -1,0 +1,315 @@
+"""Reading and checking a pipeline file, before anything runs.
+
+A pipeline file has two kinds of top-level sections: the pipeline's own
+(``name``, ``workdir``, ``mock``, ``inputs``, ``model``, ``steps``,
+``evaluate``, ``embeddings``, ``report``; described in ``schema.yaml``) and
+the configuration's (``cutouts``, ``train``, ``cluster``, ... exactly as in
+``catbuilder.yaml``), which apply to this run only. Both are checked up front:
+an unknown key names the closest known one, a bad value names what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import glob
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from catbuilder.errors import CatbuilderError
+
+__all__ = ["STEPS", "PipelineFileError", "PipelineSpec", "load_spec", "schema"]
+
+#: every step, in the order a run makes them
+STEPS = (
+    "mock",
+    "tiles",
+    "labels",
+    "cutouts",
+    "train",
+    "predict",
+    "catalog",
+    "evaluate",
+    "embeddings",
+    "report",
+)
+
+
+class PipelineFileError(CatbuilderError, ValueError):
+    """A pipeline file that cannot be run as written (one line: where and why)."""
+
+
+@cache
+def _schema_file() -> dict[str, Any]:
+    return yaml.safe_load((Path(__file__).with_name("schema.yaml")).read_text())
+
+
+def schema() -> dict[str, Any]:
+    """The pipeline file's JSON Schema, with the configuration sections added."""
+    from catbuilder import config
+
+    s = copy.deepcopy(_schema_file())
+    s.pop("config-values", None)
+    for section in config.defaults():
+        s["properties"].setdefault(
+            section,
+            {"type": "object", "description": f"configuration section {section} (this run only)"},
+        )
+    return s
+
+
+def config_value_rules() -> dict[str, Any]:
+    """Allowed values of configuration keys in a pipeline file (dotted key -> JSON Schema)."""
+    return copy.deepcopy(_schema_file()["config-values"])
+
+
+@dataclass
+class PipelineSpec:
+    """A checked pipeline file.
+
+    Attributes
+    ----------
+    path
+        The file (None for a spec made from a mapping).
+    data
+        Its pipeline sections (paths as written).
+    config
+        Its configuration sections, nested as in ``catbuilder.yaml``.
+    workdir
+        Absolute output directory.
+    base
+        Directory relative input paths are resolved against.
+    """
+
+    path: Path | None
+    data: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    workdir: Path = Path("catbuilder-run")
+    base: Path = Path(".")
+
+    @property
+    def name(self) -> str:
+        return str(self.data.get("name") or (self.path.stem if self.path else "pipeline"))
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dict(self.data.get(name) or {})
+
+    def resolve(self, value: str) -> Path:
+        """An input path: ``{mock}``/``{workdir}`` filled in, relative to the file."""
+        text = str(value).format(mock=self.workdir / "mock", workdir=self.workdir)
+        text = os.path.expanduser(os.path.expandvars(text))
+        p = Path(text)
+        return p if p.is_absolute() else self.base / p
+
+    def tile_inputs(self) -> list[Path]:
+        """Tile paths: directories and files as given, globs expanded (sorted)."""
+        given = self.section("inputs").get("tiles")
+        items = [given] if isinstance(given, str) else list(given or [])
+        out: list[Path] = []
+        for item in items:
+            p = self.resolve(item)
+            if glob.has_magic(str(p)):
+                found = sorted(Path(m) for m in glob.glob(str(p)))
+                if not found and "mock" not in self.steps():
+                    raise PipelineFileError(f"inputs.tiles: no file matches {item!r}")
+                out += found
+            else:
+                out.append(p)
+        return out
+
+    def steps(self) -> list[str]:
+        """The steps this file asks for, in run order."""
+        asked = self.data.get("steps")
+        if asked is not None:
+            return [s for s in STEPS if s in asked]
+        out = [s for s in STEPS if s != "mock" or "mock" in self.data]
+        if self.section("model").get("saved"):
+            out.remove("train")
+        return out
+
+
+def _near(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _where(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _message(err) -> str:
+    """One line for a jsonschema error: the key, what is wrong, what is allowed."""
+    where = _where(err.absolute_path)
+    if err.validator == "additionalProperties":
+        known = sorted(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in known]
+        key = extra[0] if extra else "?"
+        full = f"{where}.{key}" if err.absolute_path else key
+        return (
+            f"unknown key {full!r}{_near(str(key), known)} "
+            f"(known under {where}: {', '.join(known)})"
+        )
+    if err.validator == "enum":
+        allowed = ", ".join(map(str, err.validator_value))
+        return f"{where}: {err.instance!r} is not allowed; use one of {allowed}" + _near(
+            str(err.instance), [str(v) for v in err.validator_value]
+        )
+    if err.validator in ("oneOf", "anyOf"):
+        words: list[str] = []  # allowed words, from enums at any depth
+        other: list[str] = []
+        for sub in err.validator_value:
+            items = sub.get("items", {}) if sub.get("type") == "array" else {}
+            if "enum" in sub or "enum" in items:
+                words += [str(v) for v in sub.get("enum", items.get("enum", []))]
+            elif "pattern" in sub:
+                other.append(f"text like {sub['pattern'].strip('^$')}")
+            elif "type" in sub:
+                other.append(
+                    f"a {sub['type']}"
+                    + (f" (minimum {sub['minimum']})" if "minimum" in sub else "")
+                )
+        words = list(dict.fromkeys(words))
+        bad = err.instance
+        if isinstance(bad, list):  # name the bad item of a list
+            bad = next((v for v in bad if str(v) not in words), bad)
+        allowed = ", ".join(words + other)
+        desc = err.schema.get("description")
+        return (
+            f"{where}: {bad!r} is not allowed"
+            + (f" ({desc})" if desc else "")
+            + f"; use {allowed}"
+            + _near(str(bad), words)
+        )
+    if err.validator == "required":
+        return f"{where}: {err.message}"
+    return f"{where}: {err.message}"
+
+
+def _check_config_sections(cfg: dict[str, Any], where: str) -> None:
+    import jsonschema
+
+    from catbuilder import config
+
+    try:
+        config.validate(cfg)
+    except config.ConfigKeyError as err:
+        text = str(err).replace(f"'{config.PREFIX}.", "'")  # keys as the file writes them
+        raise PipelineFileError(f"{where}: {text}") from None
+    rules = config_value_rules()
+    for key, rule in rules.items():
+        node: Any = cfg
+        for part in key.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is _MISSING:
+            continue
+        errors = sorted(jsonschema.Draft202012Validator(rule).iter_errors(node), key=str)
+        if errors:
+            err = errors[0]
+            err.path.extendleft(reversed(key.split(".")))  # report the full key
+            raise PipelineFileError(f"{where}: {_message(err)}") from None
+
+
+_MISSING = object()
+
+
+def load_spec(
+    source: str | os.PathLike[str] | dict[str, Any],
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> PipelineSpec:
+    """Read and check a pipeline file (or a mapping with the same content).
+
+    Parameters
+    ----------
+    source
+        Path of a YAML file, or the mapping itself.
+    workdir
+        Output directory, over the file's ``workdir``.
+    overrides
+        Nested values merged over the file's (for example from the command line).
+
+    Raises
+    ------
+    PipelineFileError
+        One line naming the file, the bad key or value, what is allowed and the
+        nearest known key.
+    """
+    import jsonschema
+
+    from catbuilder import config
+
+    if isinstance(source, dict):
+        path, data, where = None, copy.deepcopy(source), "pipeline"
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise PipelineFileError(f"{path}: no such pipeline file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise PipelineFileError(f"{path}: not valid YAML{at}: {problem}") from None
+    if not isinstance(data, dict):
+        raise PipelineFileError(f"{where}: a pipeline file is a mapping of sections")
+    if overrides:
+        data = _merge(data, overrides)
+    sch = schema()
+    errors = list(jsonschema.Draft202012Validator(sch).iter_errors(data))
+    if errors:
+        err = min(errors, key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+        raise PipelineFileError(f"{where}: {_message(err)}")
+    own = set(_schema_file()["properties"])
+    cfg = {k: v for k, v in data.items() if k not in own}
+    cfg = _merge(cfg, data.get("catbuilder") or {})
+    _check_config_sections(cfg, where)
+    pdata = {k: v for k, v in data.items() if k in own and k != "catbuilder"}
+    if "inputs" not in pdata:
+        raise PipelineFileError(f"{where}: no 'inputs' section (tiles and sources to classify)")
+    base = path.parent.resolve() if path else Path.cwd()
+    wd = workdir or pdata.get("workdir") or (f"{path.stem}-run" if path else "catbuilder-run")
+    wd = Path(os.path.expanduser(str(wd)))
+    spec = PipelineSpec(path, pdata, cfg, (wd if wd.is_absolute() else base / wd).resolve(), base)
+    asked = pdata.get("steps") or []
+    if "train" in asked and spec.section("model").get("saved"):
+        raise PipelineFileError(f"{where}: steps has train, and model.saved names a saved model")
+    del config  # imported to register plugin defaults before validation
+    return spec
+
+
+def flat_config(nested: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys for :func:`catbuilder.config.set` (which replaces whole sections
+    given as mappings): ``{"cluster": {"workers": 2}}`` -> ``{"cluster.workers": 2}``.
+    Free-form sections (``cluster.jobqueue``) stay mappings."""
+    from catbuilder import config
+
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], schema: Any, prefix: str) -> None:
+        for k, v in node.items():
+            sub = schema.get(k) if isinstance(schema, dict) else None
+            if isinstance(v, dict) and isinstance(sub, dict) and sub:
+                walk(v, sub, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+
+    walk(nested, config.defaults(), "")
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
