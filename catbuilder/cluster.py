@@ -181,18 +181,7 @@ def make_cluster(
         with dask.config.set({f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None}):
             return LocalCluster(**local)
     if kind in JOBQUEUE_CLASSES:
-        import dask_jobqueue
-
-        cls = getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])
-        params = dict(config.get("cluster.jobqueue") or {})
-        params.update(kwargs)
-        if interface is not None:
-            params.setdefault("interface", interface)
-        prologue = [f"export {k}={v}" for k, v in env.items()]
-        if not trim:  # see the local case; sbatch & co. pass this process's environment on
-            key = "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_"
-            prologue += ["unset MALLOC_TRIM_THRESHOLD_", f"export {key}=None"]
-        params["job_script_prologue"] = list(params.get("job_script_prologue") or []) + prologue
+        cls, params = _jobqueue(kind, interface, env, trim, kwargs)
         cluster = cls(**params)
         cluster.scale(n=int(n) if n is not None else 1)  # 0: none yet
         return cluster
@@ -200,6 +189,51 @@ def make_cluster(
         f"unknown cluster kind {kind!r}; use local, {', '.join(JOBQUEUE_CLASSES)}, a scheduler "
         "address (tcp://host:port), a Cluster or a Client"
     )
+
+
+def _jobqueue(kind: str, interface, env: dict, trim: bool, kwargs: dict):
+    """The dask-jobqueue class for ``kind`` and its keyword arguments."""
+    import dask_jobqueue
+
+    cls = getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])
+    params = dict(config.get("cluster.jobqueue") or {})
+    params.update(kwargs)
+    if interface is not None:
+        params.setdefault("interface", interface)
+    prologue = [f"export {k}={v}" for k, v in env.items()]
+    if not trim:  # see the local case; sbatch & co. pass this process's environment on
+        key = "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_"
+        prologue += ["unset MALLOC_TRIM_THRESHOLD_", f"export {key}=None"]
+    params["job_script_prologue"] = list(params.get("job_script_prologue") or []) + prologue
+    return cls, params
+
+
+def job_script(kind: str | None = None, **kwargs: Any) -> str:
+    """The batch script a dask-jobqueue cluster of ``kind`` would submit per job,
+    made from the configuration without starting a scheduler or any job.
+
+    Raises
+    ------
+    ValueError
+        When ``kind`` (default ``cluster.kind``) is not a dask-jobqueue name.
+    """
+    kind = config.resolve("cluster.kind", kind)
+    if kind not in JOBQUEUE_CLASSES:
+        raise ValueError(f"cluster kind {kind!r} submits no batch jobs")
+    threads = int(config.get("cluster.threads-per-worker"))
+    cls, params = _jobqueue(
+        kind,
+        config.get("cluster.interface"),
+        worker_env(threads),
+        bool(config.get("cluster.trim-memory")),
+        kwargs,
+    )
+    cluster_only = {"n_workers", "loop", "security", "shared_temp_directory", "silence_logs",
+                    "name", "asynchronous", "dashboard_address", "host", "scheduler_options",
+                    "scheduler_cls", "protocol"}  # fmt: skip
+    params = {k: v for k, v in params.items() if k not in cluster_only}
+    job = cls.job_cls("tcp://<scheduler-address>:8786", name="dask-worker", **params)
+    return job.job_script()
 
 
 @contextmanager

@@ -273,19 +273,15 @@ class Pipeline:
         return out
 
     def job_script(self) -> str | None:
-        """The batch script a jobqueue cluster would submit (None for other clusters)."""
+        """The batch script a jobqueue cluster would submit per job (None for other
+        clusters); nothing is started."""
         from catbuilder import config
-        from catbuilder.cluster import JOBQUEUE_CLASSES, make_cluster
+        from catbuilder.cluster import JOBQUEUE_CLASSES, job_script
 
         with config.set(flat_config(self.spec.config)):
-            kind = config.get("cluster.kind")
-            if kind not in JOBQUEUE_CLASSES:
+            if config.get("cluster.kind") not in JOBQUEUE_CLASSES:
                 return None
-            cluster = make_cluster(kind, workers=0)
-            try:
-                return cluster.job_script()
-            finally:
-                cluster.close()
+            return job_script()
 
     # -- running -------------------------------------------------------------
 

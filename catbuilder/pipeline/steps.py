@@ -136,7 +136,11 @@ def _make_mock(ctx: StepContext, out: Path):
 def _tiles(ctx: StepContext) -> dict[str, Path]:
     from catbuilder.sky.tiles import TileIndex
 
-    index = TileIndex.build(ctx.spec.tile_inputs(), progress=ctx.progress)
+    inputs = ctx.spec.tile_inputs()
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise ctx.error(f"inputs.tiles: nothing at {', '.join(missing[:3])}")
+    index = TileIndex.build(inputs, progress=ctx.progress)
     ctx.log(f"{len(index.tiles)} tiles, bands {','.join(index.bands)}", summary=True)
     for path, why in index.problems:
         ctx.log(f"skipped {path}: {why}")
