@@ -2,9 +2,11 @@
 
 import numpy as np
 
+from . import QUICK
+
 
 class SimilaritySearch:
-    params = ([100_000], ["exact", "ivf"])
+    params = ([100_000] if QUICK else [100_000, 1_000_000], ["exact", "ivf"])
     param_names = ["n", "method"]
     timeout = 600
 
@@ -26,3 +28,13 @@ class SimilaritySearch:
 
     def time_query_200(self, n, method):
         self.index.kneighbors(self.Q)
+
+    def track_recall_at_10(self, n, method):
+        """Fraction of the exact 10 nearest found (1.0 for exact search)."""
+        from catbuilder.similarity import SimilarityIndex
+
+        exact = SimilarityIndex(10, method="exact").fit(self.X).kneighbors(self.Q)[1]
+        found = self.index.kneighbors(self.Q)[1]
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, found)]))
+
+    track_recall_at_10.unit = "recall"

@@ -45,26 +45,57 @@ class TrainingThroughput:
         self.cluster.close()
 
     def track_samples_per_second(self, root, ranks):
-        from catbuilder import config
-        from catbuilder.train import train
-
-        with config.set({"train.warmup-epochs": 0}):
-            res = train(
-                str(self.root / "train.zarr"),
-                "keras.small-cnn",
-                cluster=self.client,
-                workers=ranks,
-                validation=None,
-                checkpoint_dir=None,
-                resume=False,
-                params={
-                    "batch_size": 16,
-                    "stages": [
-                        {"name": "all", "epochs": 3, "learning-rate": 1e-3, "trainable-from": "all"}
-                    ],
-                    "early_stopping_patience": 100,
-                },
-            )
-        return float(res.history["samples_per_s"].iloc[1:].mean())
+        return _samples_per_second(self.root, self.client, ranks)
 
     track_samples_per_second.unit = "samples/s"
+
+
+class TrainingScaling:
+    """Scaling efficiency of 2 ranks over 1, both measured in this benchmark
+    (the README's headline figure; Horovod publishes ~90%)."""
+
+    timeout = 900
+    number = 1
+    repeat = 1
+
+    def setup_cache(self):
+        return TrainingThroughput.setup_cache(self)
+
+    def track_scaling_efficiency(self, root):
+        from distributed import Client
+
+        from catbuilder.cluster import make_cluster
+
+        rates = {}
+        for ranks in (1, 2):
+            with make_cluster("local", ranks, threads_per_worker=1) as cluster:
+                with Client(cluster) as client:
+                    client.wait_for_workers(ranks)
+                    rates[ranks] = _samples_per_second(Path(root), client, ranks)
+        return rates[2] / (2 * rates[1])
+
+    track_scaling_efficiency.unit = "efficiency"
+
+
+def _samples_per_second(root: Path, client, ranks: int) -> float:
+    from catbuilder import config
+    from catbuilder.train import train
+
+    with config.set({"train.warmup-epochs": 0}):
+        res = train(
+            str(root / "train.zarr"),
+            "keras.small-cnn",
+            cluster=client,
+            workers=ranks,
+            validation=None,
+            checkpoint_dir=None,
+            resume=False,
+            params={
+                "batch_size": 16,
+                "stages": [
+                    {"name": "all", "epochs": 3, "learning-rate": 1e-3, "trainable-from": "all"}
+                ],
+                "early_stopping_patience": 100,
+            },
+        )
+    return float(res.history["samples_per_s"].iloc[1:].mean())
