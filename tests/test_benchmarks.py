@@ -15,3 +15,68 @@ def test_asv_suite_is_discoverable_and_valid():
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "No problems found" in res.stdout
+
+
+def _asv_env(home: Path) -> dict:
+    """asv's machine file goes to a temporary HOME, not the user's."""
+    import os
+
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "CATBUILDER_BENCH_QUICK": "1",
+        "CATBUILDER_ASV_VENV": str(Path(sys.executable).parents[1]),
+    }
+
+
+def _asv(*args, cwd, env, timeout=900):
+    asv = Path(sys.executable).with_name("asv")
+    return subprocess.run(
+        [str(asv), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.slow
+def test_quick_asv_run_of_every_benchmark_does_not_crash(tmp_path):
+    """What CI runs of asv: every benchmark once (quick parameters), none failing."""
+    env = _asv_env(tmp_path / "home")
+    assert _asv("machine", "--yes", "--machine", "ci", cwd=ROOT, env=env).returncode == 0
+    res = _asv("run", "--quick", "--python=same", "--machine", "ci", "--show-stderr",
+               cwd=ROOT, env=env)  # fmt: skip
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    ran = [line for line in res.stdout.splitlines() if line.startswith("[") and "···" in line]
+    names = {line.split("···")[1].split()[0] for line in ran if "Setting up" not in line}
+    assert len(names) >= 15, names  # every benchmark of the suite ran
+    assert not [line for line in ran if "failed" in line], out[-4000:]
+    for headline in ("track_ratio_to_bare_predict", "track_scaling_efficiency",
+                     "track_speedup_over_cutout2d_loop", "track_recall_at_10",
+                     "time_crossmatch", "track_objects_per_second"):  # fmt: skip
+        assert any(headline in n for n in names), headline
+
+
+@pytest.mark.slow
+def test_asv_continuous_reports_a_deliberately_slowed_commit(tmp_path):
+    """asv builds each commit into its own environment: a commit that makes
+    to_rgb 0.1 s slower is reported against its parent."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    src = repo / "catbuilder" / "stack" / "preprocess.py"
+    text = src.read_text()
+    doc = '    """Turn cutouts into model inputs'
+    end = text.index('"""', text.index(doc) + len(doc)) + 3
+    src.write_text(text[:end] + "\n    import time\n\n    time.sleep(0.1)\n" + text[end:])
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run([*git, "commit", "-qam", "slow to_rgb"], cwd=repo, check=True)
+    env = _asv_env(tmp_path / "home")
+    assert _asv("machine", "--yes", "--machine", "ci", cwd=repo, env=env).returncode == 0
+    res = _asv("continuous", "--factor", "1.5", "-b", "preprocess.ToRGB.time_to_rgb_256",
+               "--machine", "ci", "HEAD~1", "HEAD", cwd=repo, env=env)  # fmt: skip
+    out = res.stdout + res.stderr
+    assert "PERFORMANCE DECREASED" in res.stdout, out[-4000:]
+    assert res.returncode == 1
+    rows = [r for r in res.stdout.splitlines() if "time_to_rgb_256(" in r and r.startswith("| +")]
+    assert len(rows) == 2, out[-3000:]
+    for row in rows:
+        assert float(row.split("|")[4]) > 2.0, row  # ~40 ms -> ~140 ms
