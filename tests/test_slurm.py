@@ -1,6 +1,7 @@
 """dask-jobqueue on a real single-node SLURM (started by the ``slurm`` fixture)."""
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -145,3 +146,61 @@ def test_cli_trains_from_a_run_file_on_slurm(hp_stack, jobqueue, slurm, tmp_path
     assert "model saved to" in res.stdout
     meta = json.loads((tmp_path / "model" / "catbuilder-model.json").read_text())
     assert meta["plugin"] == "keras.small-cnn"
+
+
+def test_pipeline_file_runs_its_steps_on_slurm_jobs(mock_survey, small_model, slurm, tmp_path):
+    """``catbuilder run`` with ``cluster: {kind: slurm}``: cutouts and inference in
+    SLURM jobs; the jobs are gone when the run ends; a rerun keeps everything."""
+    import yaml
+
+    des = mock_survey["des-like"]
+    spec = {
+        "name": "on-slurm",
+        "inputs": {
+            "tiles": str(des.directory / "tiles"),
+            "sources": str(des.sources),
+            "labels": str(mock_survey.labels),
+        },
+        "model": {"saved": str(small_model)},
+        "embeddings": {"anomaly": True},
+        "cutouts": {"size": 32},
+        "cluster": {
+            "kind": "slurm",
+            "workers": 1,
+            "interface": "lo",
+            "jobqueue": {
+                "cores": 1,
+                "memory": "2GB",
+                "processes": 1,
+                "queue": slurm.partition,
+                "walltime": "00:30:00",
+                "python": sys.executable,
+                "job_extra_directives": ["--oversubscribe"],
+                "log_directory": str(tmp_path / "logs"),
+            },
+        },
+    }
+    path = tmp_path / "slurm.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {**slurm.env, "PATH": os.environ["PATH"]}
+    cmd = [sys.executable, "-m", "catbuilder.cli", "run", str(path), "--no-progress"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    wd = tmp_path / "slurm-run"
+    log = (wd / "run.log").read_text()
+    assert "cluster: <Client: 'tcp://127.0.0.1:" in log  # the jobqueue scheduler, on loopback
+    assert "train" not in json.loads((wd / "manifest.json").read_text())["steps"]
+    assert list((tmp_path / "logs").glob("*.err"))  # workers ran as SLURM jobs
+    import pandas as pd
+
+    cat = pd.read_parquet(wd / "catalog.parquet")
+    assert sorted(cat["objid"]) == sorted(pd.read_parquet(des.sources)["objid"])
+    assert cat.loc[cat["flags"] == 0, "predicted"].notna().all()
+    deadline = time.time() + 60
+    while time.time() < deadline and slurm.run("squeue", "-h").stdout.strip():
+        time.sleep(1)
+    assert slurm.run("squeue", "-h").stdout.strip() == ""
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and again.stdout.count(" kept ") == 8, (
+        again.stdout
+    )  # no mock, no train
