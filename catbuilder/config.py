@@ -200,6 +200,14 @@ def _apply_env(environ: Mapping[str, str] | None = None) -> None:
         dask.config.update(dask.config.config, {PREFIX: env}, priority="new")
 
 
+def yaml_error(path: str | os.PathLike[str], err: Exception) -> str:
+    """One line for a YAML syntax error: the file, line, column and the problem."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    what = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{path}: not valid YAML{where}: {what}"
+
+
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a user YAML file into the active configuration.
 
@@ -231,10 +239,7 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ValueError(f"{path}: not valid YAML{where}: {what}") from None
+        raise ValueError(yaml_error(path, err)) from None
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     section = data.get(PREFIX, data)

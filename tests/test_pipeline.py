@@ -73,7 +73,7 @@ def test_a_typo_gets_one_line_naming_the_key_and_the_nearest(tmp_path, edit, exp
 def test_broken_yaml_and_missing_inputs_are_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("inputs:\n  tiles: [x\n")
-    with pytest.raises(PipelineFileError, match=r"not valid YAML \(line 3"):
+    with pytest.raises(PipelineFileError, match=r"not valid YAML at line 3"):
         load_spec(bad)
     none = tmp_path / "none.yaml"
     none.write_text("name: x\n")
@@ -124,6 +124,16 @@ def _manifest(wd: Path) -> dict:
         return {}
 
 
+def _run(path: Path, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, "run", str(path), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=USER_ENV,
+    )
+
+
 def _stamps(wd: Path) -> dict:
     """mtime of every file a step wrote (not the manifest and log every run updates)."""
     skip = {wd / "manifest.json", wd / "run.log"}
@@ -159,22 +169,10 @@ def resumed_run(tmp_path_factory):
     assert killed_in == "train", f"never saw the train step running: {first_out[-2000:]}"
     before = _manifest(wd)["steps"]
     assert before["train"]["status"] == "running" and "catalog" not in before
-    second = subprocess.run(
-        [*CLI, "run", str(path), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=USER_ENV,
-    )
+    second = _run(path, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     stamp = _stamps(wd)
-    third = subprocess.run(
-        [*CLI, "run", str(path), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=USER_ENV,
-    )
+    third = _run(path, timeout=300)
     assert third.returncode == 0, third.stderr[-3000:]
     return {
         "path": path,

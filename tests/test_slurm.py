@@ -18,23 +18,28 @@ from catbuilder.train.distributed import DistributedTrainingError
 pytestmark = [pytest.mark.slurm, pytest.mark.horovod, pytest.mark.slow]
 
 
+def jobqueue_settings(slurm, tmp_path) -> dict:
+    """dask-jobqueue's keyword arguments for the test SLURM: one-core jobs."""
+    return {
+        "cores": 1,
+        "memory": "2GB",
+        "processes": 1,
+        "queue": slurm.partition,
+        "walltime": "00:30:00",
+        "python": sys.executable,
+        "job_extra_directives": ["--oversubscribe"],
+        "log_directory": str(tmp_path / "logs"),
+        "local_directory": str(tmp_path / "work"),
+    }
+
+
 @pytest.fixture
 def jobqueue(slurm, tmp_path):
     """catbuilder's cluster configuration for the test SLURM, on loopback."""
     settings = {
         "cluster.kind": "slurm",
         "cluster.interface": "lo",
-        "cluster.jobqueue": {
-            "cores": 1,
-            "memory": "2GB",
-            "processes": 1,
-            "queue": slurm.partition,
-            "walltime": "00:30:00",
-            "python": sys.executable,
-            "job_extra_directives": ["--oversubscribe"],
-            "log_directory": str(tmp_path / "logs"),
-            "local_directory": str(tmp_path / "work"),
-        },
+        "cluster.jobqueue": jobqueue_settings(slurm, tmp_path),
     }
     with config.set(settings):
         yield settings
@@ -168,16 +173,7 @@ def test_pipeline_file_runs_its_steps_on_slurm_jobs(mock_survey, small_model, sl
             "kind": "slurm",
             "workers": 1,
             "interface": "lo",
-            "jobqueue": {
-                "cores": 1,
-                "memory": "2GB",
-                "processes": 1,
-                "queue": slurm.partition,
-                "walltime": "00:30:00",
-                "python": sys.executable,
-                "job_extra_directives": ["--oversubscribe"],
-                "log_directory": str(tmp_path / "logs"),
-            },
+            "jobqueue": jobqueue_settings(slurm, tmp_path),
         },
     }
     path = tmp_path / "slurm.yaml"

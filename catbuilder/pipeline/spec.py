@@ -252,10 +252,7 @@ def load_spec(
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise PipelineFileError(f"{path}: not valid YAML{at}: {problem}") from None
+            raise PipelineFileError(config.yaml_error(path, err)) from None
     if not isinstance(data, dict):
         raise PipelineFileError(f"{where}: a pipeline file is a mapping of sections")
     if overrides:
