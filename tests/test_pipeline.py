@@ -317,3 +317,25 @@ def test_report_renders_every_section_and_image_in_headless_chromium(resumed_run
     img = Image.open(shot).convert("L")
     assert img.size == (1200, 9000)
     assert len(np.unique(np.asarray(img.resize((60, 450))))) > 50  # drawn, not a blank page
+
+
+@pytest.mark.slow
+def test_changing_catalog_formats_and_back_reuses_the_runs_own_files(resumed_run, tmp_path):
+    wd = tmp_path / "run"
+    shutil.copytree(resumed_run["wd"], wd)
+    path = tmp_path / "pipeline.yaml"
+    shutil.copy(resumed_run["path"], path)
+    steps = ["tiles", "labels", "cutouts", "train", "predict", "catalog", "evaluate"]
+    votable = Pipeline.from_yaml(
+        path, overrides={"catalog": {"format": ["parquet", "votable"]}, "steps": steps},
+        progress=False,
+    ).run()  # fmt: skip
+    assert votable.ran == ["catalog", "evaluate"]
+    assert (wd / "catalog.vot").is_file() and (wd / "catalog.fits").is_file()  # kept, not ours now
+    back = Pipeline.from_yaml(path, overrides={"steps": steps}, progress=False).run()
+    assert back.ran == ["catalog", "evaluate"]  # catalog.fits was this run's: replaced
+    from astropy.table import Table
+
+    assert len(Table.read(wd / "catalog.fits", hdu="CATALOG")) == len(
+        Table.read(wd / "catalog.vot")
+    )

@@ -98,12 +98,16 @@ class Manifest:
         return self.data["steps"]
 
     def own_paths(self) -> set[Path]:
-        """Every output any recorded step wrote (absolute)."""
-        out = set()
+        """Every output a step of a run in this directory wrote or may be writing
+        (absolute), including outputs of earlier settings no step records now."""
+        rels = set(self.data.get("written", []))
         for step in self.steps.values():
-            for p in (step.get("outputs") or {}).values():
-                out.add((self.path.parent / p).resolve())
-        return out
+            rels.update((step.get("outputs") or {}).values())
+        return {(self.path.parent / p).resolve() for p in rels}
+
+    def add_written(self, rels) -> None:
+        """Remember outputs as this directory's own for good (``written``)."""
+        self.data["written"] = sorted(set(self.data.get("written", [])) | set(rels))
 
     def checksum(self, path: Path) -> dict[str, Any]:
         """SHA-256 of an input file, reused while its size and mtime are unchanged."""

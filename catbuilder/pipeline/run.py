@@ -216,29 +216,47 @@ class Pipeline:
         return []
 
     def _fingerprint(self, name: str, fps: dict[str, str | None]) -> str | None:
-        upstream = {r: fps.get(r) for r in _READS[name] if r in self._steps}
+        # the steps it reads: this run's, or a complete earlier run's when `steps`
+        # leaves them out, so a subset of steps sees the same fingerprints
+        upstream: dict[str, str | None] = {}
+        for r in _READS[name]:
+            done = self.manifest.steps.get(r) or {}
+            if r in self._steps:
+                upstream[r] = fps.get(r)
+            elif done.get("status") == "complete":
+                upstream[r] = done.get("fingerprint")
         if any(v is None for v in upstream.values()):
             return None  # known once the step before it has run
-        mock = self.workdir / "mock"
+        mock = (self.workdir / "mock").resolve()
         files = {}
         for f in self._input_files(name):
-            if "mock" in self._steps and f.resolve().is_relative_to(mock):
-                files[str(f)] = f"mock:{fps['mock']}"  # made by this run
+            # named relative to the work directory or the pipeline file where they
+            # are inside it, so that a run moved with its inputs keeps its fingerprints
+            key = self._relative_name(f)
+            if upstream.get("mock") and f.resolve().is_relative_to(mock):
+                files[key] = f"mock:{upstream['mock']}"  # made by this run
             elif not f.is_file():
-                return None if "mock" in self._steps else "missing:" + str(f)
+                return None if "mock" in upstream else "missing:" + key
             else:
-                files[str(f)] = self.manifest.checksum(f)["sha256"]
+                files[key] = self.manifest.checksum(f)["sha256"]
         return fingerprint(
             {"step": name, "params": S.step_params(name, self.spec), "upstream": upstream,
              "files": files}
         )  # fmt: skip
 
+    def _relative_name(self, f: Path) -> str:
+        r = f.resolve()
+        for root, tag in ((self.workdir.resolve(), "{workdir}"), (self.spec.base.resolve(), ".")):
+            if r.is_relative_to(root):
+                return f"{tag}/{r.relative_to(root)}"
+        return str(r)
+
     def _decide(self, name: str, fp: str | None) -> tuple[str, str]:
         rec = self.manifest.steps.get(name)
-        outs = self.outputs_of(name)
-        exists = all((self.workdir / p).exists() for p in outs.values())
         if rec is None:
             return "run", "not run before"
+        written = rec.get("outputs") or {}  # what it wrote (may be less than it may write)
+        exists = all((self.workdir / p).exists() for p in written.values())
         if fp is not None and rec.get("fingerprint") == fp:
             if rec.get("status") == "complete" and exists:
                 return "skip", "complete, same parameters and inputs"
@@ -268,7 +286,7 @@ class Pipeline:
                 upstream_runs = any(p.action != "skip" for p in out if p.name in _READS[name])
                 if action == "skip" and upstream_runs:
                     action, reason = "run", "a step it reads runs first"
-                fps[name] = fp if action == "skip" else (fp if fp else None)
+                fps[name] = fp
                 out.append(PlannedStep(name, action, reason, fp, self.outputs_of(name)))
         return out
 
@@ -444,7 +462,10 @@ class Pipeline:
                 for name in self._steps:
                     fp = self._fingerprint(name, fps)
                     if fp is None:
-                        raise CatbuilderError(f"{name}: its inputs are missing")
+                        missing = [str(f) for f in self._input_files(name) if not f.is_file()]
+                        raise CatbuilderError(
+                            f"{name}: input missing: {', '.join(missing[:3]) or 'unknown'}"
+                        )
                     action, reason = self._decide(name, fp)
                     m.data["inputs"].update(
                         {str(f): m.checksum(f) for f in self._input_files(name) if f.is_file()}
@@ -464,6 +485,7 @@ class Pipeline:
                     if self.progress:
                         print(f"[{name}] {action}: {reason}", flush=True)
                     before = m.steps.get(name) or {}
+                    m.add_written(self.outputs_of(name).values())
                     m.steps[name] = {
                         # what the earlier outputs were, until this run replaces them
                         **{k: before[k] for k in ("sha256", "listing") if k in before},

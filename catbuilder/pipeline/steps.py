@@ -283,6 +283,9 @@ def _evaluate(ctx: StepContext) -> dict[str, Path]:
         ev.table().to_csv(tmp, index=False)
     split = ctx.spec.section("evaluate").get("split", "test")
     ev_split = evaluate(cat[cat["split"] == split] if split != "all" else cat, by=None)
+    if ev_split.data.empty:
+        ctx.log(f"no labelled object in the {split} split: no figures", summary=True)
+        return {"metrics": ctx.path("metrics")}
     plots = ctx.path("plots")
     ev_split.plot(plots, stack=ctx.input("cutouts", "stack"))
     ctx.log(ev.summary().replace("\n", "; "))
