@@ -37,7 +37,9 @@ __all__ = [
     "connect",
     "end_with_parent",
     "is_address",
+    "job_script",
     "make_cluster",
+    "security",
     "worker_env",
 ]
 
@@ -118,6 +120,72 @@ def check_not_bootstrapping() -> None:
         )
 
 
+@functools.cache
+def _temporary_security():
+    """One self-signed CA and certificate per process: clusters and clients made
+    here trust each other (workers get it from the cluster)."""
+    from distributed.security import Security
+
+    return Security.temporary()
+
+
+def security(value: Any = None):
+    """The TLS settings of ``cluster.security`` as a :class:`distributed.security.Security`.
+
+    Parameters
+    ----------
+    value
+        None (plain TCP), ``"temporary"`` (a self-signed CA and certificate,
+        made once per process), a mapping with ``ca-file``, ``cert`` and ``key`` (PEM
+        files), or a Security (returned as it is). Default: the configuration.
+
+    Returns
+    -------
+    Security or None
+
+    Raises
+    ------
+    ValueError
+        For any other value, or a missing certificate file.
+    """
+    from collections.abc import Mapping
+
+    value = config.resolve("cluster.security", value)
+    if value is None or value is False or value == "none":
+        return None
+    from distributed.security import Security
+
+    if isinstance(value, Security):
+        return value
+    if value is True or value == "temporary":
+        return _temporary_security()
+    if isinstance(value, Mapping):
+        keys = {str(k).replace("_", "-") for k in value}
+        if keys != {"ca-file", "cert", "key"}:
+            raise ValueError(
+                "cluster.security needs exactly ca-file, cert and key; got "
+                + ", ".join(sorted(keys))
+            )
+        files = {k.replace("_", "-"): os.path.expanduser(str(v)) for k, v in value.items()}
+        missing = [f for f in files.values() if not os.path.isfile(f)]
+        if missing:
+            raise ValueError(f"cluster.security: no such file {missing[0]}")
+        ca, cert, key = files["ca-file"], files["cert"], files["key"]
+        return Security(
+            tls_ca_file=ca,
+            tls_client_cert=cert,
+            tls_client_key=key,
+            tls_scheduler_cert=cert,
+            tls_scheduler_key=key,
+            tls_worker_cert=cert,
+            tls_worker_key=key,
+            require_encryption=True,
+        )
+    raise ValueError(
+        f"cluster.security must be null, temporary or {{ca-file, cert, key}}; got {value!r}"
+    )
+
+
 def make_cluster(
     kind: str | None = None,
     workers: int | None = None,
@@ -173,6 +241,9 @@ def make_cluster(
             local["host"] = host
         else:
             local["interface"] = interface
+        sec = security()
+        if sec is not None:
+            local.update(security=sec, protocol="tls://")
         local.update(kwargs)
         if trim:
             return LocalCluster(**local)
@@ -200,6 +271,10 @@ def _jobqueue(kind: str, interface, env: dict, trim: bool, kwargs: dict):
     params.update(kwargs)
     if interface is not None:
         params.setdefault("interface", interface)
+    if "security" not in params:
+        sec = security()
+        if sec is not None:
+            params["security"] = sec  # dask-jobqueue then speaks tls:// to its jobs
     prologue = [f"export {k}={v}" for k, v in env.items()]
     if not trim:  # see the local case; sbatch & co. pass this process's environment on
         key = "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_"
@@ -221,6 +296,8 @@ def job_script(kind: str | None = None, **kwargs: Any) -> str:
     if kind not in JOBQUEUE_CLASSES:
         raise ValueError(f"cluster kind {kind!r} submits no batch jobs")
     threads = int(config.get("cluster.threads-per-worker"))
+    if config.get("cluster.security") in ("temporary", True):
+        kwargs = {"security": None, **kwargs}  # made when the cluster starts, not for a preview
     cls, params = _jobqueue(
         kind,
         config.get("cluster.interface"),
@@ -253,7 +330,7 @@ def connect(
     if isinstance(cluster, Client):
         client, own_client = cluster, False
     elif is_address(cluster):
-        client, own_client = Client(cluster, timeout=timeout), True
+        client, own_client = Client(cluster, timeout=timeout, security=security()), True
     elif cluster is None or isinstance(cluster, str):
         created = make_cluster(cluster, workers)
         client, own_client = Client(created, timeout=timeout), True

@@ -49,3 +49,59 @@ def test_unknown_cluster_kind_lists_the_known_ones():
 
     with pytest.raises(ValueError, match="slurm"):
         make_cluster("kubernetes-ish", 1)
+
+
+def _square(x):
+    return x * x
+
+
+def _encrypted_cluster_works():
+    from catbuilder.cluster import compute, connect
+
+    with connect("local", 1) as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        assert client.submit(_square, 7).result() == 49
+        import dask
+
+        assert compute([dask.delayed(_square)(3)], cluster=client, progress=False) == [9]
+        import asyncio
+
+        from distributed.comm import connect as comm_connect
+
+        with pytest.raises(Exception, match=r"TLS|ssl|tls"):  # no TLS, no connection
+            asyncio.run(comm_connect(address, timeout=3))
+        with connect(address) as again:  # an address: the configured TLS is used
+            assert again.submit(_square, 5).result() == 25
+
+
+@pytest.mark.slow
+def test_tls_with_a_temporary_certificate():
+    with config.set({"cluster.security": "temporary"}):
+        _encrypted_cluster_works()
+
+
+@pytest.mark.slow
+def test_tls_with_certificate_files(tmp_path):
+    from distributed.security import Security
+
+    tmp = Security.temporary()  # a self-signed CA/certificate, as a site would issue
+    (tmp_path / "ca.pem").write_text(tmp.tls_ca_file)
+    (tmp_path / "cert.pem").write_text(tmp.tls_client_cert)
+    (tmp_path / "key.pem").write_text(tmp.tls_client_key)
+    files = {k: str(tmp_path / f) for k, f in
+             (("ca-file", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem"))}  # fmt: skip
+    with config.set({"cluster.security": files}):
+        _encrypted_cluster_works()
+
+
+def test_tls_settings_that_cannot_work_are_one_line_errors(tmp_path):
+    from catbuilder.cluster import security
+
+    assert security() is None  # plain TCP by default
+    with pytest.raises(ValueError, match="null, temporary or"):
+        security("yes please")
+    with pytest.raises(ValueError, match="exactly ca-file, cert and key; got ca-file"):
+        security({"ca-file": "x"})
+    with pytest.raises(ValueError, match="no such file"):
+        security({"ca-file": str(tmp_path / "none.pem"), "cert": "a", "key": "b"})

@@ -200,3 +200,36 @@ def test_pipeline_file_runs_its_steps_on_slurm_jobs(mock_survey, small_model, sl
     assert again.returncode == 0 and again.stdout.count(" kept ") == 8, (
         again.stdout
     )  # no mock, no train
+
+
+def test_slurm_workers_speak_tls_to_the_scheduler(slurm, tmp_path):
+    """``cluster.security: temporary`` on SLURM: the jobs get the certificate through
+    jobqueue's shared_temp_directory and connect over tls://."""
+    import dask
+
+    from catbuilder.cluster import compute, connect, job_script
+
+    settings = {
+        "cluster.kind": "slurm",
+        "cluster.interface": "lo",
+        "cluster.security": "temporary",
+        "cluster.jobqueue": {
+            **jobqueue_settings(slurm, tmp_path),
+            "shared_temp_directory": str(tmp_path / "shared"),
+        },
+    }
+    (tmp_path / "shared").mkdir()
+    with config.set(settings):
+        assert "--tls" not in job_script()  # a preview makes no certificate
+        with connect("slurm", 1) as client:
+            assert client.scheduler.address.startswith("tls://127.0.0.1:")
+            worker = next(iter(client.scheduler_info()["workers"]))
+            assert worker.startswith("tls://")
+            tasks = [dask.delayed(pow)(i, 3) for i in range(4)]  # importable on any worker
+            assert compute(tasks, cluster=client, progress=False) == [0, 1, 8, 27]
+            script = client.cluster.job_script()
+        assert "--tls-ca-file" in script and str(tmp_path / "shared") in script
+    deadline = time.time() + 60
+    while time.time() < deadline and slurm.run("squeue", "-h").stdout.strip():
+        time.sleep(1)
+    assert slurm.run("squeue", "-h").stdout.strip() == ""

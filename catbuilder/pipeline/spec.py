@@ -140,6 +140,17 @@ def _where(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "text",
+    "null": "null",
+    "object": "a mapping",
+    "array": "a list",
+    "boolean": "true or false",
+}
+
+
 def _message(err) -> str:
     """One line for a jsonschema error: the key, what is wrong, what is allowed."""
     where = _where(err.absolute_path)
@@ -168,8 +179,9 @@ def _message(err) -> str:
                 other.append(f"text like {sub['pattern'].strip('^$')}")
             elif "type" in sub:
                 other.append(
-                    f"a {sub['type']}"
+                    _TYPE_WORDS.get(str(sub["type"]), str(sub["type"]))
                     + (f" (minimum {sub['minimum']})" if "minimum" in sub else "")
+                    + (f" with {', '.join(sub['required'])}" if "required" in sub else "")
                 )
         words = list(dict.fromkeys(words))
         bad = err.instance
