@@ -13,6 +13,7 @@ file where a good one was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from catbuilder.errors import OutputExistsError
 __all__ = [
     "atomic_path",
     "check_parquet_output",
+    "file_sha256",
     "foreign_entries",
     "is_catbuilder_parquet",
     "remove_store",
@@ -42,6 +44,15 @@ STORE_KINDS = ("image-stack", "predictions")
 # zarr's LocalStore writes every file atomically through "<name>.<uuid4 hex>.partial"
 _ZARR_PARTIAL = re.compile(r"^[^/]*\.[0-9a-f]{32}\.partial$")
 _TMP_TAG = ".catbuilder-tmp-"
+
+
+def file_sha256(path: str | os.PathLike[str], block: int = 1 << 22) -> str:
+    """SHA-256 of a file's bytes (hex), read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _read_json(path: Path) -> dict | None:

@@ -35,14 +35,6 @@ FORMAT = "catbuilder-model/1"
 _LEGACY = "estimator.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -160,7 +152,11 @@ def save_model(est: Any, path: str | os.PathLike[str], plugin: str | None = None
     try:
         tmp.mkdir(parents=True)
         est.save_state(tmp)
-        files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {
+            str(p.relative_to(tmp)): outputs.file_sha256(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
         combined = hashlib.sha256(
             "".join(f"{name}\0{digest}\n" for name, digest in files.items()).encode()
         ).hexdigest()

@@ -18,7 +18,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Manifest", "file_sha256", "fingerprint", "versions"]
+from catbuilder.outputs import file_sha256
+
+__all__ = ["Manifest", "fingerprint", "versions"]
 
 KIND = "pipeline-manifest"
 _VERSIONED = (
@@ -42,14 +44,6 @@ _VERSIONED = (
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def file_sha256(path: Path, block: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fingerprint(value: Any) -> str:

@@ -352,7 +352,7 @@ class Pipeline:
 
     def _record_files(self, name: str, written: dict[str, Path]) -> None:
         """SHA-256 of the step's file outputs, and the listing of its deletable directories."""
-        from catbuilder.pipeline.manifest import file_sha256
+        from catbuilder.outputs import file_sha256
 
         rec = self.manifest.steps[name]
         rec["sha256"] = {
@@ -386,7 +386,7 @@ class Pipeline:
     def _check_outputs(self, name: str) -> None:
         """Before a step writes: each of its outputs is absent or this run's own,
         and a file is unchanged since the run wrote it."""
-        from catbuilder.pipeline.manifest import file_sha256
+        from catbuilder.outputs import file_sha256
 
         own = self.manifest.own_paths()
         rec = self.manifest.steps.get(name) or {}
