@@ -67,7 +67,7 @@ def _tile_preview(index_path: Path, out: Path) -> Path | None:
     from astropy.io import fits
 
     from catbuilder import config
-    from catbuilder.evaluate.plots import _scale_bar, display_rgb, pyplot
+    from catbuilder.evaluate.plots import plot_tile
     from catbuilder.sky.tiles import TileIndex, wcs_from_text
 
     index = TileIndex.read_parquet(index_path)
@@ -84,19 +84,18 @@ def _tile_preview(index_path: Path, out: Path) -> Path | None:
             data.append(np.asarray(hdul[int(row["hdu"])].data, dtype=np.float32))
         wcs = wcs_from_text(row["wcs"])
         zps[f"magzero_{b}"] = float(row["magzero"])
-    rgb = display_rgb(np.stack(data)[None], pd.DataFrame([zps]), rgb_bands)[0]
-    plt = pyplot()
-    fig = plt.figure(figsize=(6, 6), dpi=90)
-    ax = fig.add_subplot(projection=wcs)
-    ax.imshow(rgb, origin="lower")
-    ax.coords[0].set_axislabel("RA (ICRS)")
-    ax.coords[1].set_axislabel("Dec (ICRS)")
-    scale = float(row["pixel_scale"])
-    _scale_bar(ax, scale, rgb.shape[0], wcs_axes=True)
-    ax.set_title(f"tile {tile} (RGB = {', '.join(reversed(rgb_bands))})", fontsize=10)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return plot_tile(
+        np.stack(data),
+        pd.DataFrame([zps]),
+        rgb_bands,
+        wcs,
+        float(row["pixel_scale"]),
+        out,
+        title=f"tile {tile} (RGB = {', '.join(reversed(rgb_bands))})",
+        title_size=10,
+        size=6,
+        dpi=90,
+    )
 
 
 def _training_curves(history: Path, out: Path) -> Path | None:

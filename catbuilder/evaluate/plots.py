@@ -15,6 +15,7 @@ __all__ = [
     "plot_gallery",
     "plot_roc",
     "plot_thumbnails",
+    "plot_tile",
     "pyplot",
     "save_figure",
 ]
@@ -161,6 +162,39 @@ def _scale_bar(ax, pixel_scale: float, side: int, *, wcs_axes: bool = False) -> 
     ax.plot([x0, x0 + px], [y0, y0], color="white", lw=2, **kw)
     label = f'{length:g}"' if length < 60 else f"{length / 60:g}'"
     ax.text(x0 + px / 2, y0 + 0.03 * side, label, color="white", ha="center", fontsize=8, **kw)
+
+
+def plot_tile(
+    data: np.ndarray,
+    magzero,
+    bands,
+    wcs,
+    pixel_scale: float,
+    path,
+    *,
+    title: str = "",
+    title_size: float | None = None,
+    size: float = 8.0,
+    dpi: int = 100,
+) -> Path:
+    """A whole tile in RGB with the preprocessing stretch, RA/Dec axes and a scale bar.
+
+    ``data`` is ``(band, y, x)`` in the order of ``bands`` (R, G, B last to first,
+    as :func:`display_rgb` takes them); ``magzero`` a one-row table of
+    ``magzero_<band>``.
+    """
+    plt = pyplot()
+    rgb = display_rgb(np.asarray(data, dtype=np.float32)[None], magzero, bands)[0]
+    fig = plt.figure(figsize=(size, size), dpi=dpi)
+    ax = fig.add_subplot(projection=wcs)
+    ax.imshow(rgb, origin="lower")
+    ax.coords[0].set_axislabel("RA (ICRS)")
+    ax.coords[1].set_axislabel("Dec (ICRS)")
+    _scale_bar(ax, pixel_scale, rgb.shape[0], wcs_axes=True)
+    ax.set_title(title, fontsize=title_size)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
 
 
 def plot_cutout(stack, i: int, path=None, *, title: str | None = None):

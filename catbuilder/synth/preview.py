@@ -45,7 +45,7 @@ def write_previews(
     from astropy.nddata import Cutout2D
     from astropy.wcs import WCS
 
-    from catbuilder.evaluate.plots import _scale_bar, display_rgb, pyplot
+    from catbuilder.evaluate.plots import _scale_bar, display_rgb, plot_tile, pyplot
 
     plt = pyplot()
     out_prefix = Path(out_prefix)
@@ -60,20 +60,16 @@ def write_previews(
     scale = float(header.get("PIXSCALE", 0.263))
     magzero = pd.DataFrame([dict(zip([f"magzero_{b}" for b in bands], zp))])
     # the preprocessing stretch, as in every other figure and in the model's input
-    rgb = display_rgb(np.stack([data[b] for b in bands])[None], magzero, bands)[0]
-
-    written = []
-    fig = plt.figure(figsize=(8, 8), dpi=100)
-    ax = fig.add_subplot(projection=wcs)
-    ax.imshow(rgb, origin="lower")
-    ax.coords[0].set_axislabel("RA (ICRS)")
-    ax.coords[1].set_axislabel("Dec (ICRS)")
-    _scale_bar(ax, scale, rgb.shape[0], wcs_axes=True)
-    ax.set_title(f"{Path(survey_dir).name}: tile {header.get('TILENAME', '')} (RGB = i, r, g)")
-    tile_png = out_prefix.parent / f"{out_prefix.name}_tile.png"
-    fig.savefig(tile_png, bbox_inches="tight")
-    plt.close(fig)
-    written.append(tile_png)
+    tile_png = plot_tile(
+        np.stack([data[b] for b in bands]),
+        magzero,
+        bands,
+        wcs,
+        scale,
+        out_prefix.parent / f"{out_prefix.name}_tile.png",
+        title=f"{Path(survey_dir).name}: tile {header.get('TILENAME', '')} (RGB = i, r, g)",
+    )
+    written = [tile_png]
 
     in_tile = sources[sources["tile"] == header.get("TILENAME")]
     classes = [c for c in ("spiral", "elliptical", "star") if (in_tile["cls"] == c).any()]
