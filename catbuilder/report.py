@@ -322,8 +322,8 @@ def write_report(workdir: Path, path: Path, *, plots: Path, ctx: Any = None) -> 
         from catbuilder.evaluate import evaluate
 
         ev = evaluate(cat, by="split")
-        t2 = table_two(ev.table(), ev.confidence)
         per_class = ev.table()
+        t2 = table_two(per_class, ev.confidence)
         cols = [
             c
             for c in ("group", "class", "precision", "recall", "fpr", "accuracy", "f1", "auc",

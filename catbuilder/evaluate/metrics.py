@@ -167,20 +167,23 @@ class Evaluation:
         )
         return t.reset_index()
 
+    def headline(self, group: str = "all") -> str:
+        """One group's figures in one phrase: ``"n=35 accuracy 0.9429, top half 1.0000"``."""
+        m = self.metrics[self.metrics["group"] == group]
+        get = {(c, k): v for c, k, v in zip(m["class"], m["metric"], m["value"])}
+        half = self.confidence[
+            (self.confidence["group"] == group) & (self.confidence["fraction"] == 0.5)
+        ]
+        top = f", top half {half['accuracy'].iloc[0]:.4f}" if len(half) else ""
+        return f"n={int(get[('all', 'n')])} accuracy {get[('all', 'accuracy')]:.4f}{top}"
+
     def summary(self) -> str:
         """A few lines: accuracy and top-half accuracy per group, AUC per class."""
         lines = []
         for g, m in self.metrics.groupby("group", sort=False):
             get = {(c, k): v for c, k, v in zip(m["class"], m["metric"], m["value"])}
-            half = self.confidence[
-                (self.confidence["group"] == g) & (self.confidence["fraction"] == 0.5)
-            ]
-            top = f", top half {half['accuracy'].iloc[0]:.4f}" if len(half) else ""
             aucs = ", ".join(f"AUC {c} {get.get((c, 'auc'), np.nan):.4f}" for c in self.classes)
-            lines.append(
-                f"{g}: n={int(get[('all', 'n')])} accuracy "
-                f"{get[('all', 'accuracy')]:.4f}{top}; {aucs}"
-            )
+            lines.append(f"{g}: {self.headline(g)}; {aucs}")
         return "\n".join(lines)
 
     def plot(self, outdir: str | os.PathLike[str], stack: Any = None) -> list[Path]:

@@ -289,8 +289,7 @@ def _evaluate(ctx: StepContext) -> dict[str, Path]:
     plots = ctx.path("plots")
     ev_split.plot(plots, stack=ctx.input("cutouts", "stack"))
     ctx.log(ev.summary().replace("\n", "; "))
-    head = ev_split.summary().split(":", 1)[1].split(";")[0].strip()
-    ctx.log(f"{split} split: {head}", summary=True)
+    ctx.log(f"{split} split: {ev_split.headline()}", summary=True)
     return {"metrics": ctx.path("metrics"), "plots": plots}
 
 
