@@ -34,9 +34,11 @@ __all__ = [
     "defaults",
     "get",
     "load",
+    "plugin_sections",
     "resolve",
     "set",
     "validate",
+    "yaml_error",
 ]
 
 PREFIX = "catbuilder"
@@ -100,7 +102,13 @@ def _plugin_defaults(defaults: dict[str, Any]) -> None:
 
 
 _DEFAULTS: dict[str, Any] = _load_defaults()
+_CORE_SECTIONS = frozenset(_DEFAULTS[PREFIX])
 _plugin_defaults(_DEFAULTS)
+
+
+def plugin_sections() -> list[str]:
+    """Sections that plugin packages added to the defaults (e.g. ``keras``)."""
+    return sorted(k for k in _DEFAULTS[PREFIX] if k not in _CORE_SECTIONS)
 
 
 def defaults() -> dict[str, Any]:
@@ -276,9 +284,35 @@ def resolve(key: str, value: Any = None) -> Any:
     return get(key) if value is None else value
 
 
+def _default_node(key: str) -> Any:
+    node: Any = _DEFAULTS[PREFIX]
+    for part in key.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = {_normalise(k): v for k, v in node.items()}.get(_normalise(part))
+    return node
+
+
+def _flatten(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys down to the packaged defaults' leaves and free-form sections."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        node = _default_node(key)
+        if isinstance(value, Mapping) and isinstance(node, Mapping) and node:
+            out.update(_flatten({f"{key}.{k}": v for k, v in value.items()}))
+        else:
+            out[key] = value
+    return out
+
+
 @contextmanager
 def set(values: Mapping[str, Any] | None = None, **kwargs: Any) -> Iterator[None]:
     """Temporarily set configuration values (keys relative to ``catbuilder``).
+
+    A mapping given for a section sets the keys it holds and leaves the
+    section's others alone (``{"cluster": {"workers": 2}}`` is
+    ``{"cluster.workers": 2}``); a free-form section (``cluster.jobqueue``)
+    is set as a whole.
 
     Examples
     --------
@@ -287,8 +321,9 @@ def set(values: Mapping[str, Any] | None = None, **kwargs: Any) -> Iterator[None
     ...     cfg.get("cutouts.size")
     96
     """
-    flat = dict(values or {})
-    flat.update({k.replace("__", "."): v for k, v in kwargs.items()})
+    given = dict(values or {})
+    given.update({k.replace("__", "."): v for k, v in kwargs.items()})
+    flat = _flatten(given)
     nested: dict[str, Any] = {}
     dask.config.set(flat, config=nested)
     validate(nested, PREFIX)

@@ -30,6 +30,21 @@ def test_set_is_temporary_and_validated():
             pass
 
 
+def test_set_with_a_section_mapping_sets_only_its_keys():
+    """A nested mapping (as a pipeline file writes it) leaves the section's other keys."""
+    jq = {"cores": 2, "account": "astro"}
+    with config.set({"cluster": {"workers": 3, "jobqueue": jq}, "keras": {"augment": "flips"}}):
+        assert config.get("cluster.workers") == 3
+        assert config.get("cluster.wait-timeout") == 120  # untouched
+        assert config.get("cluster.jobqueue") == jq  # free-form: set as a whole
+        assert config.get("keras.augment") == "flips"  # a plugin's section too
+    assert config.get("cluster.workers") is None
+    with pytest.raises(config.ConfigKeyError, match=r"cluster\.wokers'.*'workers'"):
+        with config.set({"cluster": {"wokers": 3}}):
+            pass
+    assert "keras" in config.plugin_sections() and "cutouts" not in config.plugin_sections()
+
+
 def test_unknown_key_names_key_and_suggests():
     with pytest.raises(config.ConfigKeyError) as info:
         config.validate({"cutouts": {"szie": 3}})

@@ -27,7 +27,7 @@ from typing import Any
 from catbuilder.errors import CatbuilderError
 from catbuilder.pipeline import steps as S
 from catbuilder.pipeline.manifest import Manifest, fingerprint, now, versions
-from catbuilder.pipeline.spec import PipelineFileError, PipelineSpec, flat_config, load_spec
+from catbuilder.pipeline.spec import PipelineFileError, PipelineSpec, load_spec
 
 __all__ = ["Pipeline", "PipelineResult", "PlannedStep", "StepContext"]
 
@@ -277,7 +277,7 @@ class Pipeline:
 
         out: list[PlannedStep] = []
         fps: dict[str, str | None] = {}
-        with config.set(flat_config(self.spec.config)):
+        with config.set(self.spec.config):
             for name in self._steps:
                 fp = self._fingerprint(name, fps)
                 action, reason = self._decide(name, fp)
@@ -296,7 +296,7 @@ class Pipeline:
         from catbuilder import config
         from catbuilder.cluster import JOBQUEUE_CLASSES, job_script
 
-        with config.set(flat_config(self.spec.config)):
+        with config.set(self.spec.config):
             if config.get("cluster.kind") not in JOBQUEUE_CLASSES:
                 return None
             return job_script()
@@ -456,7 +456,7 @@ class Pipeline:
         seconds: dict[str, float] = {}
         fps: dict[str, str | None] = {}
         try:
-            with config.set(flat_config(self.spec.config)):
+            with config.set(self.spec.config):
                 log.info("run %s in %s", self.spec.name, self.workdir)
                 m.data["inputs"] = {}
                 for name in self._steps:

@@ -292,26 +292,6 @@ def load_spec(
     return spec
 
 
-def flat_config(nested: dict[str, Any]) -> dict[str, Any]:
-    """Dotted keys for :func:`catbuilder.config.set` (which replaces whole sections
-    given as mappings): ``{"cluster": {"workers": 2}}`` -> ``{"cluster.workers": 2}``.
-    Free-form sections (``cluster.jobqueue``) stay mappings."""
-    from catbuilder import config
-
-    out: dict[str, Any] = {}
-
-    def walk(node: dict[str, Any], schema: Any, prefix: str) -> None:
-        for k, v in node.items():
-            sub = schema.get(k) if isinstance(schema, dict) else None
-            if isinstance(v, dict) and isinstance(sub, dict) and sub:
-                walk(v, sub, f"{prefix}{k}.")
-            else:
-                out[f"{prefix}{k}"] = v
-
-    walk(nested, config.defaults(), "")
-    return out
-
-
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in extra.items():

@@ -49,15 +49,6 @@ def catalog_paths(formats: list[str]) -> dict[str, str]:
     return {f"catalog.{f}": f"catalog.{_EXT[f]}" for f in formats}
 
 
-def _core_sections() -> set[str]:
-    import yaml
-
-    from catbuilder import config
-
-    text = (Path(config.__file__).with_name("catbuilder.yaml")).read_text()
-    return set(yaml.safe_load(text)["catbuilder"])
-
-
 def step_params(name: str, spec) -> dict[str, Any]:
     """What a step's outputs depend on besides its inputs and the steps before it."""
     from catbuilder import config
@@ -77,12 +68,11 @@ def step_params(name: str, spec) -> dict[str, Any]:
     if name == "cutouts":
         return cfg("cutouts", "sources")
     if name == "train":
-        plugin_sections = sorted(set(config.defaults()) - _core_sections())
         return {
             "plugin": model.get("plugin") or config.get("train.model"),
             "params": model.get("params") or {},
             "distributed": bool(model.get("distributed")),
-            **cfg("train", "preprocess", *plugin_sections),
+            **cfg("train", "preprocess", *config.plugin_sections()),
         }
     if name == "predict":
         return cfg("infer", "preprocess")
