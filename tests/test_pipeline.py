@@ -252,13 +252,19 @@ def test_changed_parameters_rerun_only_what_depends_on_them(resumed_run):
     assert set(plan.values()) == {"skip"}
 
 
-@pytest.mark.slow
-def test_an_output_someone_edited_is_not_replaced(resumed_run, tmp_path):
-    # a copy of the finished run whose metrics.csv a person edited
+def _copy_of(resumed_run: dict, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the finished run (work directory and pipeline file) to change."""
     wd = tmp_path / "run"
     shutil.copytree(resumed_run["wd"], wd)
     path = tmp_path / "pipeline.yaml"
     shutil.copy(resumed_run["path"], path)
+    return wd, path
+
+
+@pytest.mark.slow
+def test_an_output_someone_edited_is_not_replaced(resumed_run, tmp_path):
+    # a copy of the finished run whose metrics.csv a person edited
+    wd, path = _copy_of(resumed_run, tmp_path)
     m = _manifest(wd)  # the copy's manifest names the copy's files by relative path
     assert m["steps"]["evaluate"]["outputs"]["metrics"] == "metrics.csv"
     (wd / "metrics.csv").write_text("my own notes\n")
@@ -321,10 +327,7 @@ def test_report_renders_every_section_and_image_in_headless_chromium(resumed_run
 
 @pytest.mark.slow
 def test_changing_catalog_formats_and_back_reuses_the_runs_own_files(resumed_run, tmp_path):
-    wd = tmp_path / "run"
-    shutil.copytree(resumed_run["wd"], wd)
-    path = tmp_path / "pipeline.yaml"
-    shutil.copy(resumed_run["path"], path)
+    wd, path = _copy_of(resumed_run, tmp_path)
     steps = ["tiles", "labels", "cutouts", "train", "predict", "catalog", "evaluate"]
     votable = Pipeline.from_yaml(
         path, overrides={"catalog": {"format": ["parquet", "votable"]}, "steps": steps},
