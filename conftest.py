@@ -74,14 +74,14 @@ def hp_stack(hp_survey, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
-    """A real SLURM controller and node on localhost, for @pytest.mark.slurm tests.
+    """A real SLURM controller and three nodes on localhost, for @pytest.mark.slurm tests.
 
     ``SLURM_CONF`` is set for the session so dask-jobqueue's sbatch/squeue/scancel
     find it; the daemons are stopped (by pid) at the end.
     """
     from slurm_localhost import LocalSlurm
 
-    s = LocalSlurm(tmp_path_factory.mktemp("slurm")).start()
+    s = LocalSlurm(tmp_path_factory.mktemp("slurm"), nodes=3).start()
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = s.env["SLURM_CONF"]
     yield s

@@ -1,10 +1,15 @@
-"""A real single-node SLURM on localhost for the tests (munge + slurmctld + slurmd).
+"""A real SLURM on localhost for the tests (munge + slurmctld + one slurmd per node).
 
 Everything lives in a temporary directory: its own munge key and socket, its
 own slurm.conf reached through ``SLURM_CONF``, free ports, daemons bound to
 127.0.0.1 (``CommunicationParameters=NoInAddrAny,NoCtldInAddrAny``), and
 every daemon is stopped by the pid it wrote. Needs root and Debian's
 ``slurm-wlm`` and ``munge`` (installed by scripts/install.sh).
+
+Several nodes on one machine: Debian's SLURM runs several ``slurmd -N name``
+side by side, each with its own port, spool, log and pid file (``%n`` in
+slurm.conf), all at 127.0.0.1; the machine's cores are shared out among them,
+so a one-core job per node spreads jobs over the nodes.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ class LocalSlurm:
 
     partition = "debug"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, nodes: int = 1):
         self.root = Path(root)
+        self.node_names = ["localhost"] if nodes == 1 else [f"node{i}" for i in range(nodes)]
         self.conf = self.root / "slurm.conf"
         self.env = dict(os.environ)
         self.pids: list[Path] = []
@@ -50,17 +56,22 @@ class LocalSlurm:
         key = r / "munge" / "munge.key"
         key.write_bytes(os.urandom(1024))
         os.chmod(key, 0o400)
-        cpus = os.cpu_count() or 1
-        mem = max(1024, _mem_mib() - 2048)
+        n = len(self.node_names)
+        cpus = max(1, (os.cpu_count() or 1) // n)
+        mem = max(1024, (_mem_mib() - 2048) // n)
+        nodes = "\n".join(
+            f"NodeName={name} NodeHostname=localhost NodeAddr=127.0.0.1 Port={_free_port()} "
+            f"CPUs={cpus} RealMemory={mem} State=UNKNOWN"
+            for name in self.node_names
+        )
         partition = (
-            f"PartitionName={self.partition} Nodes=localhost Default=YES "
+            f"PartitionName={self.partition} Nodes={','.join(self.node_names)} Default=YES "
             "MaxTime=INFINITE State=UP OverSubscribe=YES"
         )
         self.conf.write_text(
             f"""ClusterName=catbuilder-test
 SlurmctldHost=localhost
 SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
 CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 AuthType=auth/munge
 AuthInfo=socket={r}/munge/munge.sock
@@ -77,12 +88,12 @@ ReturnToService=2
 MpiDefault=none
 SchedulerType=sched/backfill
 StateSaveLocation={r}/state
-SlurmdSpoolDir={r}/spool
+SlurmdSpoolDir={r}/spool/%n
 SlurmctldPidFile={r}/slurmctld.pid
-SlurmdPidFile={r}/slurmd.pid
+SlurmdPidFile={r}/slurmd-%n.pid
 SlurmctldLogFile={r}/log/slurmctld.log
-SlurmdLogFile={r}/log/slurmd.log
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem} State=UNKNOWN
+SlurmdLogFile={r}/log/slurmd-%n.log
+{nodes}
 {partition}
 """
         )
@@ -112,22 +123,31 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem} State=UNKNOWN
         self.pids.append(r / "munge" / "munged.pid")
         subprocess.run(["slurmctld"], check=True, env=self.env)
         self.pids.append(r / "slurmctld.pid")
-        subprocess.run(["slurmd", "-N", "localhost"], check=True, env=self.env)
-        self.pids.append(r / "slurmd.pid")
+        for name in self.node_names:
+            subprocess.run(["slurmd", "-N", name], check=True, env=self.env)
+            self.pids.append(self.slurmd_pid_file(name))
         deadline = time.time() + timeout
         while time.time() < deadline:
             res = subprocess.run(
-                ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=self.env
+                ["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, env=self.env
             )
-            if res.returncode == 0 and res.stdout.strip() in ("idle", "mix", "alloc"):
+            states = res.stdout.split()
+            if (
+                res.returncode == 0
+                and len(states) == len(self.node_names)
+                and all(t in ("idle", "mix", "alloc") for t in states)
+            ):
                 return self
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"SLURM did not come up: {self.log_tail()}")
 
+    def slurmd_pid_file(self, node: str) -> Path:
+        return self.root / f"slurmd-{node}.pid"
+
     def log_tail(self) -> str:
         out = []
-        for f in ("slurmctld.log", "slurmd.log"):
+        for f in ["slurmctld.log"] + [f"slurmd-{n}.log" for n in self.node_names]:
             p = self.root / "log" / f
             if p.exists():
                 out.append(f"{f}: " + " | ".join(p.read_text().splitlines()[-5:]))

@@ -1,4 +1,4 @@
-"""dask-jobqueue on a real single-node SLURM (started by the ``slurm`` fixture)."""
+"""dask-jobqueue on a real SLURM of three nodes on this machine (the ``slurm`` fixture)."""
 
 import json
 import os
@@ -48,8 +48,11 @@ def jobqueue(slurm, tmp_path):
 def test_slurm_daemons_listen_on_loopback_only(slurm):
     res = slurm.run("srun", "-n1", "hostname")
     assert res.returncode == 0, res.stderr
-    for name in ("slurmctld.pid", "slurmd.pid"):
-        pid = int((slurm.root / name).read_text())
+    pid_files = [slurm.root / "slurmctld.pid"]
+    pid_files += [slurm.slurmd_pid_file(n) for n in slurm.node_names]
+    assert len(pid_files) == 4  # the controller and three nodes
+    for name in pid_files:
+        pid = int(name.read_text())
         listening = [
             c.laddr.ip
             for c in psutil.Process(pid).net_connections("inet")
@@ -233,3 +236,114 @@ def test_slurm_workers_speak_tls_to_the_scheduler(slurm, tmp_path):
     while time.time() < deadline and slurm.run("squeue", "-h").stdout.strip():
         time.sleep(1)
     assert slurm.run("squeue", "-h").stdout.strip() == ""
+
+
+def _kill_one_node_midway(slurm, store, node: str, events: dict) -> threading.Thread:
+    """Watch ``store``'s per-object written marks; once some but not all objects
+    are written, SIGKILL the SLURM job running on ``node`` (its worker dies as
+    on a node that fails)."""
+    from catbuilder.zarr_store import written
+
+    def watch():
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            try:
+                done = written(store)
+            except Exception:  # the store is not there yet
+                time.sleep(0.05)
+                continue
+            if 0 < done.sum() < 0.5 * done.size:
+                job = slurm.run("squeue", "-h", "-w", node, "-o", "%i").stdout.split()
+                if job:
+                    slurm.run("scancel", "--signal=KILL", "--full", job[0])
+                    events["killed"] = (job[0], int(done.sum()), int(done.size))
+                    return
+            elif done.size and done.sum() >= 0.5 * done.size:
+                events["missed"] = int(done.sum())
+                return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_node_lost_midway_leaves_the_cutouts_and_predictions_complete_and_identical(
+    slurm, tmp_path
+):
+    """Workers on three SLURM nodes; one node's job is killed while the cutouts are
+    written, another's while predictions are: both stores are complete and equal
+    to the same work done in this process."""
+    import numpy as np
+
+    from benchmarks import fitted_model, positions, write_tiles
+    from catbuilder.cluster import connect
+    from catbuilder.infer import predict
+    from catbuilder.stack import build_stack, open_stack
+
+    write_tiles(tmp_path / "tiles", n_side=2, npix=1024)
+    sources = positions(12_000, n_side=2, npix=1024)
+    model = fitted_model("keras.small-cnn", 32, tmp_path, cutout=32)
+    settings = {
+        "cluster.kind": "slurm",
+        "cluster.interface": "lo",
+        # one core per job, on one-core nodes: the three jobs land on three nodes
+        "cluster.jobqueue": {**jobqueue_settings(slurm, tmp_path), "job_extra_directives": []},
+    }
+    events: dict = {}
+    with config.set(settings), connect("slurm", 3) as client:
+        client.wait_for_workers(3, timeout=120)
+        nodes = slurm.run("squeue", "-h", "-o", "%N").stdout.split()
+        assert sorted(nodes) == ["node0", "node1", "node2"]  # one worker job per node
+        watcher = _kill_one_node_midway(slurm, tmp_path / "s.zarr", "node1", events)
+        stack = build_stack(
+            sources,
+            tmp_path / "tiles",
+            tmp_path / "s.zarr",
+            size=32,
+            chunk_objects=200,
+            cluster=client,
+            progress=False,
+        )
+        watcher.join()
+        assert "killed" in events, events  # the kill came while cutting
+        cut_kill = events.pop("killed")
+        watcher = _kill_one_node_midway(slurm, tmp_path / "p.zarr", "node2", events)
+        preds = predict(
+            stack,
+            model,
+            output=tmp_path / "p.zarr",
+            cluster=client,
+            batch_size=64,
+            chunks_per_task=1,
+            progress=False,
+        )
+        watcher.join()
+        assert "killed" in events, events  # the kill came while predicting
+    print("killed", cut_kill, events["killed"])
+
+    reference = build_stack(
+        sources,
+        tmp_path / "tiles",
+        tmp_path / "ref.zarr",
+        size=32,
+        chunk_objects=200,
+        cluster="sync",
+        progress=False,
+    )
+    got, want = open_stack(tmp_path / "s.zarr"), open_stack(reference.path)
+    assert got.meta["complete"]
+    np.testing.assert_array_equal(got.objects()["objid"], want.objects()["objid"])
+    np.testing.assert_array_equal(got.load(), want.load())
+    ref_preds = predict(  # workers with the SLURM jobs' thread settings: the same sums
+        reference,
+        model,
+        output=tmp_path / "ref-p.zarr",
+        cluster="local",
+        workers=1,
+        batch_size=64,
+        progress=False,
+    )
+    assert preds.meta["complete"] and len(preds) == len(sources)
+    np.testing.assert_array_equal(preds.ds["objid"].values, ref_preds.ds["objid"].values)
+    np.testing.assert_array_equal(preds.probabilities(), ref_preds.probabilities())
