@@ -141,6 +141,8 @@ def prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     import queue
     import threading
 
+    from catbuilder.thread_cpu import thread_ended
+
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     done = object()
     stop = threading.Event()
@@ -159,6 +161,8 @@ def prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:
             q.put(("done", done))
         except BaseException as err:  # handed to the consumer
             q.put(("error", err))
+        finally:
+            thread_ended("read + preprocess")
 
     t = threading.Thread(target=produce, daemon=True, name="catbuilder-prefetch")
     t.start()

@@ -24,7 +24,9 @@ import numpy as np
 
 from catbuilder import config
 from catbuilder import zarr_store as zs
+from catbuilder.affinity import bind_workers
 from catbuilder.errors import IncompleteStoreError, warn
+from catbuilder.thread_cpu import thread_ended
 
 __all__ = ["Predictions", "open_predictions", "predict"]
 
@@ -107,7 +109,8 @@ def _predict_chunks(
         group["written"][region] = np.ones(len(P), dtype=bool)  # last: the chunk is done
 
     writes = []
-    with ThreadPoolExecutor(1) as writer, dask.config.set(scheduler="synchronous"):
+    writer = ThreadPoolExecutor(1, "catbuilder-writer")
+    with writer, dask.config.set(scheduler="synchronous"):
         X = _stack(stack_path).isel(positions)
         batches = model.iter_predictions(X, batch_size=batch_size, embed=embed, tta=tta)
         for p, e in batches:
@@ -127,6 +130,7 @@ def _predict_chunks(
                 k += 1
         for w in writes:
             w.result()  # raise a failed write here
+        writer.submit(thread_ended, "write")  # its CPU time, for thread_cpu.snapshot
     return len(positions)
 
 
@@ -345,12 +349,14 @@ def predict(
             # run, as a chunk's region is written whole before its mark
             groups = np.split(todo, np.flatnonzero(np.diff(todo // chunk)) + 1)
             pieces = [(int(g[0]), positions[g[0] : g[-1] + 1]) for g in groups]
-            n_threads = sum(c.nthreads().values()) or 1
-            tasks = _task_runs(pieces, n_threads, chunks_per_task)
-            _run(  # absolute paths: workers elsewhere have another working directory
-                c, tasks, os.path.abspath(stack.path), os.path.abspath(target), model_path,
-                batch_size, embed, tta, progress,
-            )  # fmt: skip
+            nthreads = c.nthreads()
+            tasks = _task_runs(pieces, sum(nthreads.values()) or 1, chunks_per_task)
+            threads = max(nthreads.values(), default=1)
+            with bind_workers(c, threads, config.get("infer.bind-cores")):
+                _run(  # absolute paths: workers elsewhere have another working directory
+                    c, tasks, os.path.abspath(stack.path), os.path.abspath(target), model_path,
+                    batch_size, embed, tta, progress,
+                )  # fmt: skip
     zs.finish(target, meta)
     zs.swap_in(target, out, KIND)
     return open_predictions(out)
@@ -407,26 +413,29 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
 
 
 def _run(client, tasks, stack_path, out, model_path, batch_size, embed, tta, progress):
-    from distributed import as_completed
     from tqdm.auto import tqdm
 
+    from catbuilder.cluster import run_windowed
+
     token = uuid.uuid4().hex[:8]
-    futures = [
-        client.submit(
-            _predict_chunks,
-            stack_path,
-            pieces,
-            out,
-            model_path,
-            batch_size,
-            embed,
-            tta,
-            pure=False,
-            key=f"catbuilder-predict-{pieces[0][0]}-{token}",
-        )
-        for pieces in tasks
-    ]
+
+    def submit(idx: list[int]) -> list:
+        return [
+            client.submit(
+                _predict_chunks,
+                stack_path,
+                tasks[i],
+                out,
+                model_path,
+                batch_size,
+                embed,
+                tta,
+                pure=False,
+                key=f"catbuilder-predict-{tasks[i][0][0]}-{token}",
+            )
+            for i in idx
+        ]
+
     total = sum(len(p) for pieces in tasks for _, p in pieces)
     with tqdm(total=total, desc="predict", unit="obj", disable=not progress) as bar:
-        for f in as_completed(futures):
-            bar.update(f.result())
+        run_windowed(client, len(tasks), submit, done=bar.update)

@@ -105,3 +105,51 @@ def test_tls_settings_that_cannot_work_are_one_line_errors(tmp_path):
         security({"ca-file": "x"})
     with pytest.raises(ValueError, match="no such file"):
         security({"ca-file": str(tmp_path / "none.pem"), "cert": "a", "key": "b"})
+
+
+def _slow_square(i: int) -> int:
+    import time
+
+    time.sleep(0.02)
+    if i == 37:
+        raise ValueError("task 37 fails")
+    return i * i
+
+
+def test_run_windowed_keeps_at_most_a_window_of_tasks_on_the_scheduler(dask_client):
+    """Results in order; the scheduler never holds more than the window; the
+    first error is raised and cancels what is still running."""
+    import threading
+    import time
+
+    from catbuilder.cluster import run_windowed
+
+    def count(dask_scheduler):
+        return len(dask_scheduler.tasks)
+
+    seen, stop = [], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            seen.append(dask_client.run_on_scheduler(count))
+            time.sleep(0.005)
+
+    def submit(idx):
+        return [dask_client.submit(_slow_square, i, pure=False) for i in idx]
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        done = []
+        got = run_windowed(dask_client, 30, submit, window=6, done=done.append)
+    finally:
+        stop.set()
+        sampler.join()
+    assert got == [i * i for i in range(30)] and sorted(done) == got
+    assert len(seen) > 10 and 0 < max(seen) <= 6
+    with pytest.raises(ValueError, match="task 37 fails"):
+        run_windowed(dask_client, 60, lambda idx: submit([i + 10 for i in idx]), window=6)
+    deadline = time.time() + 10
+    while dask_client.run_on_scheduler(count) and time.time() < deadline:
+        time.sleep(0.05)
+    assert dask_client.run_on_scheduler(count) == 0  # nothing left running

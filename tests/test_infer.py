@@ -181,3 +181,50 @@ def test_a_stopped_run_resumes_only_missing_chunks(hp_stack, small_model, dask_c
     assert {c: f.stat().st_mtime_ns for c, f in files.items()} == mtimes
     ref = _uninterrupted(hp_stack, small_model, dask_client, tmp_path / "ref.zarr")
     np.testing.assert_array_equal(p.probabilities(), ref.probabilities())
+
+
+def _cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def test_workers_that_fill_the_machine_are_bound_one_core_each_then_freed(dask_client):
+    """infer.bind-cores: auto binds when the host's workers use all its cores,
+    each worker to a core of its own; the block's end gives the cores back."""
+    from catbuilder.affinity import bind_workers
+
+    allowed = _cores()
+    workers = sorted(dask_client.scheduler_info()["workers"])
+    with bind_workers(dask_client, 1, "auto") as bound:
+        now = dask_client.run(_cores)
+    after = dask_client.run(_cores)
+    if len(allowed) == 2:  # the two workers fill this machine (the CI's 2 cores)
+        assert sorted(bound) == workers
+        assert sorted(c for w in workers for c in now[w]) == allowed  # one core each
+    else:  # spare cores: left free
+        assert bound == {} and all(c == allowed for c in now.values())
+    assert all(c == allowed for c in after.values())
+    with bind_workers(dask_client, 1, True) as bound:  # always (enough cores for two)
+        assert sorted(len(c) for c in dask_client.run(_cores).values()) == [1, 1]
+    with bind_workers(dask_client, 1, False) as bound:
+        assert bound == {} and all(c == allowed for c in dask_client.run(_cores).values())
+    with bind_workers(dask_client, len(allowed), True) as bound:  # too few cores for both
+        assert len(bound) == 1  # the first gets them all, the second is left as it was
+
+
+def test_a_workers_cpu_time_is_accounted_by_activity(hp_stack, small_model, dask_client, tmp_path):
+    """catbuilder.thread_cpu: the read-ahead, model and Dask threads of a
+    predicting worker each show up, and they add up to the process's CPU time."""
+    from catbuilder import thread_cpu
+
+    before = dask_client.run(thread_cpu.snapshot)
+    predict(hp_stack, small_model, output=tmp_path / "p.zarr", cluster=dask_client, progress=False)
+    after = dask_client.run(thread_cpu.snapshot)
+    total = dict.fromkeys(thread_cpu.ACTIVITIES, 0.0)
+    for w in after:
+        for k, v in thread_cpu.difference(before[w], after[w]).items():
+            total[k] += v
+    assert total["read + preprocess"] > 0
+    assert total["model: framework pools"] + total["model: task thread"] > 0
+    assert total["Dask: event loop + helpers"] > 0
+    spent = sum(after[w]["total"] - before[w]["total"] for w in after)
+    assert sum(total.values()) == pytest.approx(spent, abs=0.05 * spent + 0.05)

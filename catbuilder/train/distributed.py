@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from catbuilder import config
+from catbuilder.affinity import core_share, set_affinity
 
 __all__ = ["DistributedTrainingError", "RankPlan", "fit_distributed", "plan_ranks", "run_rank"]
 
@@ -165,24 +166,6 @@ def _rank_env(p: RankPlan, rendezvous: _Rendezvous) -> dict[str, str]:
     }
 
 
-def _set_affinity(cores: set[int]) -> None:
-    """Bind every thread of this process (those that exist and those to come)."""
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            os.sched_setaffinity(int(tid), cores)
-        except OSError:  # a thread that just ended
-            pass
-
-
-def _rank_cores(local_rank: int, threads: int) -> set[int] | None:
-    """This rank's share of the cores the process may use, or None if too few."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))
-    mine = cores[local_rank * threads : (local_rank + 1) * threads]
-    return set(mine) if len(mine) == threads else None
-
-
 def run_rank(entry: str, env: dict[str, str], payload: dict) -> dict:
     """Body of one rank's Dask task: set the Horovod environment, call ``entry``.
 
@@ -196,14 +179,14 @@ def run_rank(entry: str, env: dict[str, str], payload: dict) -> dict:
     before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     cores = None
     if payload.get("bind_cores"):
-        cores = _rank_cores(int(env.get("HOROVOD_LOCAL_RANK", 0)), int(payload["threads"]))
+        cores = core_share(int(env.get("HOROVOD_LOCAL_RANK", 0)), int(payload["threads"]))
     if cores:
-        _set_affinity(cores)
+        set_affinity(cores)
     try:
         return getattr(importlib.import_module(module), func)(payload)
     finally:
         if cores and before:
-            _set_affinity(before)
+            set_affinity(before)
 
 
 def shards(positions: np.ndarray, size: int, chunk: int) -> list[np.ndarray]:
