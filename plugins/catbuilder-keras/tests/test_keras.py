@@ -270,3 +270,26 @@ def test_keras_settings_come_from_the_plugin_configuration():
             pass
     env = get_plugin("keras.small-cnn").worker_env(3)
     assert env["TF_NUM_INTRAOP_THREADS"] == "3" and env["TF_USE_LEGACY_KERAS"] == "1"
+
+
+def test_resize_in_model_gives_the_cpu_paths_probabilities():
+    """keras.resize-in-model: cutouts go in at their own size and the model
+    resizes them with the CPU path's bilinear weights; the same answers."""
+    from catbuilder import config
+
+    rng = np.random.default_rng(0)
+    est = make_model(
+        "keras.small-cnn",
+        input_size=96,
+        batch_size=8,
+        augment=False,
+        stages=[{"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"}],
+    )
+    X = rng.normal(10, 3, (48, 3, 40, 40)).astype(np.float32)
+    est.fit(X[:16], ["elliptical", "spiral"] * 8)
+    on_cpu, emb_cpu = est.predict_proba(X), est.transform(X)
+    with config.set({"keras.resize-in-model": True}):
+        in_model, emb_model = est.predict_proba(X), est.transform(X)
+    assert set(est._fns) >= {(False, 40), (True, 40)}  # the resizing calls were used
+    np.testing.assert_allclose(in_model, on_cpu, atol=1e-5)
+    np.testing.assert_allclose(emb_model, emb_cpu, atol=1e-4, rtol=1e-4)

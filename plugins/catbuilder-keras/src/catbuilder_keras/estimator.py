@@ -295,24 +295,38 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             )
         return self._both
 
-    def _infer_fn(self, embed: bool):
+    def _infer_fn(self, embed: bool, resize_from: int | None = None):
         """A compiled inference call, traced once for any batch size.
 
         Cheaper per batch than ``predict_on_batch``, which builds a
-        ``tf.data`` iterator for every call.
+        ``tf.data`` iterator for every call. With ``resize_from``, inputs are
+        ``resize_from`` px and resized to the model's input inside the call,
+        with the same bilinear weights as the CPU path
+        (``keras.resize-in-model``: on a GPU, the resize runs there).
         """
         from catbuilder_keras.tf import tf
 
         fns = self.__dict__.setdefault("_fns", {})
-        if embed not in fns or fns[embed][0] is not self.model_:
+        key = (embed, resize_from)
+        if key not in fns or fns[key][0] is not self.model_:
             model = self._outputs_model() if embed else self.model_
             side = self._size()
-            spec = [tf.TensorSpec([None, side, side, 3], tf.float32)]
-            fns[embed] = (
-                self.model_,
-                tf.function(lambda x: model(x, training=False), input_signature=spec),
-            )
-        return fns[embed][1]
+            if resize_from is None:
+                spec = [tf.TensorSpec([None, side, side, 3], tf.float32)]
+
+                def call(x):
+                    return model(x, training=False)
+            else:  # the CPU's bilinear weights (corners aligned), as two tensor products
+                from catbuilder.stack.preprocess import _interpolation
+
+                wy = tf.constant(_interpolation(resize_from, side))
+                spec = [tf.TensorSpec([None, resize_from, resize_from, 3], tf.float32)]
+
+                def call(x):
+                    return model(tf.einsum("hi,nijc,wj->nhwc", wy, x, wy), training=False)
+
+            fns[key] = (self.model_, tf.function(call, input_signature=spec))
+        return fns[key][1]
 
     def iter_predictions(
         self, X: Any, batch_size: int | None = None, embed: bool = True, tta: bool = False
@@ -327,15 +341,18 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         self._check_fitted()
         bands = input_bands(X, self.bands)
         prep, size = self._prep(), self._size()
-        fn = self._infer_fn(embed)
+        in_model = bool(config.get("keras.resize-in-model"))
 
         def run(x):
-            out = fn(x)
+            side = x.shape[1]
+            out = self._infer_fn(embed, None if side == size else side)(x)
             return [o.numpy() for o in out] if embed else out.numpy()
 
         def inputs():
             for b in iter_inputs(X, batch_size or max(self._batch(), 64), bands):
-                yield prep.transform(b.pixels, bands, b.magzero, size=size)
+                side = b.pixels.shape[-1]
+                native = in_model and b.pixels.shape[-2] == side  # resized by the model
+                yield prep.transform(b.pixels, bands, b.magzero, size=side if native else size)
 
         for imgs in prefetch(inputs()):
             views = _dihedral(imgs) if tta else [imgs]
