@@ -105,3 +105,42 @@ class InferenceThroughput:
         return self._pipeline(workers) / bare
 
     track_ratio_to_bare_predict.unit = "ratio"
+
+
+class InferenceScaling:
+    """What a second core adds: 2 workers over 1 worker bound to one core
+    (``infer.bind-cores``), both measured in this benchmark (target >= 1.8)."""
+
+    timeout = 900
+    number = 1
+    repeat = 1
+
+    def setup_cache(self):
+        return InferenceThroughput.setup_cache(self)
+
+    def track_two_workers_over_one(self, root):
+        from distributed import Client
+
+        from catbuilder import config
+        from catbuilder.cluster import make_cluster
+
+        rates = {}
+        for workers in (1, 2):
+            bench = InferenceThroughput()
+            with (
+                config.set({"infer.bind-cores": True}),
+                make_cluster("local", workers, threads_per_worker=1) as cluster,
+                Client(cluster) as client,
+            ):
+                client.wait_for_workers(workers)
+                bench.cluster, bench.client = cluster, client
+                bench.root = Path(root)
+                bench.model = bench.root / "keras.small-cnn.model"
+                from catbuilder.stack import open_stack
+
+                bench.stack = open_stack(bench.root / "stack.zarr")
+                bench._pipeline(workers)  # warm: the model loaded on every worker
+                rates[workers] = bench._pipeline(workers)
+        return rates[2] / rates[1]
+
+    track_two_workers_over_one.unit = "ratio"

@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -147,6 +148,22 @@ def main() -> int:
         base = base or cost
         rates = "".join(f"{r['n'] / r['seconds'][s]:>10,.0f}" for s in STAGES)
         print(f"{r['n']:>10,}{rates}{cost:>11.3f}{cost / base:>7.2f}")
+    if len(rows) > 1:  # fixed costs (start-up, the model's first load) fall out
+        print(
+            "\nmarginal cost per object between sizes (ms; fixed costs cancel), by stage, and "
+            "its ratio to the first"
+        )
+        head = "".join(f"{s:>10}" for s in STAGES)
+        print(f"{'objects':>22}{head}{'total':>9}{'ratio':>7}")
+        first = None
+        for a, b in itertools.pairwise(rows):
+            dn = b["n"] - a["n"]
+            per = {s: 1000 * (b["seconds"][s] - a["seconds"][s]) / dn for s in STAGES}
+            total = sum(per.values())
+            first = first or total
+            cells = "".join(f"{per[s]:>10.4f}" for s in STAGES)
+            span = f"{a['n']:,} -> {b['n']:,}"
+            print(f"{span:>22}{cells}{total:>9.4f}{total / first:>7.2f}")
     print("\npeak memory (MiB, VmHWM) and disk use (MiB)")
     print(
         f"{'objects':>10}{'driver':>9}{'worker cut':>12}{'worker pred':>13}"
