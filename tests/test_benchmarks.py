@@ -80,3 +80,24 @@ def test_asv_continuous_reports_a_deliberately_slowed_commit(tmp_path):
     assert len(rows) == 2, out[-3000:]
     for row in rows:
         assert float(row.split("|")[4]) > 2.0, row  # ~40 ms -> ~140 ms
+
+
+def test_the_readmes_figures_are_the_kept_script_outputs():
+    """Every performance block of the README is the output a benchmark script
+    printed (benchmarks/results), as readme_figures.py copies it: none edited
+    by hand, none missing, each stamped with its date and machine."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "readme_figures", root / "benchmarks" / "scripts" / "readme_figures.py"
+    )
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    readme = (root / "README.md").read_text()
+    for name, (script, *_) in figures.SCRIPTS.items():
+        kept = (root / "benchmarks" / "results" / f"{name}.txt").read_text()
+        assert kept.startswith(f"# {script} ") and "cores" in kept.splitlines()[0]
+        assert f"<!-- figures:{name} -->" in readme
+        assert kept.strip() in readme, name
+    assert figures.update_readme(readme) == readme

@@ -122,14 +122,14 @@ def main() -> int:
                     work / f"{kind.split()[0]}.zarr",
                     size=args.size,
                     cluster=client,
+                    overwrite=True,
                     progress=False,
                 )
                 dt = time.perf_counter() - t
                 peak = max(client.run(_vm_hwm_mib).values())
-                assert (
-                    len(stack) == args.objects and int((stack.objects()["flags"] != 0).sum()) == 0
-                )
-            rows[kind] = (args.objects / dt, dt, rest, peak)
+                assert len(stack) == len(objects)
+                assert int((stack.objects()["flags"] != 0).sum()) == 0
+            rows[kind] = (len(objects) / dt, dt, rest, peak, len(objects))
         print(
             f"\ncutouts of {m} px (g, r, i) from one {args.npix:,}^2 px tile, "
             f"{args.workers} workers, chunks of {chunk} objects"

@@ -61,7 +61,8 @@ def run(name: str, log: Path | None = None) -> str:
             text=True,
             cwd=ROOT,
         )
-        if res.returncode not in (0, 1):  # 1: a target missed, still a measurement
+        crashed = "Traceback (most recent call last)" in res.stderr
+        if crashed or res.returncode not in (0, 1):  # 1 alone: a target missed, still measured
             sys.stderr.write(res.stderr[-3000:])
             raise SystemExit(f"{script} failed with status {res.returncode}")
         stdout = res.stdout
