@@ -17,6 +17,16 @@ import pandas as pd
 QUICK = os.environ.get("CATBUILDER_BENCH_QUICK", "") not in ("", "0")
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB (VmHWM: unlike ru_maxrss, not
+    inherited from the parent that spawned it); ``client.run`` it on workers."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def write_tiles(
     outdir: str | Path,
     n_side: int = 4,

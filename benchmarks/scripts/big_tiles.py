@@ -34,14 +34,6 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
-def _vm_hwm_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def write_tile(outdir: Path, npix: int, bands=("g", "r", "i"), scale: float = 0.263) -> tuple:
     """One tile per band, compressed (``.fits.fz``) and plain; its WCS."""
     from astropy.io import fits
@@ -77,6 +69,7 @@ def main() -> int:
     from astropy.io import fits
     from distributed import Client
 
+    from benchmarks import peak_rss_mib
     from catbuilder import config
     from catbuilder.cluster import make_cluster
     from catbuilder.stack import build_stack
@@ -114,7 +107,7 @@ def main() -> int:
                 Client(cluster) as client,
             ):
                 client.wait_for_workers(args.workers)
-                rest = max(client.run(_vm_hwm_mib).values())
+                rest = max(client.run(peak_rss_mib).values())
                 t = time.perf_counter()
                 stack = build_stack(
                     objects,
@@ -126,7 +119,7 @@ def main() -> int:
                     progress=False,
                 )
                 dt = time.perf_counter() - t
-                peak = max(client.run(_vm_hwm_mib).values())
+                peak = max(client.run(peak_rss_mib).values())
                 assert len(stack) == len(objects)
                 assert int((stack.objects()["flags"] != 0).sum()) == 0
             rows[kind] = (len(objects) / dt, dt, rest, peak, len(objects))

@@ -37,21 +37,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks import fitted_model, model_inputs, positions, write_tiles
-
-
-def _vm_hwm_mib() -> float:
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not
-    inherited from the parent that spawned it)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from benchmarks import fitted_model, model_inputs, peak_rss_mib, positions, write_tiles
 
 
 def peak_mib(client) -> dict:
-    return client.run(_vm_hwm_mib)
+    return client.run(peak_rss_mib)
 
 
 @contextmanager

@@ -37,14 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 STAGES = ("index", "cutouts", "predict", "catalog", "parquet", "hats")
 
 
-def _vm_hwm_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _du_mib(path: Path) -> float:
     if path.is_file():
         return path.stat().st_size / 2**20
@@ -55,7 +47,7 @@ def one_size(n: int, work: Path, workers: int) -> dict:
     """Run every stage for ``n`` objects in this process; the figures."""
     from distributed import Client
 
-    from benchmarks import fitted_model, write_survey
+    from benchmarks import fitted_model, peak_rss_mib, write_survey
     from catbuilder.catalog import build_catalog, write_catalog
     from catbuilder.cluster import make_cluster
     from catbuilder.infer import predict
@@ -82,11 +74,11 @@ def one_size(n: int, work: Path, workers: int) -> dict:
             sources, index, work / "stack.zarr", size=32, cluster=client, progress=False
         )
         sec["cutouts"] = time.perf_counter() - t
-        out["peak_worker_mib"]["cutouts"] = max(client.run(_vm_hwm_mib).values())
+        out["peak_worker_mib"]["cutouts"] = max(client.run(peak_rss_mib).values())
         t = time.perf_counter()
         preds = predict(stack, model, output=work / "preds.zarr", cluster=client, progress=False)
         sec["predict"] = time.perf_counter() - t
-        out["peak_worker_mib"]["predict"] = max(client.run(_vm_hwm_mib).values())
+        out["peak_worker_mib"]["predict"] = max(client.run(peak_rss_mib).values())
     t = time.perf_counter()
     catalog = build_catalog(preds, stack)
     sec["catalog"] = time.perf_counter() - t
@@ -97,7 +89,7 @@ def one_size(n: int, work: Path, workers: int) -> dict:
     t = time.perf_counter()
     write_catalog(catalog, work / "catalog-hats", format="hats")
     sec["hats"] = time.perf_counter() - t
-    out["peak_driver_mib"] = _vm_hwm_mib()
+    out["peak_driver_mib"] = peak_rss_mib()
     out["disk_mib"] = {
         name: _du_mib(work / name)
         for name in ("tiles", "stack.zarr", "preds.zarr", "catalog.parquet", "catalog-hats")
