@@ -111,8 +111,11 @@ def bind_workers(client: Any, threads: int, mode: bool | str = "auto") -> Iterat
                     before[w], now[w] = got
         yield now
     finally:
+        alive = set(client.scheduler_info()["workers"]) if before else set()
         for w, cores in before.items():
+            if w not in alive:  # a worker that has gone needs nothing back
+                continue
             try:
                 client.run(_restore, cores, workers=[w])
-            except Exception:  # a worker that has gone needs nothing back
+            except Exception:  # one that went just now
                 pass
