@@ -496,6 +496,16 @@ def _predict(args: argparse.Namespace) -> int:
 # -- selftrain -------------------------------------------------------------------
 
 
+def _count_or_fraction(text: str) -> int | float:
+    """``300`` (a count) or ``0.4`` (a fraction), as scikit-learn's sizes."""
+    from catbuilder.selftrain import _per_class
+
+    try:
+        return _per_class(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _selftrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("labelled", help="image stack of the labelled survey (A)")
     p.add_argument("unlabelled", help="image stack of the survey to adapt to (B)")
@@ -507,9 +517,10 @@ def _selftrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=None, help=_conf("selftrain.rounds"))
     p.add_argument(
         "--per-class",
-        type=int,
+        type=_count_or_fraction,
         default=None,
-        help=f"pseudo-labels added per class and round {_conf('selftrain.per-class')}",
+        help="pseudo-labels added per class and round: a count, or a fraction of the pool "
+        f"(0.4: 40%% of the pool's share of each class per round) {_conf('selftrain.per-class')}",
     )
     p.add_argument(
         "--threshold", type=float, default=None, help="minimum probability of a pseudo-label"

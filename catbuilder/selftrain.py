@@ -130,6 +130,35 @@ def _select(
     return chosen, best[chosen]
 
 
+def _per_class(value: Any) -> int | float:
+    """``per_class`` as given: a count (int >= 1) or a fraction of the pool (float in (0, 1])."""
+    if isinstance(value, bool):
+        raise ValueError(f"selftrain per-class must be a count or a fraction, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass  # refused below, with the rule
+    if isinstance(value, float) and value.is_integer() and value > 1:
+        value = int(value)
+    if isinstance(value, int | np.integer) and value >= 1:
+        return int(value)
+    if isinstance(value, float) and 0.0 < value <= 1.0:
+        return float(value)
+    raise ValueError(
+        "selftrain per-class must be a count of objects (an integer >= 1) or a fraction of "
+        f"the pool (a number in (0, 1]), got {value!r}"
+    )
+
+
+def _round_count(per_class: int | float, r: int, n_pool: int, n_classes: int) -> int:
+    """Objects of each class that round ``r`` holds: ``r * per_class``, or for a
+    fraction ``f``, ``min(1, r * f)`` of the pool's share of one class."""
+    if isinstance(per_class, float):
+        return int(np.ceil(min(1.0, r * per_class) * n_pool / n_classes))
+    return int(per_class) * r
+
+
 def _training_stack(a_train, b_stack, b_pos, pseudo, path: Path):
     """A's training objects plus B's chosen ones (resampled to A's grid) as a Zarr stack."""
     import dask.array as da
@@ -252,7 +281,7 @@ def _one_seed(
             proba = est.predict_proba(b.isel(pool))
             order = [list(est.classes_).index(c) for c in classes]
             proba = proba[:, order]
-            k = int(settings["per_class"]) * r
+            k = _round_count(settings["per_class"], r, len(pool), len(classes))
             pick, lab = _select(proba, classes, k, settings["threshold"])
             chosen, pseudo = pool[pick], np.asarray(classes, dtype=object)[lab]
             now = set(zip(objid_b[chosen].tolist(), pseudo.tolist()))
@@ -308,7 +337,7 @@ def self_train(
     outdir: str | os.PathLike[str],
     params: dict | None = None,
     rounds: int | None = None,
-    per_class: int | None = None,
+    per_class: int | float | None = None,
     threshold: float | None = None,
     seeds: list[int] | int | None = None,
     evaluation: str | None = None,
@@ -338,9 +367,11 @@ def self_train(
     rounds
         Rounds after the first training (default ``selftrain.rounds``).
     per_class
-        Objects of each class added per round (round ``r`` holds the
-        ``r * per_class`` most confident of each class; default
-        ``selftrain.per-class``); classes are balanced.
+        Objects of each class added per round: a count (round ``r`` holds the
+        ``r * per_class`` most confident of each class) or a fraction of the
+        pool (``0.4``: round ``r`` holds the most confident ``min(1, 0.4 r)``
+        of the pool's share of each class, pool size / number of classes);
+        classes are balanced (default ``selftrain.per-class``).
     threshold
         Only objects at least this probable are added (default none).
     seeds
@@ -382,7 +413,7 @@ def self_train(
     settings = {
         "pool": None if pool is None else [x.item() if hasattr(x, "item") else x for x in pool],
         "rounds": int(c("selftrain.rounds", rounds)),
-        "per_class": int(c("selftrain.per-class", per_class)),
+        "per_class": _per_class(c("selftrain.per-class", per_class)),
         "threshold": c("selftrain.threshold", threshold),
         "evaluation": str(c("selftrain.evaluation-split", evaluation)),
         "fractions": (1.0, 0.75, 0.5, 0.25),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from catbuilder.selftrain import _select, self_train
+from catbuilder.selftrain import _per_class, _round_count, _select, self_train
 
 PARAMS = {"input_size": 32, "epochs": 1, "batch_size": 32}
 
@@ -18,6 +19,18 @@ def test_selection_is_class_balanced_and_most_confident_first():
     assert idx.tolist() == [1, 2]
     idx, _ = _select(proba, ["a", "b"], 5, 0.75)  # b has one object above 0.75
     assert sorted(idx.tolist()) == [1, 2]
+
+
+def test_per_class_is_a_count_or_a_fraction_of_the_pool():
+    assert _per_class(300) == 300 and _per_class("300") == 300 and _per_class(2.0) == 2
+    assert _per_class(0.4) == 0.4 and _per_class("0.4") == 0.4 and _per_class(1.0) == 1.0
+    for bad in (0, -3, 0.0, 1.5, True, "many"):
+        with pytest.raises(ValueError, match="per-class"):
+            _per_class(bad)
+    # a count grows by itself each round; a fraction by its share of the pool, up to all of it
+    assert [_round_count(300, r, 5000, 2) for r in (1, 2)] == [300, 600]
+    assert [_round_count(0.4, r, 5000, 2) for r in (1, 2, 3)] == [1000, 2000, 2500]
+    assert _round_count(0.1, 1, 101, 2) == 6  # rounded up
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +100,50 @@ def test_selftrain_cli(hp_stack, unlabelled, tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "catbuilder.cli", "selftrain", str(hp_stack.path),
          str(unlabelled.path), "-o", str(tmp_path / "st"), "--model", "keras.small-cnn",
-         "--params", json.dumps(PARAMS), "--rounds", "1", "--per-class", "3", "--seeds", "4",
+         "--params", json.dumps(PARAMS), "--rounds", "1", "--per-class", "0.02", "--seeds", "4",
          "--no-progress"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert "gain of round 1 over round 0" in res.stdout
     assert (tmp_path / "st" / "seed-4" / "round-1" / "model" / "catbuilder-model.json").exists()
+    # a fraction of the pool: 2% of the pool's share of each class, balanced
+    objs = unlabelled.objects()
+    scored = (objs["split"] == "test") & objs["label"].isin(["elliptical", "spiral"])
+    pool = int(((objs["flags"] == 0) & ~scored).sum())
+    rounds = pd.read_csv(tmp_path / "st" / "rounds.csv").set_index("round")
+    assert 0 < rounds.loc[1, "added_spiral"] == rounds.loc[1, "added_elliptical"]
+    assert rounds.loc[1, "added_spiral"] <= np.ceil(0.02 * pool / 2)
+    bad = subprocess.run(
+        [sys.executable, "-m", "catbuilder.cli", "selftrain", str(hp_stack.path),
+         str(unlabelled.path), "-o", str(tmp_path / "st2"), "--per-class", "1.5"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "a fraction of the pool" in bad.stderr
+    assert not (tmp_path / "st2").exists()
+
+
+@pytest.mark.slow
+def test_the_self_training_example_runs_on_a_small_survey(mock_survey, tmp_path):
+    """examples/self_training.py end to end, on the session's 120-object mock survey."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "survey").symlink_to(mock_survey.root)
+    script = Path(__file__).parents[1] / "examples" / "self_training.py"
+    res = subprocess.run(
+        [sys.executable, str(script), str(work), "--seeds", "2", "--rounds", "1",
+         "--epochs", "6", "--per-class", "0.5"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "round 1: gain" in res.stdout and "pseudo-labels that are the mock's true class" in (
+        res.stdout
+    )
+    rounds = pd.read_csv(work / "selftrain-20arcsec-test-0.5" / "rounds.csv")
+    # a seed whose 4-epoch model calls every object one class has nothing to add: it stops
+    assert sorted(rounds["seed"].unique()) == [0, 1] and set(rounds["round"]) == {0, 1}
+    assert (rounds.loc[rounds["round"] == 1, "n_added"] > 0).all()
