@@ -512,6 +512,7 @@ def run_windowed(
         window = max(16, 8 * (sum(client.nthreads().values()) or 1))
     results: list[Any] = [None] * n
     where: dict[Any, int] = {}  # futures not yet gathered -> their task's index
+    live: dict[Any, Any] = {}  # the same futures by key: what an error must cancel
     running = as_completed()
     queued = finished = 0
     ready: list[Any] = []  # finished, to be gathered together (one round trip)
@@ -524,12 +525,13 @@ def run_windowed(
             queued += len(idx)
             for i, future in zip(idx, submit(idx)):
                 where[future.key] = i
+                live[future.key] = future
                 running.add(future)
 
     def collect() -> None:
         for future, result in zip(ready, client.gather(ready)):
             results[where.pop(future.key)] = result
-            future.release()
+            live.pop(future.key).release()
             if done is not None:
                 done(result)
         ready.clear()
@@ -543,8 +545,12 @@ def run_windowed(
                 collect()  # raises the first error
             top_up()
     finally:
-        if where:  # an error: stop what is still running, forget what failed
-            client.cancel([f for f in [*running.futures, *ready] if f.key in where])
+        if live:  # an error: stop what is still running, forget what finished or failed
+            # (finished futures not yet yielded sit in as_completed's queue, not in its
+            # futures: the traceback would keep them, and their results, on the cluster)
+            client.cancel(list(live.values()))
+            running.clear()
+            live.clear()
             ready.clear()
     return results
 
