@@ -511,8 +511,7 @@ def run_windowed(
     if window is None:
         window = max(16, 8 * (sum(client.nthreads().values()) or 1))
     results: list[Any] = [None] * n
-    where: dict[Any, int] = {}  # futures not yet gathered -> their task's index
-    live: dict[Any, Any] = {}  # the same futures by key: what an error must cancel
+    where: dict[Any, int] = {}  # futures not yet released -> their task's index
     running = as_completed()
     queued = finished = 0
     ready: list[Any] = []  # finished, to be gathered together (one round trip)
@@ -524,14 +523,13 @@ def run_windowed(
             idx = list(range(queued, min(n, queued + window - in_flight)))
             queued += len(idx)
             for i, future in zip(idx, submit(idx)):
-                where[future.key] = i
-                live[future.key] = future
+                where[future] = i
                 running.add(future)
 
     def collect() -> None:
         for future, result in zip(ready, client.gather(ready)):
-            results[where.pop(future.key)] = result
-            live.pop(future.key).release()
+            results[where.pop(future)] = result
+            future.release()
             if done is not None:
                 done(result)
         ready.clear()
@@ -545,12 +543,12 @@ def run_windowed(
                 collect()  # raises the first error
             top_up()
     finally:
-        if live:  # an error: stop what is still running, forget what finished or failed
+        if where:  # an error: stop what is still running, forget what finished or failed
             # (finished futures not yet yielded sit in as_completed's queue, not in its
             # futures: the traceback would keep them, and their results, on the cluster)
-            client.cancel(list(live.values()))
+            client.cancel(list(where))
             running.clear()
-            live.clear()
+            where.clear()
             ready.clear()
     return results
 

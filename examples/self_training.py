@@ -11,8 +11,8 @@ different population, to pseudo-label), cuts both at the same
 angular size (20 arcsec: 51 px at 0.396"/px, 76 px at 0.263"/px), and runs
 :func:`catbuilder.selftrain.self_train` with several seeds: round 0 is the
 model trained on A alone, round r adds the most confident ``min(1, 0.4 r)``
-of B's unlabelled galaxies per class (``--per-class``: a fraction of the
-pool, or a count). The script prints accuracy per round as mean and spread
+of B's galaxies outside the scored objects, per class (``--per-class``: a
+fraction of that pool, or a count). The script prints accuracy per round as mean and spread
 over seeds, the accuracy-vs-confidence curve before and after, and whether
 the gain exceeds the spread. ``--pixels 64`` cuts both surveys at 64 px
 instead (different angular sizes: the gap self-training has to close).
