@@ -526,6 +526,13 @@ def _selftrain_args(p: argparse.ArgumentParser) -> None:
         "--threshold", type=float, default=None, help="minimum probability of a pseudo-label"
     )
     p.add_argument(
+        "--retrain",
+        choices=["scratch", "fine-tune"],
+        default=None,
+        help=f"each round trains new weights, or starts from the last round's model "
+        f"{_conf('selftrain.retrain')}",
+    )
+    p.add_argument(
         "--seeds", type=_csv, default=None, help=f"comma-separated {_conf('selftrain.seeds')}"
     )
     _where(p, "one seed after another in this process")
@@ -548,6 +555,7 @@ def _selftrain(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         per_class=args.per_class,
         threshold=args.threshold,
+        retrain=args.retrain,
         seeds=[int(s) for s in args.seeds] if args.seeds else None,
         cluster=args.cluster,
         workers=args.workers,

@@ -151,6 +151,21 @@ def _per_class(value: Any) -> int | float:
     )
 
 
+def _retrain(value: Any, model: str, params: dict | None) -> str:
+    """``retrain`` checked: "scratch", or "fine-tune" for a plugin that can warm start."""
+    from catbuilder.plugins import make_model
+
+    if value not in ("scratch", "fine-tune"):
+        raise ValueError(f"selftrain retrain must be 'scratch' or 'fine-tune', got {value!r}")
+    est = make_model(model, **(params or {})) if value == "fine-tune" else None
+    if est is not None and "warm_start" not in est.get_params():
+        raise ValueError(
+            f"model {model!r} cannot fine-tune (its estimator has no warm_start parameter); "
+            "use selftrain retrain 'scratch'"
+        )
+    return value
+
+
 def _round_count(per_class: int | float, r: int, n_pool: int, n_classes: int) -> int:
     """Objects of each class that round ``r`` holds: ``r * per_class``, or for a
     fraction ``f``, ``min(1, r * f)`` of the pool's share of one class."""
@@ -300,7 +315,11 @@ def _one_seed(
             else:
                 stack = _training_stack(a_fit, b, chosen, pseudo, rdir / "train.zarr")
             p = {**params, "seed": int(seed)}
-            est = train(stack, model, params=p, checkpoint_dir=rdir / "checkpoints").model
+            if r > 0 and settings["retrain"] == "fine-tune":  # from the last round's weights
+                est.set_params(**p, warm_start=True)
+                est = train(stack, est, checkpoint_dir=rdir / "checkpoints").model
+            else:
+                est = train(stack, model, params=p, checkpoint_dir=rdir / "checkpoints").model
             save_model(est, saved)
             shutil.rmtree(rdir / "train.zarr", ignore_errors=True)
             shutil.rmtree(rdir / "checkpoints", ignore_errors=True)
@@ -339,6 +358,7 @@ def self_train(
     rounds: int | None = None,
     per_class: int | float | None = None,
     threshold: float | None = None,
+    retrain: str | None = None,
     seeds: list[int] | int | None = None,
     evaluation: str | None = None,
     pool: Any = None,
@@ -374,6 +394,11 @@ def self_train(
         classes are balanced (default ``selftrain.per-class``).
     threshold
         Only objects at least this probable are added (default none).
+    retrain
+        ``"scratch"``: every round trains new weights; ``"fine-tune"``: round
+        r starts from round r - 1's model (the plugin's estimator needs a
+        ``warm_start`` parameter, scikit-learn's convention). Default
+        ``selftrain.retrain``.
     seeds
         Seeds (or a count) trained independently (default ``selftrain.seeds``).
     evaluation
@@ -415,6 +440,7 @@ def self_train(
         "rounds": int(c("selftrain.rounds", rounds)),
         "per_class": _per_class(c("selftrain.per-class", per_class)),
         "threshold": c("selftrain.threshold", threshold),
+        "retrain": _retrain(c("selftrain.retrain", retrain), model, params),
         "evaluation": str(c("selftrain.evaluation-split", evaluation)),
         "fractions": (1.0, 0.75, 0.5, 0.25),
     }

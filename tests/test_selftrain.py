@@ -82,6 +82,29 @@ def test_rounds_add_pseudo_labels_never_from_the_evaluation_split(hp_stack, unla
     assert again.rounds["accuracy"].tolist() == r["accuracy"].tolist()
 
 
+def test_fine_tune_starts_each_round_from_the_last_model(hp_stack, unlabelled, tmp_path):
+    import json
+
+    from catbuilder.saved_models import load_model
+
+    out = tmp_path / "ft"
+    res = self_train(
+        hp_stack, unlabelled, "keras.small-cnn", outdir=out, params=PARAMS, rounds=1,
+        per_class=5, seeds=[0], retrain="fine-tune",
+    )  # fmt: skip
+    assert res.rounds["round"].tolist() == [0, 1]
+    assert json.loads((out / "catbuilder-selftrain.json").read_text())["retrain"] == "fine-tune"
+    tuned = load_model(out / "seed-0" / "round-1" / "model")
+    assert tuned.get_params()["warm_start"] is True
+    for bad, match in (("from-scratch", "'scratch' or 'fine-tune'"), ("fine-tune", "cannot fine")):
+        with pytest.raises(ValueError, match=match):
+            self_train(
+                hp_stack, unlabelled, "morphology.random-forest", outdir=tmp_path / "no",
+                rounds=1, seeds=[0], retrain=bad,
+            )  # fmt: skip
+    assert not (tmp_path / "no").exists()
+
+
 def test_a_user_directory_is_refused(hp_stack, unlabelled, tmp_path):
     from catbuilder.errors import OutputExistsError
 

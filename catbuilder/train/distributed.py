@@ -246,6 +246,11 @@ def fit_distributed(
         raise ValueError(f"{type(est).__name__} does not support distributed training")
     if train_set.path is None:
         raise ValueError("distributed training needs a stack stored on disk")
+    if est.get_params().get("warm_start") and hasattr(est, "classes_"):
+        raise ValueError(
+            "distributed training starts every rank from new weights: a warm start "
+            "(fine-tuning a fitted model) trains in one process (cluster=None)"
+        )
     timeout = float(config.resolve("distributed.rank-timeout", timeout))
     grace = float(config.get("distributed.failure-grace"))
     train_pos = np.asarray(train_set.ds["object"].values)

@@ -167,6 +167,40 @@ def test_small_cnn_on_arrays_save_and_load(tmp_path):
     np.testing.assert_allclose(again.transform(X), est.transform(X), atol=1e-5)
 
 
+def test_warm_start_fine_tunes_the_fitted_weights(hp_stack):
+    from catbuilder.train.distributed import fit_distributed
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(0, 1, (32, 3, 32, 32)).astype(np.float32)
+    y = np.array(["a", "b"] * 16)
+    X[y == "a", 1] += 3.0
+
+    def stages(lr):
+        return [{"name": "all", "epochs": 1, "learning-rate": lr, "trainable-from": "all"}]
+
+    est = make_model("keras.small-cnn", input_size=32, batch_size=16, augment=False,
+                     stages=stages(3e-3))  # fmt: skip
+    est.fit(X, y)
+    before = [w.numpy().copy() for w in est.model_.trainable_weights]
+
+    def moved(other):  # trainable weights: batch norm's moving statistics follow the data
+        after = [w.numpy() for w in other.model_.trainable_weights]
+        return max(float(np.abs(a - b).max()) for a, b in zip(before, after))
+
+    # a learning rate too small to move anything: a warm fit keeps the weights, a new one does not
+    est.set_params(warm_start=True, stages=stages(1e-12))
+    est.fit(X, y)
+    assert moved(est) < 1e-6
+    cold = make_model("keras.small-cnn", input_size=32, batch_size=16, augment=False,
+                      stages=stages(1e-12), seed=1)  # fmt: skip
+    assert moved(cold.fit(X, y)) > 1e-2
+    with pytest.raises(ValueError, match="classes the model was fitted on"):
+        est.fit(X, np.where(y == "a", "a", "c"))
+    # ranks would start from new weights: refused before any cluster starts
+    with pytest.raises(ValueError, match=r"a warm start .* trains in one process"):
+        fit_distributed(est, hp_stack, cluster="local", workers=2)
+
+
 def test_augmentation_follows_the_paper():
     from catbuilder_keras.data import augmenter
 

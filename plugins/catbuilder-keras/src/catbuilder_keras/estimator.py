@@ -67,6 +67,10 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         Seeds weights, shuffling and augmentation.
     verbose
         Keras verbosity while fitting.
+    warm_start
+        When fitted already, start the next :meth:`fit` from the current
+        weights instead of new ones (fine-tuning; scikit-learn's meaning).
+        The classes must be the same.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         stretch: str | None = None,
         seed: int = 0,
         verbose: int = 0,
+        warm_start: bool = False,
     ):
         self.architecture = architecture
         self.input_size = input_size
@@ -106,6 +111,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         self.stretch = stretch
         self.seed = seed
         self.verbose = verbose
+        self.warm_start = warm_start
 
     #: the rank function of a distributed fit (see catbuilder.train.distributed)
     distributed_entry = "catbuilder_keras.distributed:rank_main"
@@ -155,6 +161,8 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             "batch_size": self._batch(),
             "n_train": int(n_train),
             "seed": self.seed,
+            # a warm start's checkpoints are not a new fit's
+            **({"warm_start": True} if self.warm_start and hasattr(self, "model_") else {}),
         }
 
     # -- fitting --------------------------------------------------------------
@@ -201,11 +209,17 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             classes = sorted({str(v) for v in labels if str(v) not in ("", "nan", "None")})
         if len(classes) < 2:
             raise ValueError(f"fit needs at least two classes, got {classes}")
+        initial = self._warm_weights(classes)
         self.classes_ = np.array(classes, dtype=object)
         if n_train is None:
             n_train = int(np.isin(labels.astype(str), classes).sum())
-        weights = arch.resolve_weights(self.architecture, self.weights)
-        model, base = self._build(len(classes), weights)
+        if initial is None:
+            model, base = self._build(
+                len(classes), arch.resolve_weights(self.architecture, self.weights)
+            )
+        else:
+            model, base = self._build(len(classes), None)
+            model.set_weights(initial)
         bands = input_bands(X, self.bands)
         self.fit_input_ = fit_input(X, self.bands)
         prep, size, batch = self._prep(), self._size(), self._batch()
@@ -263,6 +277,17 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         self.history_ = _history_frame(history)
         self.n_train_ = n_train
         return self
+
+    def _warm_weights(self, classes: list[str]) -> list | None:
+        """The weights a warm-started fit begins from (None: new ones)."""
+        if not self.warm_start or not hasattr(self, "model_"):
+            return None
+        if list(self.classes_) != list(classes):
+            raise ValueError(
+                f"warm_start needs the classes the model was fitted on, {list(self.classes_)}; "
+                f"got {list(classes)}"
+            )
+        return self.model_.get_weights()
 
     def fitted_from_ranks(self, results: list[dict], classes: list[str]) -> KerasClassifier:
         """Become the model rank 0 trained (called by the distributed launcher)."""
