@@ -159,14 +159,28 @@ def test_the_self_training_example_runs_on_a_small_survey(mock_survey, tmp_path)
     script = Path(__file__).parents[1] / "examples" / "self_training.py"
     res = subprocess.run(
         [sys.executable, str(script), str(work), "--seeds", "2", "--rounds", "1",
-         "--epochs", "6", "--per-class", "0.5"],
+         "--epochs", "6", "--per-class", "0.5", "--truth", "unlabelled",
+         "--retrain", "fine-tune", "--control"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert "round 1: gain" in res.stdout and "pseudo-labels that are the mock's true class" in (
         res.stdout
     )
-    rounds = pd.read_csv(work / "selftrain-20arcsec-test-0.5" / "rounds.csv")
-    # a seed whose 4-epoch model calls every object one class has nothing to add: it stops
+    assert "control" in res.stdout and "A alone, fine-tuned as long" in res.stdout
+    rounds = pd.read_csv(work / "selftrain-20arcsec-unlabelled-0.5-fine-tune" / "rounds.csv")
+    # a seed whose 6-epoch model calls every object one class has nothing to add: it stops
     assert sorted(rounds["seed"].unique()) == [0, 1] and set(rounds["round"]) == {0, 1}
     assert (rounds.loc[rounds["round"] == 1, "n_added"] > 0).all()
+    # scored: unlabelled galaxies of B, by the mock's class; no other B object has a label
+    from catbuilder.sky import label_sources
+    from catbuilder.stack import open_stack
+
+    b = open_stack(work / "des-like-20arcsec-truth-unlabelled.zarr").objects()
+    gz = set(label_sources(mock_survey.read_labels(), mock_survey["des-like"].sources)["objid"])
+    cls = mock_survey["des-like"].read_sources().set_index("objid")["cls"]
+    scored = b[b["split"] == "test"]
+    assert len(scored) > 0 and not set(scored["objid"]) & gz
+    assert (scored["label"].to_numpy() == cls.loc[scored["objid"]].to_numpy()).all()
+    assert (b.loc[b["split"] != "test", "label"] == "").all()
+    assert rounds["n_eval"].iloc[0] == (scored["flags"] == 0).sum()
