@@ -42,7 +42,8 @@ class SelfTrainResult:
         One row per seed and round: ``seed, round`` (0: trained on A only),
         ``n_train``, ``n_added`` and ``added_<class>``, ``accuracy`` and
         ``n_eval`` on B's evaluation objects, ``top_half_accuracy``, ``model``
-        (the saved model's directory).
+        (the saved model's directory), ``stopped`` (on a seed's last round
+        before ``rounds``: why no further round was trained).
     added
         The pseudo-labelled objects of B: ``seed, round, objid, pseudo_label,
         confidence`` (and ``label``, the truth where B has one).
@@ -89,6 +90,10 @@ class SelfTrainResult:
                 f"[{r['min']:.4f}, {r['max']:.4f}] ({int(r['seeds'])} seeds)"
                 f"  {r['n_added_mean']:.0f}"
             )
+        why = self.rounds.get("stopped", pd.Series(dtype=str)).fillna("").astype(str)
+        for i in why[why != ""].index:
+            r = self.rounds.loc[i]
+            lines.append(f"seed {r['seed']} stopped after round {r['round']}: {r['stopped']}")
         for r in sorted(set(self.rounds["round"]) - {0}):
             gain, spread = self.gain(r)
             lines.append(
@@ -300,8 +305,11 @@ def _one_seed(
             pick, lab = _select(proba, classes, k, settings["threshold"])
             chosen, pseudo = pool[pick], np.asarray(classes, dtype=object)[lab]
             now = set(zip(objid_b[chosen].tolist(), pseudo.tolist()))
-            if now == previous:
-                break  # the added set stopped changing
+            if now == previous:  # this round would train on what the last one did
+                rows[-1]["stopped"] = (
+                    "the added set stopped changing" if now else "no object to add"
+                )
+                break
             previous = now
             for o, lab_, p in zip(objid_b[chosen], pseudo, proba[pick].max(axis=1)):
                 added_rows.append(
@@ -334,6 +342,7 @@ def _one_seed(
             "n_eval": n_eval,
             "top_half_accuracy": half,
             "model": str(saved),
+            "stopped": "",
         }
         rows.append(row)
         if len(curve):

@@ -96,6 +96,14 @@ def test_fine_tune_starts_each_round_from_the_last_model(hp_stack, unlabelled, t
     assert json.loads((out / "catbuilder-selftrain.json").read_text())["retrain"] == "fine-tune"
     tuned = load_model(out / "seed-0" / "round-1" / "model")
     assert tuned.get_params()["warm_start"] is True
+    # no pseudo-label reaches the threshold: the seed stops after round 0 and says why
+    none = self_train(
+        hp_stack, unlabelled, "keras.small-cnn", outdir=tmp_path / "none", params=PARAMS,
+        rounds=2, per_class=5, seeds=[0], threshold=1.0,
+    )  # fmt: skip
+    assert none.rounds["round"].tolist() == [0]
+    assert none.rounds["stopped"].tolist() == ["no object to add"]
+    assert "seed 0 stopped after round 0: no object to add" in str(none)
     for bad, match in (("from-scratch", "'scratch' or 'fine-tune'"), ("fine-tune", "cannot fine")):
         with pytest.raises(ValueError, match=match):
             self_train(
