@@ -177,7 +177,7 @@ def test_the_self_training_example_runs_on_a_small_survey(mock_survey, tmp_path)
     )
     assert "control" in res.stdout and "A alone, fine-tuned as long" in res.stdout
     rounds = pd.read_csv(work / "selftrain-20arcsec-unlabelled-0.5-fine-tune" / "rounds.csv")
-    # a seed whose 6-epoch model calls every object one class has nothing to add: it stops
+    # both seeds pseudo-label something and train round 1
     assert sorted(rounds["seed"].unique()) == [0, 1] and set(rounds["round"]) == {0, 1}
     assert (rounds.loc[rounds["round"] == 1, "n_added"] > 0).all()
     # scored: unlabelled galaxies of B, by the mock's class; no other B object has a label
