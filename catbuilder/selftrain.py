@@ -162,8 +162,10 @@ def _retrain(value: Any, model: str, params: dict | None) -> str:
 
     if value not in ("scratch", "fine-tune"):
         raise ValueError(f"selftrain retrain must be 'scratch' or 'fine-tune', got {value!r}")
-    est = make_model(model, **(params or {})) if value == "fine-tune" else None
-    if est is not None and "warm_start" not in est.get_params():
+    if (
+        value == "fine-tune"
+        and "warm_start" not in make_model(model, **(params or {})).get_params()
+    ):
         raise ValueError(
             f"model {model!r} cannot fine-tune (its estimator has no warm_start parameter); "
             "use selftrain retrain 'scratch'"

@@ -151,7 +151,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             CatbuilderModel,
         )
 
-    def _signature(self, n_train: int) -> dict:
+    def _signature(self, n_train: int, warm: bool = False) -> dict:
         return {
             "architecture": self.architecture,
             "input_size": self._size(),
@@ -162,7 +162,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             "n_train": int(n_train),
             "seed": self.seed,
             # a warm start's checkpoints are not a new fit's
-            **({"warm_start": True} if self.warm_start and hasattr(self, "model_") else {}),
+            **({"warm_start": True} if warm else {}),
         }
 
     # -- fitting --------------------------------------------------------------
@@ -263,7 +263,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             val_ds,
             checkpoint_dir=checkpoint_dir,
             resume=resume,
-            signature=self._signature(n_train),
+            signature=self._signature(n_train, warm=initial is not None),
             early_stopping_patience=int(
                 config.resolve("keras.early-stopping-patience", self.early_stopping_patience)
             ),
