@@ -1,7 +1,6 @@
 """Cutting sources into Zarr stacks, against a per-object astropy loop."""
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ class Cutouts:
     timeout = 300
 
     def setup_cache(self):
-        root = Path(tempfile.mkdtemp(prefix="catbuilder-asv-"))
+        root = Path.cwd() / "cutouts"  # asv runs setup_cache in a directory it removes
         write_tiles(root / "tiles", n_side=_N_SIDE, npix=_NPIX)
         from catbuilder.sky import TileIndex
 

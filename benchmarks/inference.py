@@ -1,7 +1,6 @@
 """Inference throughput: Zarr stack to catalog on a LocalCluster, against a bare predict."""
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ class InferenceThroughput:
     def setup_cache(self):
         from catbuilder.stack import build_stack
 
-        root = Path(tempfile.mkdtemp(prefix="catbuilder-asv-infer-"))
+        root = Path.cwd() / "inference"  # asv runs setup_cache in a directory it removes
         write_tiles(root / "tiles", n_side=2, npix=1024)
         build_stack(
             positions(4096, n_side=2, npix=1024),

@@ -1,5 +1,6 @@
 """Rendering mock tiles with GalSim."""
 
+import shutil
 import tempfile
 
 
@@ -16,6 +17,9 @@ class RenderTile:
         self.pop = make_population(layout, 80, 0.0, 0.1, 0.55, 0.05, 1)
         self.tile = layout.tiles("des-like", ("overlap",), 0.263, 1.0)[0]
         self.out = tempfile.mkdtemp(prefix="catbuilder-asv-")
+
+    def teardown(self):
+        shutil.rmtree(self.out, ignore_errors=True)
 
     def time_render_tile_3_bands(self):
         from catbuilder.synth.render import render_tile

@@ -1,6 +1,5 @@
 """Data-parallel training throughput with Horovod ranks on a LocalCluster."""
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ class TrainingThroughput:
     def setup_cache(self):
         from catbuilder.stack import build_stack
 
-        root = Path(tempfile.mkdtemp(prefix="catbuilder-asv-train-"))
+        root = Path.cwd() / "training"  # asv runs setup_cache in a directory it removes
         write_tiles(root / "tiles", n_side=2, npix=1024)
         pos = positions(1024, n_side=2, npix=1024)
         pos["label"] = np.random.default_rng(0).choice(["elliptical", "spiral"], len(pos))
