@@ -27,7 +27,7 @@ import pandas as pd
 
 from catbuilder import config
 
-__all__ = ["SelfTrainResult", "self_train"]
+__all__ = ["SelfTrainResult", "evaluation_set", "score", "self_train"]
 
 _MARKER = "catbuilder-selftrain.json"
 
@@ -241,6 +241,52 @@ def _training_stack(a_train, b_stack, b_pos, pseudo, path: Path):
     return ImageStack.open(path)
 
 
+def evaluation_set(stack: Any, classes: list[str], split: str | None = None) -> Any:
+    """The objects of survey B that self-training scores every round on.
+
+    Parameters
+    ----------
+    stack
+        Survey B's image stack.
+    classes
+        The classes of the model (``SelfTrainResult.classes``).
+    split
+        B's split with truth (default ``selftrain.evaluation-split``).
+
+    Returns
+    -------
+    ImageStack
+        The objects of ``split`` labelled with one of ``classes`` and not
+        flagged; they are never pseudo-labelled.
+    """
+    from catbuilder.zarr_store import as_strings, read_values
+
+    split = str(config.resolve("selftrain.evaluation-split", split))
+    labels = as_strings(read_values(stack.ds["label"]))
+    keep = (as_strings(read_values(stack.ds["split"])) == split) & np.isin(labels, classes)
+    return stack.isel(np.flatnonzero(keep & (read_values(stack.ds["flags"]) == 0)))
+
+
+def score(model: Any, evalset: Any, classes: list[str] | None = None) -> float:
+    """Accuracy of a fitted classifier on labelled objects, as each round is scored.
+
+    Parameters
+    ----------
+    model
+        A fitted estimator (``predict_proba`` and ``classes_``).
+    evalset
+        Labelled objects, e.g. from :func:`evaluation_set`.
+    classes
+        Classes a prediction may take (default: the model's).
+
+    Returns
+    -------
+    float
+        The fraction whose most probable class is their label (NaN for none).
+    """
+    return _evaluate(model, evalset, classes or list(model.classes_), ())[0]
+
+
 def _evaluate(model, evalset, classes, fractions) -> tuple[float, int, float, list]:
     from catbuilder.evaluate.metrics import confidence_curve
     from catbuilder.zarr_store import as_strings, read_values
@@ -252,6 +298,8 @@ def _evaluate(model, evalset, classes, fractions) -> tuple[float, int, float, li
     order = [list(model.classes_).index(c) for c in classes]
     proba = proba[:, order]
     acc = float((np.asarray(classes)[np.argmax(proba, axis=1)] == y).mean())
+    if not fractions:
+        return acc, len(y), float("nan"), []
     curve = confidence_curve(y, proba, classes, fractions)
     half = curve.loc[np.isclose(curve["fraction"], 0.5), "accuracy"]
     return acc, len(y), float(half.iloc[0]) if len(half) else float("nan"), curve
@@ -281,7 +329,7 @@ def _one_seed(
     classes = sorted(a_part.classes)
     clean_b = read_values(b.ds["flags"]) == 0
     is_eval = (split_b == settings["evaluation"]) & np.isin(labels_b, classes)
-    evalset = b.isel(np.flatnonzero(is_eval & clean_b))
+    evalset = evaluation_set(b, classes, settings["evaluation"])
     allowed = np.ones(len(b), bool)
     if settings.get("pool") is not None:
         allowed = np.isin(read_values(b.ds["objid"]), np.asarray(settings["pool"]))
@@ -470,7 +518,9 @@ def self_train(
         )
     )
     marker = outdir / _MARKER
-    if marker.exists() and json.loads(marker.read_text()) != record:
+    before = json.loads(marker.read_text()) if marker.exists() else record
+    before.setdefault("retrain", "scratch")  # a run from before fine-tuning: all from scratch
+    if before != record:
         raise ValueError(
             f"{outdir} holds a self-training run made with other settings; its rounds "
             "would be resumed as if they were this one's: choose another outdir"

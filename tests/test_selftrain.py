@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,11 +82,33 @@ def test_rounds_add_pseudo_labels_never_from_the_evaluation_split(hp_stack, unla
     )  # fmt: skip
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     assert again.rounds["accuracy"].tolist() == r["accuracy"].tolist()
+    # the public scoring helpers score as the rounds were scored
+    from catbuilder.saved_models import load_model
+    from catbuilder.selftrain import evaluation_set, score
+
+    evalset = evaluation_set(unlabelled, res.classes)
+    assert len(evalset) == r["n_eval"].iloc[0]
+    assert score(load_model(r["model"].iloc[0]), evalset, res.classes) == r["accuracy"].iloc[0]
+    # a directory made before fine-tuning existed (no "retrain" in its marker) trained
+    # every round from scratch: it resumes as scratch and is refused as fine-tune
+    marker = out / "catbuilder-selftrain.json"
+    old = {k: v for k, v in json.loads(marker.read_text()).items() if k != "retrain"}
+    marker.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="other settings"):
+        self_train(
+            hp_stack, unlabelled, "keras.small-cnn", outdir=out, params=PARAMS, rounds=2,
+            per_class=5, seeds=[0, 1], retrain="fine-tune",
+        )  # fmt: skip
+    assert json.loads(marker.read_text()) == old  # the refusal wrote nothing
+    self_train(
+        hp_stack, unlabelled, "keras.small-cnn", outdir=out, params=PARAMS, rounds=2,
+        per_class=5, seeds=[0, 1], retrain="scratch",
+    )  # fmt: skip
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    assert json.loads(marker.read_text())["retrain"] == "scratch"
 
 
 def test_fine_tune_starts_each_round_from_the_last_model(hp_stack, unlabelled, tmp_path):
-    import json
-
     from catbuilder.saved_models import load_model
 
     out = tmp_path / "ft"
@@ -176,7 +200,9 @@ def test_the_self_training_example_runs_on_a_small_survey(mock_survey, tmp_path)
         res.stdout
     )
     assert "control" in res.stdout and "A alone, fine-tuned as long" in res.stdout
-    rounds = pd.read_csv(work / "selftrain-20arcsec-unlabelled-0.5-fine-tune" / "rounds.csv")
+    outdir = work / "selftrain-20arcsec-unlabelled-0.5-fine-tune"
+    rounds = pd.read_csv(outdir / "rounds.csv")
+    assert not list(outdir.rglob("*checkpoints"))  # the control's are gone with the rounds'
     # both seeds pseudo-label something and train round 1
     assert sorted(rounds["seed"].unique()) == [0, 1] and set(rounds["round"]) == {0, 1}
     assert (rounds.loc[rounds["round"] == 1, "n_added"] > 0).all()
