@@ -247,7 +247,7 @@ def evaluation_set(stack: Any, classes: list[str], split: str | None = None) -> 
     Parameters
     ----------
     stack
-        Survey B's image stack.
+        Survey B's image stack (or its path).
     classes
         The classes of the model (``SelfTrainResult.classes``).
     split
@@ -259,8 +259,11 @@ def evaluation_set(stack: Any, classes: list[str], split: str | None = None) -> 
         The objects of ``split`` labelled with one of ``classes`` and not
         flagged; they are never pseudo-labelled.
     """
+    from catbuilder.stack.store import ImageStack
     from catbuilder.zarr_store import as_strings, read_values
 
+    if not isinstance(stack, ImageStack):
+        stack = ImageStack.open(stack)
     split = str(config.resolve("selftrain.evaluation-split", split))
     labels = as_strings(read_values(stack.ds["label"]))
     keep = (as_strings(read_values(stack.ds["split"])) == split) & np.isin(labels, classes)

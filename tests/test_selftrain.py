@@ -87,7 +87,7 @@ def test_rounds_add_pseudo_labels_never_from_the_evaluation_split(hp_stack, unla
     from catbuilder.selftrain import evaluation_set, score
 
     evalset = evaluation_set(unlabelled, res.classes)
-    assert len(evalset) == r["n_eval"].iloc[0]
+    assert len(evalset) == r["n_eval"].iloc[0] == len(evaluation_set(unlabelled.path, res.classes))
     assert score(load_model(r["model"].iloc[0]), evalset, res.classes) == r["accuracy"].iloc[0]
     # a directory made before fine-tuning existed (no "retrain" in its marker) trained
     # every round from scratch: it resumes as scratch and is refused as fine-tune
