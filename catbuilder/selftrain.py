@@ -260,14 +260,21 @@ def evaluation_set(stack: Any, classes: list[str], split: str | None = None) -> 
         flagged; they are never pseudo-labelled.
     """
     from catbuilder.stack.store import ImageStack
-    from catbuilder.zarr_store import as_strings, read_values
+    from catbuilder.zarr_store import read_values
 
     if not isinstance(stack, ImageStack):
         stack = ImageStack.open(stack)
     split = str(config.resolve("selftrain.evaluation-split", split))
+    clean = read_values(stack.ds["flags"]) == 0
+    return stack.isel(np.flatnonzero(_is_evaluation(stack, classes, split) & clean))
+
+
+def _is_evaluation(stack: Any, classes: list[str], split: str) -> np.ndarray:
+    """Objects of ``split`` with a label among ``classes`` (flagged ones included)."""
+    from catbuilder.zarr_store import as_strings, read_values
+
     labels = as_strings(read_values(stack.ds["label"]))
-    keep = (as_strings(read_values(stack.ds["split"])) == split) & np.isin(labels, classes)
-    return stack.isel(np.flatnonzero(keep & (read_values(stack.ds["flags"]) == 0)))
+    return (as_strings(read_values(stack.ds["split"])) == split) & np.isin(labels, classes)
 
 
 def score(model: Any, evalset: Any, classes: list[str] | None = None) -> float:
@@ -321,18 +328,16 @@ def _one_seed(
     from catbuilder.saved_models import MANIFEST, load_model, save_model
     from catbuilder.stack.store import ImageStack
     from catbuilder.train.api import split_for_training, train
-    from catbuilder.zarr_store import as_strings, read_values
+    from catbuilder.zarr_store import read_values
 
     a = ImageStack.open(labelled)
     b = ImageStack.open(unlabelled)
     a_train, _ = split_for_training(a)
     a_part = a.select(labelled=True, exclude=list(config.get("train.exclude-flags")))
-    split_b = as_strings(read_values(b.ds["split"]))
-    labels_b = as_strings(read_values(b.ds["label"]))
     classes = sorted(a_part.classes)
     clean_b = read_values(b.ds["flags"]) == 0
-    is_eval = (split_b == settings["evaluation"]) & np.isin(labels_b, classes)
-    evalset = evaluation_set(b, classes, settings["evaluation"])
+    is_eval = _is_evaluation(b, classes, settings["evaluation"])
+    evalset = b.isel(np.flatnonzero(is_eval & clean_b))  # what evaluation_set returns
     allowed = np.ones(len(b), bool)
     if settings.get("pool") is not None:
         allowed = np.isin(read_values(b.ds["objid"]), np.asarray(settings["pool"]))
@@ -521,9 +526,8 @@ def self_train(
         )
     )
     marker = outdir / _MARKER
-    before = json.loads(marker.read_text()) if marker.exists() else record
-    before.setdefault("retrain", "scratch")  # a run from before fine-tuning: all from scratch
-    if before != record:
+    # a marker from before "retrain" existed: that run trained every round from scratch
+    if marker.exists() and {"retrain": "scratch", **json.loads(marker.read_text())} != record:
         raise ValueError(
             f"{outdir} holds a self-training run made with other settings; its rounds "
             "would be resumed as if they were this one's: choose another outdir"
