@@ -94,7 +94,9 @@ def bind_workers(client: Any, threads: int, mode: bool | str = "auto") -> Iterat
     if mode is False or mode in ("false", "no", None):
         yield {}
         return
-    workers = sorted(client.scheduler_info()["workers"])
+    from catbuilder.cluster import workers_now
+
+    workers = sorted(workers_now(client))
     by_host: dict[str, list[str]] = defaultdict(list)
     for w in workers:
         by_host[_host(w)].append(w)
@@ -111,7 +113,7 @@ def bind_workers(client: Any, threads: int, mode: bool | str = "auto") -> Iterat
                     before[w], now[w] = got
         yield now
     finally:
-        alive = set(client.scheduler_info()["workers"]) if before else set()
+        alive = set(workers_now(client)) if before else set()
         for w, cores in before.items():
             if w not in alive:  # a worker that has gone needs nothing back
                 continue

@@ -41,6 +41,7 @@ __all__ = [
     "make_cluster",
     "security",
     "worker_env",
+    "workers_now",
 ]
 
 #: where a step can run without a distributed cluster (Dask's local schedulers)
@@ -345,6 +346,29 @@ def connect(
             client.close()
         if created is not None:
             created.close()
+
+
+def workers_now(client: Any) -> dict[str, dict]:
+    """The workers connected to ``client``'s scheduler now, by address.
+
+    Asked of the scheduler itself. ``client.scheduler_info(n_workers=-1)``
+    returns the client's cached identity, which its periodic refresh (every
+    ``distributed.client.scheduler-info-interval``) rewrites *without* the
+    worker list: a call that lands on a refresh sees no workers at all
+    (measured: 53 of 2,000 calls with a 5 ms interval, distributed
+    2026.8.0), and a training watch loop then took a live rank for dead.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        A synchronous client.
+
+    Returns
+    -------
+    dict
+        ``{address: worker info}`` as the scheduler's ``identity`` gives it.
+    """
+    return dict(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
 
 
 def active_client() -> Any | None:

@@ -17,14 +17,14 @@ def _env():
 def test_local_workers_get_threads_and_malloc_settings(trim):
     from distributed import Client
 
-    from catbuilder.cluster import make_cluster
+    from catbuilder.cluster import make_cluster, workers_now
 
     with config.set({"cluster.trim-memory": trim}):
         cluster = make_cluster("local", 1, threads_per_worker=1)
     with cluster, Client(cluster) as client:
         client.wait_for_workers(1, timeout=60)
         (env,) = client.run(_env).values()
-        addr = next(iter(client.scheduler_info()["workers"]))
+        addr = next(iter(workers_now(client)))
     assert addr.startswith("tcp://127.0.0.1:")
     assert env["TF_NUM_INTRAOP_THREADS"] == "1"
     # dask's default (65536) pins glibc's mmap threshold: off unless asked for
@@ -155,3 +155,20 @@ def test_run_windowed_keeps_at_most_a_window_of_tasks_on_the_scheduler(dask_clie
     while dask_client.run_on_scheduler(count) and time.time() < deadline:
         time.sleep(0.05)
     assert dask_client.run_on_scheduler(count) == 0  # nothing left running
+
+
+def test_workers_now_sees_every_worker_while_the_client_refreshes(dask_client):
+    # The client's own periodic refresh rewrites its cached identity without
+    # workers; with a 5 ms refresh, client.scheduler_info(n_workers=-1) missed
+    # them in about 1 call of 40 here. workers_now asks the scheduler itself.
+    import dask
+    from distributed import Client
+
+    from catbuilder.cluster import workers_now
+
+    expected = set(dask_client.sync(dask_client.scheduler.identity, n_workers=-1)["workers"])
+    with dask.config.set({"distributed.client.scheduler-info-interval": "5ms"}):
+        with Client(dask_client.scheduler.address) as client:
+            counts = [len(workers_now(client)) for _ in range(500)]
+            assert set(workers_now(client)) == expected
+    assert len(expected) == 2 and set(counts) == {2}

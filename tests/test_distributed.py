@@ -150,6 +150,23 @@ def test_a_rank_that_raises_ends_the_run_naming_it(hp_stack, local_cluster, tmp_
 
 
 @pytest.mark.slow
+def test_a_rank_that_ends_without_error_or_dead_worker_is_named(local_cluster):
+    # e.g. a task the scheduler cancelled: the failure report names it
+    # instead of failing itself
+    from catbuilder.cluster import workers_now
+    from catbuilder.train.distributed import _failure
+
+    worker = sorted(workers_now(local_cluster))[0]
+    fut = local_cluster.submit(time.sleep, 2, workers=[worker], pure=False)
+    fut.cancel()
+    deadline = time.time() + 30
+    while fut.status != "cancelled" and time.time() < deadline:
+        time.sleep(0.1)
+    rank, why, err = _failure(local_cluster, {0: fut}, plan_ranks([worker]))
+    assert (rank, err) == (0, None)
+    assert why == f"(worker {worker}) ended without a result: its task is cancelled"
+
+
 def test_a_worker_that_dies_ends_the_run_and_training_resumes(hp_stack, local_cluster, tmp_path):
     import threading
 

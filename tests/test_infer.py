@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from catbuilder.cluster import workers_now
 from catbuilder.errors import IncompleteStoreError
 from catbuilder.infer import open_predictions, predict
 from catbuilder.plugins import load_model
@@ -126,7 +127,7 @@ def test_a_worker_killed_mid_run_changes_nothing(hp_stack, small_model, dask_cli
         chunks_per_task=1,
         progress=False,
     )
-    assert victim not in dask_client.scheduler_info()["workers"]  # it really died
+    assert victim not in workers_now(dask_client)  # it really died
     np.testing.assert_array_equal(p.probabilities(), ref.probabilities())
     np.testing.assert_array_equal(p.embeddings(), ref.embeddings())
     dask_client.wait_for_workers(2, timeout=120)
@@ -193,7 +194,7 @@ def test_workers_that_fill_the_machine_are_bound_one_core_each_then_freed(dask_c
     from catbuilder.affinity import bind_workers
 
     allowed = _cores()
-    workers = sorted(dask_client.scheduler_info()["workers"])
+    workers = sorted(workers_now(dask_client))
     with bind_workers(dask_client, 1, "auto") as bound:
         now = dask_client.run(_cores)
     after = dask_client.run(_cores)

@@ -12,6 +12,7 @@ import pytest
 from train_params import small_cnn_params
 
 from catbuilder import config
+from catbuilder.cluster import workers_now
 from catbuilder.train import train
 from catbuilder.train.distributed import DistributedTrainingError
 
@@ -226,7 +227,7 @@ def test_slurm_workers_speak_tls_to_the_scheduler(slurm, tmp_path):
         assert "--tls" not in job_script()  # a preview makes no certificate
         with connect("slurm", 1) as client:
             assert client.scheduler.address.startswith("tls://127.0.0.1:")
-            worker = next(iter(client.scheduler_info()["workers"]))
+            worker = next(iter(workers_now(client)))
             assert worker.startswith("tls://")
             tasks = [dask.delayed(pow)(i, 3) for i in range(4)]  # importable on any worker
             assert compute(tasks, cluster=client, progress=False) == [0, 1, 8, 27]

@@ -456,13 +456,13 @@ def _worker_memory(cluster: Any) -> tuple[float, str]:
     import psutil
     from distributed import Client
 
-    from catbuilder.cluster import active_client
+    from catbuilder.cluster import active_client, workers_now
 
     client = cluster if isinstance(cluster, Client) else None
     if cluster is None:
         client = active_client()
     if client is not None:
-        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+        limits = [w.get("memory_limit") or 0 for w in workers_now(client).values()]
         limits = [m for m in limits if m]
         if limits:
             return float(min(limits)), "the smallest Dask worker's memory limit"

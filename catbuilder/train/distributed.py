@@ -33,6 +33,7 @@ import numpy as np
 
 from catbuilder import config
 from catbuilder.affinity import core_share, set_affinity
+from catbuilder.cluster import workers_now
 
 __all__ = ["DistributedTrainingError", "RankPlan", "fit_distributed", "plan_ranks", "run_rank"]
 
@@ -259,7 +260,7 @@ def fit_distributed(
     chunk = int(train_set.meta["parameters"]["chunk_objects"])
 
     with connect(cluster, workers) as client:
-        info = client.scheduler_info(n_workers=-1)["workers"]
+        info = workers_now(client)
         addrs = sorted(info)
         n = int(workers or len(addrs))
         if n < 1 or len(addrs) < n:
@@ -316,11 +317,15 @@ def _failure(client, futures: dict, plan: list[RankPlan]) -> tuple[int, str, Bas
     When one rank dies or raises, its peers fail too ("Horovod has been shut
     down"); those secondary errors must not hide the first.
     """
-    alive = set(client.scheduler_info(n_workers=-1)["workers"])
+    alive = set(workers_now(client))
     for p in plan:
         if p.worker not in alive and futures[p.rank].status != "finished":
             return p.rank, f"died: its worker {p.worker} left the cluster", None
     erred = [(r, futures[r].exception()) for r, f in sorted(futures.items()) if f.status == "error"]
+    if not erred:  # no worker gone and no exception: name what the scheduler says
+        r, f = next((r, f) for r, f in sorted(futures.items()) if f.status != "finished")
+        worker = next(p.worker for p in plan if p.rank == r)
+        return r, f"(worker {worker}) ended without a result: its task is {f.status}", None
     primary = [(r, e) for r, e in erred if _SECONDARY not in str(e)]
     r, err = (primary or erred)[0]
     worker = next(p.worker for p in plan if p.rank == r)
@@ -333,7 +338,7 @@ def _watch(client, futures: dict, plan: list[RankPlan], timeout: float, grace: f
     start = time.monotonic()
     while True:
         pending = [f for f in futures.values() if not f.done()]
-        alive = set(client.scheduler_info(n_workers=-1)["workers"])
+        alive = set(workers_now(client))
         dead = any(p.worker not in alive and not futures[p.rank].done() for p in plan)
         if dead or any(f.status == "error" for f in futures.values()):
             # let the other ranks' failures surface, then name the root cause
@@ -362,7 +367,7 @@ def _abort(client, futures, plan, failed_rank, grace) -> None:
     """Stop the other ranks: they may be blocked in a collective forever."""
     for f in futures.values():
         f.cancel()
-    alive = set(client.scheduler_info(n_workers=-1)["workers"])
+    alive = set(workers_now(client))
     others = [p.worker for p in plan if p.rank != failed_rank and p.worker in alive]
     if failed_rank is not None:
         p = next(p for p in plan if p.rank == failed_rank)
