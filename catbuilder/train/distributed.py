@@ -323,7 +323,8 @@ def _failure(client, futures: dict, plan: list[RankPlan]) -> tuple[int, str, Bas
             return p.rank, f"died: its worker {p.worker} left the cluster", None
     erred = [(r, futures[r].exception()) for r, f in sorted(futures.items()) if f.status == "error"]
     if not erred:  # no worker gone and no exception: name what the scheduler says
-        r, f = next((r, f) for r, f in sorted(futures.items()) if f.status != "finished")
+        ranks = sorted(futures.items())
+        r, f = next(((r, f) for r, f in ranks if f.status != "finished"), ranks[0])
         worker = next(p.worker for p in plan if p.rank == r)
         return r, f"(worker {worker}) ended without a result: its task is {f.status}", None
     primary = [(r, e) for r, e in erred if _SECONDARY not in str(e)]
