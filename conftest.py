@@ -11,6 +11,26 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _nannies_outlive_the_lost_worker_timer():
+    """Keep a cluster's nannies when a test kills their worker on purpose.
+
+    distributed's SpecCluster (LocalCluster, dask-jobqueue) arms a timer each
+    time a worker leaves (``distributed.deploy.lost-worker-timeout``, 15 s);
+    when it fires it closes, for good, the nanny of that worker's name unless
+    a worker of that name is connected at that instant. A worker restarted
+    (as a failed distributed fit restarts its ranks' workers) and killed by
+    the next test just before the timer fires loses its nanny: the cluster
+    stays a worker short (stop 24's CI; reproduced with a 3 s timer and a
+    kill 2.97 s after a restart). The tests that kill workers are about
+    catbuilder's recovery, not that timer, so it outlasts the session.
+    """
+    import dask
+
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "2h"}):
+        yield
+
+
 @pytest.fixture(scope="session")
 def mock_survey(tmp_path_factory):
     """Both presets, 120 objects, rendered on Dask's process scheduler."""
