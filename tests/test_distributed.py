@@ -149,7 +149,6 @@ def test_a_rank_that_raises_ends_the_run_naming_it(hp_stack, local_cluster, tmp_
     assert local_cluster.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
 
 
-@pytest.mark.slow
 def test_a_rank_that_ends_without_error_or_dead_worker_is_named(local_cluster):
     # e.g. a task the scheduler cancelled: the failure report names it
     # instead of failing itself
@@ -167,6 +166,7 @@ def test_a_rank_that_ends_without_error_or_dead_worker_is_named(local_cluster):
     assert why == f"(worker {worker}) ended without a result: its task is cancelled"
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_ends_the_run_and_training_resumes(hp_stack, local_cluster, tmp_path):
     import threading
 
