@@ -321,16 +321,15 @@ def _failure(client, futures: dict, plan: list[RankPlan]) -> tuple[int, str, Bas
     for p in plan:
         if p.worker not in alive and futures[p.rank].status != "finished":
             return p.rank, f"died: its worker {p.worker} left the cluster", None
-    erred = [(r, futures[r].exception()) for r, f in sorted(futures.items()) if f.status == "error"]
+    worker = {p.rank: p.worker for p in plan}
+    ranks = sorted(futures.items())
+    erred = [(r, f.exception()) for r, f in ranks if f.status == "error"]
     if not erred:  # no worker gone and no exception: name what the scheduler says
-        ranks = sorted(futures.items())
         r, f = next(((r, f) for r, f in ranks if f.status != "finished"), ranks[0])
-        worker = next(p.worker for p in plan if p.rank == r)
-        return r, f"(worker {worker}) ended without a result: its task is {f.status}", None
+        return r, f"(worker {worker[r]}) ended without a result: its task is {f.status}", None
     primary = [(r, e) for r, e in erred if _SECONDARY not in str(e)]
     r, err = (primary or erred)[0]
-    worker = next(p.worker for p in plan if p.rank == r)
-    return r, f"(worker {worker}) failed: {type(err).__name__}: {err}", err
+    return r, f"(worker {worker[r]}) failed: {type(err).__name__}: {err}", err
 
 
 def _watch(client, futures: dict, plan: list[RankPlan], timeout: float, grace: float) -> list:
