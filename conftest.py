@@ -138,7 +138,7 @@ def dask_client():
     """A LocalCluster of two one-thread worker processes on 127.0.0.1."""
     from distributed import Client
 
-    from catbuilder.cluster import make_cluster
+    from catbuilder.runtime import make_cluster
 
     cluster = make_cluster("local", 2, threads_per_worker=1)
     client = Client(cluster)

@@ -9,7 +9,7 @@ from . import QUICK, fitted_model, model_inputs, positions, write_tiles
 
 def _bare_predict_rate(stack_path: str, model_path: str) -> float:
     """Objects/s of ``model.predict`` on the whole stack, preprocessed in memory."""
-    from catbuilder.plugins import load_model
+    from catbuilder.models import load_model
     from catbuilder.stack import open_stack
 
     est = load_model(model_path)
@@ -52,8 +52,8 @@ class InferenceThroughput:
     def setup(self, root, workers):
         from distributed import Client
 
-        from catbuilder.cluster import make_cluster
         from catbuilder.infer import predict
+        from catbuilder.runtime import make_cluster
         from catbuilder.stack import open_stack
 
         self.root = Path(root)
@@ -121,7 +121,7 @@ class InferenceScaling:
         from distributed import Client
 
         from catbuilder import config
-        from catbuilder.cluster import make_cluster
+        from catbuilder.runtime import make_cluster
 
         rates = {}
         for workers in (1, 2):

@@ -1,4 +1,4 @@
-"""Similarity search over embeddings (catbuilder.similarity)."""
+"""Similarity search over embeddings (catbuilder.embeddings)."""
 
 import numpy as np
 
@@ -11,7 +11,7 @@ class SimilaritySearch:
     timeout = 600
 
     def setup(self, n, method):
-        from catbuilder.similarity import SimilarityIndex
+        from catbuilder.embeddings import SimilarityIndex
 
         rng = np.random.default_rng(0)
         centres = rng.normal(size=(200, 64)).astype(np.float32)
@@ -22,7 +22,7 @@ class SimilaritySearch:
         self.index = SimilarityIndex(10, method=method).fit(self.X)
 
     def time_build(self, n, method):
-        from catbuilder.similarity import SimilarityIndex
+        from catbuilder.embeddings import SimilarityIndex
 
         SimilarityIndex(10, method=method).fit(self.X)
 
@@ -31,7 +31,7 @@ class SimilaritySearch:
 
     def track_recall_at_10(self, n, method):
         """Fraction of the exact 10 nearest found (1.0 for exact search)."""
-        from catbuilder.similarity import SimilarityIndex
+        from catbuilder.embeddings import SimilarityIndex
 
         exact = SimilarityIndex(10, method="exact").fit(self.X).kneighbors(self.Q)[1]
         found = self.index.kneighbors(self.Q)[1]

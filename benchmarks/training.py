@@ -32,7 +32,7 @@ class TrainingThroughput:
     def setup(self, root, ranks):
         from distributed import Client
 
-        from catbuilder.cluster import make_cluster
+        from catbuilder.runtime import make_cluster
 
         self.cluster = make_cluster("local", ranks, threads_per_worker=1)
         self.client = Client(self.cluster)
@@ -63,7 +63,7 @@ class TrainingScaling:
     def track_scaling_efficiency(self, root):
         from distributed import Client
 
-        from catbuilder.cluster import make_cluster
+        from catbuilder.runtime import make_cluster
 
         rates = {}
         for ranks in (1, 2):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from catbuilder._version import __version__ as __version__
 
 # public name -> "module:attribute" (attribute None: the module itself)
 _LAZY: dict[str, str] = {
@@ -25,7 +25,7 @@ _LAZY: dict[str, str] = {
     "read_catalog": "catbuilder.catalog:read_catalog",
     "demo": "catbuilder.pipeline:demo",
     "Pipeline": "catbuilder.pipeline:Pipeline",
-    "similar": "catbuilder.similarity:similar",
+    "similar": "catbuilder.embeddings:similar",
     "self_train": "catbuilder.selftrain:self_train",
 }
 

@@ -485,7 +485,11 @@ def _predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    cat = build_catalog(preds, anomaly=args.anomaly_scores)
+    cat = build_catalog(preds)
+    if args.anomaly_scores:
+        from catbuilder.embeddings import with_anomaly_scores
+
+        cat = with_anomaly_scores(cat, preds)
     path = write_catalog(cat, args.output, args.format)
     counts = cat["predicted"].fillna("(no prediction)").value_counts().to_dict()
     print(f"{len(cat)} objects -> {path}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
@@ -583,7 +587,7 @@ def _similar_args(p: argparse.ArgumentParser) -> None:
 
 @command("similar", "objects whose embeddings are nearest a given object's")(_similar_args)
 def _similar(args: argparse.Namespace) -> int:
-    from catbuilder.similarity import similar
+    from catbuilder.embeddings import similar
 
     query: object = args.objid
     if args.position:
@@ -751,7 +755,7 @@ def _global_options(p: argparse.ArgumentParser, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from catbuilder import __version__
+    from catbuilder._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="catbuilder",

@@ -24,9 +24,9 @@ import numpy as np
 
 from catbuilder import config
 from catbuilder import zarr_store as zs
-from catbuilder.affinity import bind_workers
 from catbuilder.errors import IncompleteStoreError, warn
-from catbuilder.thread_cpu import thread_ended
+from catbuilder.runtime.affinity import bind_workers
+from catbuilder.runtime.thread_cpu import thread_ended
 
 __all__ = ["Predictions", "open_predictions", "predict"]
 
@@ -38,7 +38,7 @@ _LOCK = threading.Lock()
 
 def _model(path: str) -> Any:
     """The model saved at ``path``, loaded once per process."""
-    from catbuilder.saved_models import MANIFEST, load_model
+    from catbuilder.models.saved import MANIFEST, load_model
 
     marker = Path(path) / MANIFEST
     if not marker.exists():
@@ -59,17 +59,18 @@ def _stack(path: str):
         return _STACKS[path]
 
 
-def _probe(model_path: str, stack_path: str, position: int, embed: bool) -> tuple:
-    """On a worker: the model's classes and embedding width (loads and keeps it)."""
-    import dask
-
-    model = _model(model_path)
-    if embed and not hasattr(model, "transform"):
-        raise ValueError(f"{type(model).__name__} has no embedding (transform); use embed=False")
-    with dask.config.set(scheduler="synchronous"):
-        X = _stack(stack_path).isel(np.asarray([position]))
-        _, emb = next(model.iter_predictions(X, batch_size=1, embed=embed))
-    return [str(c) for c in model.classes_], (emb.shape[1] if embed else 0)
+def _output_shape(manifest: dict, model_path: str, embed: bool) -> tuple[list[str], int]:
+    """The model's classes and embedding width, as its saved manifest records them."""
+    classes = [str(c) for c in manifest.get("classes") or []]
+    if not classes:
+        raise ValueError(f"the model at {model_path} records no classes: was it fitted?")
+    width = manifest.get("embedding_dim")
+    if embed and not width:
+        raise ValueError(
+            f"the model at {model_path} has no embedding (its estimator has no transform "
+            "or sets no n_features_out_); use embed=False"
+        )
+    return classes, int(width) if embed else 0
 
 
 def _predict_chunks(
@@ -216,7 +217,7 @@ def check_model_fits_stack(model_meta: dict, stack: Any, model_path: str) -> Non
 
 def _model_dir(model: Any, out: Path) -> str:
     """A saved model's directory, saving an in-memory estimator next to the output."""
-    from catbuilder.saved_models import read_manifest, save_model
+    from catbuilder.models.saved import read_manifest, save_model
 
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).resolve()
@@ -274,7 +275,7 @@ def predict(
     output
         Zarr store for the results (default ``<stack>.predictions.zarr``).
     cluster, workers
-        Where to run: see :func:`catbuilder.cluster.connect`; by default the
+        Where to run: see :func:`catbuilder.runtime.connect`; by default the
         active distributed client, else a LocalCluster on this machine.
     batch_size
         Objects per model call (default ``infer.batch-size``).
@@ -296,7 +297,7 @@ def predict(
     -------
     Predictions
     """
-    from catbuilder.cluster import active_client, connect
+    from catbuilder.runtime import active_client, connect
     from catbuilder.stack.store import ImageStack
 
     if not isinstance(stack, ImageStack):
@@ -313,7 +314,7 @@ def predict(
     if len(positions) == 0:
         raise ValueError("the stack (or selection) has no objects to predict")
     chunk = int(stack.meta["parameters"]["chunk_objects"])
-    from catbuilder.saved_models import read_manifest
+    from catbuilder.models.saved import read_manifest
 
     model_meta = read_manifest(model_path)
     params = {
@@ -326,21 +327,14 @@ def predict(
         "batch_size": batch_size,
     }
     check_model_fits_stack(model_meta, stack, model_path)
+    classes, n_feat = _output_shape(model_meta, model_path, embed)
     target, meta = zs.prepare(out, KIND, params, overwrite)
     todo = None if meta is None else np.flatnonzero(~zs.written(target))
     if todo is None or len(todo):
         client = active_client() if cluster is None else None
         ctx = nullcontext(client) if client is not None else connect(cluster, workers)
         with ctx as c:
-            if todo is None:  # a new store: its shape needs the model's classes and width
-                classes, n_feat = c.submit(
-                    _probe,
-                    model_path,
-                    os.path.abspath(stack.path),
-                    int(positions[0]),
-                    embed,
-                    pure=False,
-                ).result()
+            if todo is None:  # a new store: its shape is the model's classes and width
                 meta = _template(
                     target, stack, positions, chunk, classes, n_feat, params, model_meta
                 )
@@ -415,7 +409,7 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
 def _run(client, tasks, stack_path, out, model_path, batch_size, embed, tta, progress):
     from tqdm.auto import tqdm
 
-    from catbuilder.cluster import run_windowed
+    from catbuilder.runtime import run_windowed
 
     token = uuid.uuid4().hex[:8]
 

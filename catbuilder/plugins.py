@@ -23,7 +23,6 @@ name is accepted, as xarray accepts a backend class for ``engine``.
 from __future__ import annotations
 
 import importlib
-import os
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -40,10 +39,9 @@ __all__ = [
     "describe",
     "get_plugin",
     "list_plugins",
-    "load_model",
     "make_model",
+    "plugin_of",
     "refresh_plugins",
-    "save_model",
 ]
 
 GROUP = "catbuilder.models"
@@ -62,7 +60,7 @@ class ModelPlugin:
 
     Subclass it and set the class attributes; they describe the model without
     importing it. The default :meth:`create` and :meth:`load` import the
-    class named by ``estimator`` (a :class:`catbuilder.estimator.ImageEstimator`)
+    class named by ``estimator`` (a :class:`catbuilder.models.estimator.ImageEstimator`)
     only when a model is made or loaded.
 
     Attributes
@@ -84,6 +82,10 @@ class ModelPlugin:
         What it runs on, e.g. ``"tensorflow"`` or ``"scikit-learn"``.
     default_params
         Keyword arguments merged under the user's.
+    fixed_params
+        Parameters this plugin always sets, which tell its models apart from
+        other plugins' models of the same class (``{"architecture":
+        "xception"}``); a saved model finds its plugin by class and these.
     fork_unsafe_modules
         Modules that start native thread pools when imported: once one is
         loaded, catbuilder's process pools spawn workers instead of forking.
@@ -101,6 +103,7 @@ class ModelPlugin:
     capabilities: ClassVar[frozenset[str]] = frozenset({"classify"})
     framework: ClassVar[str] = ""
     default_params: ClassVar[dict[str, Any]] = {}
+    fixed_params: ClassVar[dict[str, Any]] = {}
     fork_unsafe_modules: ClassVar[tuple[str, ...]] = ()
     name: str = ""
     distribution: str | None = None
@@ -125,11 +128,29 @@ class ModelPlugin:
 
     def create(self, **params: Any) -> Any:
         """Return a new, unfitted estimator (imports the framework)."""
-        return self.estimator_class()(**params)
+        for key, value in self.fixed_params.items():
+            if key in params and params[key] != value:
+                raise ValueError(
+                    f"plugin {self.name or type(self).__name__!r} sets {key}={value!r}; "
+                    f"for {key}={params[key]!r} choose the plugin that makes it"
+                )
+        return self.estimator_class()(**{**params, **self.fixed_params})
 
     def load(self, path: str) -> Any:
         """Rebuild the estimator saved at ``path`` (its own state; no manifest)."""
         return self.estimator_class().load_state(Path(path))
+
+    def owns(self, est: Any) -> bool:
+        """Whether ``est`` is a model this plugin makes.
+
+        By default: its class is the one ``estimator`` names and its
+        parameters agree with ``fixed_params``.
+        """
+        cls = type(est)
+        if not self.estimator or self.estimator != f"{cls.__module__}:{cls.__qualname__}":
+            return False
+        params = est.get_params() if hasattr(est, "get_params") else {}
+        return all(params.get(k) == v for k, v in self.fixed_params.items())
 
     def worker_env(self, threads: int) -> dict[str, str]:
         """Environment variables for Dask worker processes that run this model
@@ -292,30 +313,64 @@ def get_plugin(
 def make_model(
     name: str | type[ModelPlugin] | ModelPlugin, kind: str | None = None, **params: Any
 ) -> Any:
-    """Create an unfitted estimator from plugin ``name`` with ``params``."""
+    """Create an unfitted estimator from a plugin.
+
+    Parameters
+    ----------
+    name
+        A registered plugin name (``"keras.small-cnn"``), a plugin class or
+        an instance of one.
+    kind
+        ``"classifier"`` or ``"embedder"``: refuse a plugin that cannot do it.
+    **params
+        The estimator's parameters, merged over the plugin's
+        ``default_params``.
+
+    Returns
+    -------
+    estimator
+        A new scikit-learn-style estimator. Nothing is attached to it: a saved
+        model finds its plugin again through :meth:`ModelPlugin.owns`, so a
+        ``sklearn.base.clone`` of it saves the same way.
+
+    Examples
+    --------
+    >>> from catbuilder.plugins import make_model
+    >>> make_model("example.colour-centroid").get_params()
+    {'bands': ('g', 'r', 'i')}
+    """
     plugin = get_plugin(name, kind)
-    est = plugin.create(**{**plugin.default_params, **params})
-    if plugin.registered:
-        try:  # so a saved model's manifest names its plugin and distribution
-            est._catbuilder_plugin = plugin.name
-            est._catbuilder_distribution = plugin.distribution
-        except AttributeError:  # an estimator that refuses attributes is saved by class
-            pass
-    return est
+    return plugin.create(**{**plugin.default_params, **params})
 
 
-def load_model(path: str | os.PathLike[str]) -> Any:
-    """Load a saved model (see :func:`catbuilder.saved_models.load_model`)."""
-    from catbuilder.saved_models import load_model as _load
+def plugin_of(est: Any) -> ModelPlugin | None:
+    """The registered plugin that makes estimators like ``est``, if one does.
 
-    return _load(path)
+    Parameters
+    ----------
+    est
+        An estimator.
 
+    Returns
+    -------
+    ModelPlugin or None
+        The one registered plugin whose :meth:`ModelPlugin.owns` accepts
+        ``est``; None when none does (the model is then saved by class).
 
-def save_model(est: Any, path: str | os.PathLike[str]) -> Path:
-    """Save a fitted model (see :func:`catbuilder.saved_models.save_model`)."""
-    from catbuilder.saved_models import save_model as _save
-
-    return _save(est, path)
+    Raises
+    ------
+    ValueError
+        When several plugins claim it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # broken plugins are reported where they are used
+        owners = [p for p in list_plugins().values() if p.owns(est)]
+    if len(owners) > 1:
+        raise ValueError(
+            f"plugins {', '.join(sorted(p.name for p in owners))} all claim a "
+            f"{type(est).__name__}; save it with save_model(est, path, plugin=NAME)"
+        )
+    return owners[0] if owners else None
 
 
 def describe(kind: str | None = None) -> list[dict[str, Any]]:

@@ -325,7 +325,7 @@ def _one_seed(
     outdir: str,
 ) -> dict:
     """One seed's rounds, in this process (a Dask task when seeds run in parallel)."""
-    from catbuilder.saved_models import MANIFEST, load_model, save_model
+    from catbuilder.models.saved import MANIFEST, load_model, save_model
     from catbuilder.stack.store import ImageStack
     from catbuilder.train.api import split_for_training, train
     from catbuilder.zarr_store import read_values
@@ -487,7 +487,7 @@ def self_train(
     """
     import dask
 
-    from catbuilder.cluster import compute
+    from catbuilder.runtime import compute
     from catbuilder.stack.store import ImageStack
 
     c = config.resolve

@@ -168,8 +168,8 @@ def check_plugin(
     """
     from sklearn.base import clone
 
+    from catbuilder.models.saved import load_model, read_manifest, save_model
     from catbuilder.plugins import get_plugin, make_model
-    from catbuilder.saved_models import load_model, read_manifest, save_model
 
     plugin = get_plugin(plugin)
     caps = set(plugin.capabilities)
@@ -222,6 +222,11 @@ def check_plugin(
                 E.ndim == 2 and E.shape[0] == n and E.shape[1] > 0, "transform", f"shape {E.shape}"
             )
             _check(E2.shape[1] == E.shape[1], "transform", "embedding width changes with input")
+            _check(
+                getattr(est, "n_features_out_", None) == E.shape[1],
+                "transform",
+                f"n_features_out_ must be the embedding's width, {E.shape[1]}",
+            )
             report["transform"] = f"({n}, {E.shape[1]})"
 
         if "classify" in caps:
@@ -270,7 +275,7 @@ def check_plugin(
         if "distributed" in caps:
             entry = getattr(est, "distributed_entry", None)
             _check(bool(entry) and ":" in str(entry), "distributed", "no distributed_entry")
-            from catbuilder.estimator import ImageEstimator
+            from catbuilder.models.estimator import ImageEstimator
 
             own = type(est).fitted_from_ranks is not ImageEstimator.fitted_from_ranks
             _check(own, "distributed", "fitted_from_ranks is not implemented")

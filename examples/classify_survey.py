@@ -68,9 +68,9 @@ def main() -> None:
     from distributed import Client
 
     from catbuilder.catalog import build_catalog, write_catalog
-    from catbuilder.cluster import make_cluster
     from catbuilder.evaluate import evaluate
     from catbuilder.infer import predict
+    from catbuilder.runtime import make_cluster
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack
     from catbuilder.synth import make_survey, open_survey

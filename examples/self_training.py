@@ -168,7 +168,7 @@ def _control(res, stacks, epochs: int) -> None:
 
     import pandas as pd
 
-    from catbuilder.saved_models import load_model
+    from catbuilder.models.saved import load_model
     from catbuilder.selftrain import evaluation_set, score
     from catbuilder.train.api import train
 

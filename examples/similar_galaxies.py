@@ -33,10 +33,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from catbuilder.catalog import build_catalog, write_catalog
+    from catbuilder.embeddings import label_next, merge_labels, similar, with_anomaly_scores
     from catbuilder.evaluate.embeddings import cluster_embeddings
     from catbuilder.evaluate.plots import plot_embedding_map, plot_thumbnails
     from catbuilder.infer import predict
-    from catbuilder.similarity import label_next, merge_labels, similar
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack, open_stack
     from catbuilder.synth import make_survey, open_survey
@@ -59,7 +59,7 @@ def main() -> None:
         res = train(stack, "keras.small-cnn", params={"input_size": 64, "epochs": args.epochs})
         res.model.save(model_dir)
     preds = predict(stack, model_dir, output=work / "all.predictions.zarr", workers=2)
-    cat = build_catalog(preds, stack, anomaly=True)
+    cat = with_anomaly_scores(build_catalog(preds, stack), preds)
     cat["truth"] = sources.set_index("objid")["truth"].reindex(cat["objid"]).to_numpy()
     write_catalog(cat, work / "catalog.parquet")
 

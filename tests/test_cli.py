@@ -147,7 +147,7 @@ def test_demo_runs_end_to_end(tmp_path):
 
 
 def test_every_option_says_its_default_and_the_reference_is_current():
-    from catbuilder.catalog_schema import reference_markdown as columns
+    from catbuilder.catalog.schema import reference_markdown as columns
     from catbuilder.cli import reference_markdown
 
     root = Path(__file__).resolve().parents[1]
@@ -200,7 +200,7 @@ def test_an_unguarded_script_stops_with_advice(tmp_path):
     catbuilder stops it there with a message that says what to do."""
     script = tmp_path / "unguarded.py"
     script.write_text(
-        "from catbuilder.cluster import make_cluster\n"
+        "from catbuilder.runtime import make_cluster\n"
         "cluster = make_cluster('local', 1)\n"
         "cluster.close()\n"
     )
@@ -211,7 +211,7 @@ def test_an_unguarded_script_stops_with_advice(tmp_path):
     assert 'put the code that calls catbuilder under `if __name__ == "__main__":`' in res.stderr
     guarded = tmp_path / "guarded.py"
     guarded.write_text(
-        "from catbuilder.cluster import make_cluster\n"
+        "from catbuilder.runtime import make_cluster\n"
         "if __name__ == '__main__':\n"
         "    cluster = make_cluster('local', 1)\n"
         "    print(len(cluster.workers))\n"

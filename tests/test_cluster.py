@@ -17,7 +17,7 @@ def _env():
 def test_local_workers_get_threads_and_malloc_settings(trim):
     from distributed import Client
 
-    from catbuilder.cluster import make_cluster, workers_now
+    from catbuilder.runtime import make_cluster, workers_now
 
     with config.set({"cluster.trim-memory": trim}):
         cluster = make_cluster("local", 1, threads_per_worker=1)
@@ -32,7 +32,7 @@ def test_local_workers_get_threads_and_malloc_settings(trim):
 
 
 def test_jobqueue_script_carries_the_worker_environment():
-    from catbuilder.cluster import make_cluster
+    from catbuilder.runtime import make_cluster
 
     with config.set({"cluster.jobqueue": {"cores": 1, "memory": "1GB"}}):
         cluster = make_cluster("slurm", 0, threads_per_worker=1, interface="lo")
@@ -45,7 +45,7 @@ def test_jobqueue_script_carries_the_worker_environment():
 
 
 def test_unknown_cluster_kind_lists_the_known_ones():
-    from catbuilder.cluster import make_cluster
+    from catbuilder.runtime import make_cluster
 
     with pytest.raises(ValueError, match="slurm"):
         make_cluster("kubernetes-ish", 1)
@@ -56,7 +56,7 @@ def _square(x):
 
 
 def _encrypted_cluster_works():
-    from catbuilder.cluster import compute, connect
+    from catbuilder.runtime import compute, connect
 
     with connect("local", 1) as client:
         address = client.scheduler.address
@@ -96,7 +96,7 @@ def test_tls_with_certificate_files(tmp_path):
 
 
 def test_tls_settings_that_cannot_work_are_one_line_errors(tmp_path):
-    from catbuilder.cluster import security
+    from catbuilder.runtime import security
 
     assert security() is None  # plain TCP by default
     with pytest.raises(ValueError, match="null, temporary or"):
@@ -122,7 +122,7 @@ def test_run_windowed_keeps_at_most_a_window_of_tasks_on_the_scheduler(dask_clie
     import threading
     import time
 
-    from catbuilder.cluster import run_windowed
+    from catbuilder.runtime import run_windowed
 
     def count(dask_scheduler):
         return len(dask_scheduler.tasks)
@@ -164,7 +164,7 @@ def test_workers_now_sees_every_worker_while_the_client_refreshes(dask_client):
     import dask
     from distributed import Client
 
-    from catbuilder.cluster import workers_now
+    from catbuilder.runtime import workers_now
 
     expected = set(dask_client.sync(dask_client.scheduler.identity, n_workers=-1)["workers"])
     with dask.config.set({"distributed.client.scheduler-info-interval": "5ms"}):

@@ -59,7 +59,7 @@ def test_shards_follow_chunks_and_cover_everything_once():
 def local_cluster():
     from distributed import Client
 
-    from catbuilder.cluster import make_cluster
+    from catbuilder.runtime import make_cluster
 
     cluster = make_cluster("local", 2, threads_per_worker=1)
     client = Client(cluster)
@@ -152,7 +152,7 @@ def test_a_rank_that_raises_ends_the_run_naming_it(hp_stack, local_cluster, tmp_
 def test_a_rank_that_ends_without_error_or_dead_worker_is_named(local_cluster):
     # e.g. a task the scheduler cancelled: the failure report names it
     # instead of failing itself
-    from catbuilder.cluster import workers_now
+    from catbuilder.runtime import workers_now
     from catbuilder.train.distributed import _failure
 
     worker = sorted(workers_now(local_cluster))[0]

@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from catbuilder.cluster import workers_now
 from catbuilder.errors import IncompleteStoreError
 from catbuilder.infer import open_predictions, predict
-from catbuilder.plugins import load_model
+from catbuilder.models import load_model
+from catbuilder.runtime import workers_now
 
 
 def test_predictions_match_the_model_in_process(hp_stack, small_model, dask_client, tmp_path):
@@ -191,7 +191,7 @@ def _cores() -> list[int]:
 def test_workers_that_fill_the_machine_are_bound_one_core_each_then_freed(dask_client):
     """infer.bind-cores: auto binds when the host's workers use all its cores,
     each worker to a core of its own; the block's end gives the cores back."""
-    from catbuilder.affinity import bind_workers
+    from catbuilder.runtime.affinity import bind_workers
 
     allowed = _cores()
     workers = sorted(workers_now(dask_client))
@@ -213,7 +213,7 @@ def test_workers_that_fill_the_machine_are_bound_one_core_each_then_freed(dask_c
 
 
 def test_a_workers_cpu_time_is_accounted_by_activity(hp_stack, small_model, dask_client, tmp_path):
-    """catbuilder.thread_cpu: the read-ahead, model and Dask threads of a
+    """catbuilder.runtime.thread_cpu: the read-ahead, model and Dask threads of a
     predicting worker each show up, and they add up to the process's CPU time."""
     from catbuilder import thread_cpu
 

@@ -236,7 +236,7 @@ def test_dask_workers_end_with_the_process_that_started_them(tmp_path):
         """
         import time
         from distributed import Client
-        from catbuilder.cluster import make_cluster
+        from catbuilder.runtime import make_cluster
         cluster = make_cluster("local", 2, threads_per_worker=1)
         client = Client(cluster)
         client.wait_for_workers(2)

@@ -10,11 +10,11 @@ import pytest
 
 from catbuilder import config, plugins
 from catbuilder.errors import OutputExistsError
+from catbuilder.models import load_model
 from catbuilder.plugins import (
     ModelPlugin,
     get_plugin,
     list_plugins,
-    load_model,
     make_model,
     refresh_plugins,
 )
@@ -364,3 +364,28 @@ def test_a_resave_removes_only_files_inside_the_model_directory(tmp_path):
     est.save(tmp_path / "m")
     assert (tmp_path / "keep.txt").read_text() == "outside"
     assert set(json.loads(manifest.read_text())["files"]) == {"estimator.joblib"}
+
+
+@pytest.mark.parametrize("name", ["morphology.random-forest", "morphology.gradient-boosting"])
+def test_a_cloned_model_saves_and_loads_with_its_plugin_name(name, tmp_path):
+    """Nothing is stamped on the estimator: the registry finds its plugin again
+    by class and fixed parameters, so sklearn's clone loses nothing."""
+    from catbuilder_morphology.features import feature_names
+    from sklearn.base import clone
+
+    from catbuilder.models import read_manifest, save_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3, 16, 16)).astype(np.float32)
+    y = np.array(["spiral", "elliptical"] * 20)
+    features = rng.normal(size=(40, len(feature_names(["g", "r", "i"]))))
+    est = clone(make_model(name)).fit(X, y, features=features)
+    path = save_model(est, tmp_path / "m.model")
+    manifest = read_manifest(path)
+    assert manifest["plugin"] == name
+    assert manifest["distribution"]["name"] == "catbuilder-morphology"
+    assert manifest["embedding_dim"] == est.n_features_out_
+    again = load_model(path)
+    assert type(again) is type(est) and again.get_params() == est.get_params()
+    refit = clone(again).fit(X, y, features=features)
+    assert read_manifest(save_model(refit, tmp_path / "again.model"))["plugin"] == name

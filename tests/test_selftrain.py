@@ -83,7 +83,7 @@ def test_rounds_add_pseudo_labels_never_from_the_evaluation_split(hp_stack, unla
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     assert again.rounds["accuracy"].tolist() == r["accuracy"].tolist()
     # the public scoring helpers score as the rounds were scored
-    from catbuilder.saved_models import load_model
+    from catbuilder.models.saved import load_model
     from catbuilder.selftrain import evaluation_set, score
 
     evalset = evaluation_set(unlabelled, res.classes)
@@ -109,7 +109,7 @@ def test_rounds_add_pseudo_labels_never_from_the_evaluation_split(hp_stack, unla
 
 
 def test_fine_tune_starts_each_round_from_the_last_model(hp_stack, unlabelled, tmp_path):
-    from catbuilder.saved_models import load_model
+    from catbuilder.models.saved import load_model
 
     out = tmp_path / "ft"
     res = self_train(

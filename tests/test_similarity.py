@@ -7,14 +7,15 @@ import pandas as pd
 import pytest
 
 from catbuilder.catalog import build_catalog
-from catbuilder.infer import predict
-from catbuilder.similarity import (
+from catbuilder.embeddings import (
     SimilarityIndex,
     anomaly_scores,
     label_next,
     merge_labels,
     similar,
+    with_anomaly_scores,
 )
+from catbuilder.infer import predict
 
 
 def _clustered(n, d, centres, seed=0):
@@ -58,7 +59,7 @@ def preds(hp_stack, small_model, dask_client, tmp_path_factory):
 
 
 def test_similar_spirals_are_mostly_spirals(preds, hp_stack):
-    cat = build_catalog(preds, hp_stack, anomaly=True)
+    cat = with_anomaly_scores(build_catalog(preds, hp_stack), preds)
     spirals = cat[cat["label"] == "spiral"]
     precision = []
     for objid in spirals["objid"].iloc[:20]:
@@ -79,7 +80,7 @@ def test_similar_spirals_are_mostly_spirals(preds, hp_stack):
 
 
 def test_label_next_and_merge_returned_labels(preds, hp_stack, tmp_path):
-    cat = build_catalog(preds, hp_stack, anomaly=True)
+    cat = with_anomaly_scores(build_catalog(preds, hp_stack), preds)
     cat["label"] = None  # as if none were labelled
     todo = label_next(cat, n=5)
     assert todo["reason"].tolist() == ["uncertain"] * 5 + ["anomalous"] * 5

@@ -12,7 +12,7 @@ import pytest
 from train_params import small_cnn_params
 
 from catbuilder import config
-from catbuilder.cluster import workers_now
+from catbuilder.runtime import workers_now
 from catbuilder.train import train
 from catbuilder.train.distributed import DistributedTrainingError
 
@@ -211,7 +211,7 @@ def test_slurm_workers_speak_tls_to_the_scheduler(slurm, tmp_path):
     jobqueue's shared_temp_directory and connect over tls://."""
     import dask
 
-    from catbuilder.cluster import compute, connect, job_script
+    from catbuilder.runtime import compute, connect, job_script
 
     settings = {
         "cluster.kind": "slurm",
@@ -278,8 +278,8 @@ def test_a_node_lost_midway_leaves_the_cutouts_and_predictions_complete_and_iden
     import numpy as np
 
     from benchmarks import fitted_model, positions, write_tiles
-    from catbuilder.cluster import connect
     from catbuilder.infer import predict
+    from catbuilder.runtime import connect
     from catbuilder.stack import build_stack, open_stack
 
     write_tiles(tmp_path / "tiles", n_side=2, npix=1024)

@@ -71,7 +71,7 @@ def main() -> int:
 
     from benchmarks import peak_rss_mib
     from catbuilder import config
-    from catbuilder.cluster import make_cluster
+    from catbuilder.runtime import make_cluster
     from catbuilder.stack import build_stack
 
     work = Path(tempfile.mkdtemp(prefix="catbuilder-bigtiles-"))

@@ -15,7 +15,7 @@ For the small CNN (64 px) and Xception (128 px), measured in one run:
 
 Each worker has one thread and one TensorFlow intra-op thread; figures are the
 best of ``--repeats`` runs, taken in turn. Also prints each worker's CPU
-seconds per 1,000 objects by activity (``catbuilder.thread_cpu``) and its
+seconds per 1,000 objects by activity (``catbuilder.runtime.thread_cpu``) and its
 peak memory.
 """
 
@@ -47,7 +47,7 @@ def peak_mib(client) -> dict:
 @contextmanager
 def timed_on_one_core():
     """This process on one core of those it may use, as a bound worker is."""
-    from catbuilder.affinity import set_affinity
+    from catbuilder.runtime.affinity import set_affinity
 
     before = os.sched_getaffinity(0)
     set_affinity({min(before)})
@@ -67,9 +67,9 @@ def main() -> int:
 
     from catbuilder import config, thread_cpu
     from catbuilder.catalog import build_catalog
-    from catbuilder.cluster import make_cluster
     from catbuilder.infer import predict
-    from catbuilder.plugins import load_model
+    from catbuilder.models import load_model
+    from catbuilder.runtime import make_cluster
     from catbuilder.stack import build_stack
 
     work = Path(tempfile.mkdtemp(prefix="catbuilder-infer-"))
@@ -154,7 +154,7 @@ def main() -> int:
         "\nobjects/s; ratio = 1w / bare predict (target >= 0.9); scaling = 2w / 1w (target >= 1.8)"
     )
     print(
-        "\nCPU seconds per 1,000 objects: each worker's by activity (catbuilder.thread_cpu),"
+        "\nCPU seconds per 1,000 objects: each worker's by activity (runtime.thread_cpu),"
         " and the driving process's (client, scheduler, build_catalog)"
     )
     names = [a.replace("model: ", "").replace("Dask: ", "") for a in thread_cpu.ACTIVITIES]

@@ -59,7 +59,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     from benchmarks import positions, write_tiles
-    from catbuilder.affinity import set_affinity
+    from catbuilder.runtime.affinity import set_affinity
     from catbuilder.stack import build_stack
     from catbuilder.stack.preprocess import _interpolation, to_rgb
 

@@ -49,8 +49,8 @@ def one_size(n: int, work: Path, workers: int) -> dict:
 
     from benchmarks import fitted_model, peak_rss_mib, write_survey
     from catbuilder.catalog import build_catalog, write_catalog
-    from catbuilder.cluster import make_cluster
     from catbuilder.infer import predict
+    from catbuilder.runtime import make_cluster
     from catbuilder.sky import TileIndex
     from catbuilder.stack import build_stack
 

@@ -5,7 +5,7 @@
 Two kinds of synthetic embeddings (a mixture of 1,000 overlapping clusters,
 and points on a curved 16-dimensional manifold with noise, where cells cut
 through neighbourhoods) are
-indexed by :class:`catbuilder.similarity.SimilarityIndex` (faiss IVF, cosine)
+indexed by :class:`catbuilder.embeddings.SimilarityIndex` (faiss IVF, cosine)
 and queried with k = 10; the same queries go to scikit-learn's exact
 ``NearestNeighbors`` (brute force) in the same process. Prints the build
 time, queries per second of both and the IVF's recall@10 against the exact
@@ -48,7 +48,7 @@ def manifold(n: int, dim: int, seed: int = 0) -> np.ndarray:
 def run(name: str, X: np.ndarray, args) -> None:
     from sklearn.neighbors import NearestNeighbors
 
-    from catbuilder.similarity import SimilarityIndex
+    from catbuilder.embeddings import SimilarityIndex
 
     rng = np.random.default_rng(1)
     Q = X[rng.choice(len(X), args.queries, replace=False)]

@@ -49,7 +49,7 @@ def make_stack(work: Path, n: int):
 def throughput(stack, ranks: int, epochs: int, work: Path) -> float:
     from distributed import Client
 
-    from catbuilder.cluster import make_cluster
+    from catbuilder.runtime import make_cluster
     from catbuilder.train import train
 
     with make_cluster("local", ranks, threads_per_worker=1) as cluster, Client(cluster) as c:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from catbuilder.pipeline.demo import demo, demo_file
 from catbuilder.pipeline.run import Pipeline, PipelineResult, PlannedStep, run_pipeline
-from catbuilder.pipeline.spec import STEPS, PipelineFileError, load_spec
+from catbuilder.pipeline.spec import PipelineFileError, load_spec
+from catbuilder.pipeline.steps import STEP_NAMES
 
 __all__ = [
-    "STEPS",
+    "STEP_NAMES",
     "Pipeline",
     "PipelineFileError",
     "PipelineResult",

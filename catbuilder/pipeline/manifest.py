@@ -8,63 +8,17 @@ still there, and only paths the manifest records are ever replaced.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
-import sys
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from catbuilder.outputs import file_sha256
+from catbuilder.provenance import fingerprint, versions
 
 __all__ = ["Manifest", "fingerprint", "versions"]
 
 KIND = "pipeline-manifest"
-_VERSIONED = (
-    "catbuilder",
-    "numpy",
-    "pandas",
-    "dask",
-    "distributed",
-    "dask-jobqueue",
-    "xarray",
-    "zarr",
-    "astropy",
-    "scikit-learn",
-    "tensorflow",
-    "tf-keras",
-    "horovod",
-    "faiss-cpu",
-    "galsim",
-)
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def fingerprint(value: Any) -> str:
-    """A short, stable digest of JSON-able ``value``."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and of the packages a run's results depend on."""
-    out = {"python": platform.python_version(), "platform": sys.platform}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    for ep in metadata.entry_points(group="catbuilder.models"):
-        dist = getattr(ep, "dist", None)
-        if dist is not None:
-            out.setdefault(dist.name, dist.version)
-    return out
 
 
 class Manifest:

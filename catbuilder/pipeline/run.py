@@ -20,131 +20,17 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from catbuilder.errors import CatbuilderError
 from catbuilder.pipeline import steps as S
-from catbuilder.pipeline.manifest import Manifest, fingerprint, now, versions
+from catbuilder.pipeline.context import PipelineResult, PlannedStep, StepContext, log
+from catbuilder.pipeline.manifest import Manifest
 from catbuilder.pipeline.spec import PipelineFileError, PipelineSpec, load_spec
+from catbuilder.provenance import fingerprint, now, versions
 
 __all__ = ["Pipeline", "PipelineResult", "PlannedStep", "StepContext"]
-
-log = logging.getLogger("catbuilder.pipeline")
-
-# what each step reads: the steps before it whose outputs it uses
-_READS = {
-    "mock": [],
-    "tiles": ["mock"],
-    "labels": ["mock"],
-    "cutouts": ["tiles", "labels"],
-    "train": ["cutouts"],
-    "predict": ["cutouts", "train"],
-    "catalog": ["predict", "cutouts"],
-    "evaluate": ["catalog", "cutouts"],
-    "embeddings": ["catalog", "predict", "cutouts"],
-    "report": ["mock", "tiles", "labels", "cutouts", "train", "predict", "catalog",
-               "evaluate", "embeddings"],
-}  # fmt: skip
-
-
-@dataclass
-class PlannedStep:
-    """One line of a plan: what will happen to a step and why."""
-
-    name: str
-    action: str  # run | skip | resume | replace
-    reason: str
-    fingerprint: str | None
-    outputs: dict[str, str]
-    summary: str = ""
-
-    def line(self) -> str:
-        outs = ", ".join(self.outputs.values())
-        return f"{self.name:<11} {self.action:<8} {self.reason}" + (f"  -> {outs}" if outs else "")
-
-
-@dataclass
-class PipelineResult:
-    """What a run did: per step its action and seconds, and where things are."""
-
-    workdir: Path
-    steps: list[PlannedStep]
-    seconds: dict[str, float] = field(default_factory=dict)
-    manifest: Path | None = None
-    report: Path | None = None
-    log: Path | None = None
-
-    @property
-    def ran(self) -> list[str]:
-        return [s.name for s in self.steps if s.action != "skip"]
-
-    def summary(self) -> str:
-        lines = [f"catbuilder run in {self.workdir}"]
-        for s in self.steps:
-            t = self.seconds.get(s.name)
-            took = f"{t:7.1f} s" if t is not None else "   kept  "
-            lines.append(f"  {s.name:<11} {took}  {s.summary}".rstrip())
-        if self.manifest:
-            lines.append(f"  manifest    {self.manifest}")
-        if self.log:
-            lines.append(f"  log         {self.log}")
-        if self.report and self.report.exists():
-            lines.append(f"  report      {self.report}")
-        return "\n".join(lines)
-
-
-class StepContext:
-    """What a step function sees: the spec, its paths, the run's cluster."""
-
-    def __init__(self, pipeline: Pipeline, name: str, replace: bool):
-        self.pipeline = pipeline
-        self.spec = pipeline.spec
-        self.workdir = pipeline.workdir
-        self.name = name
-        self.replace = replace
-        self.progress = pipeline.progress
-        self.summary = ""
-
-    def path(self, key: str) -> Path:
-        return self.workdir / self.pipeline.outputs_of(self.name)[key]
-
-    def input(self, step: str, key: str) -> Path:
-        rec = self.pipeline.manifest.steps.get(step)
-        if rec and key in (rec.get("outputs") or {}):
-            return self.workdir / rec["outputs"][key]
-        return self.workdir / self.pipeline.outputs_of(step)[key]
-
-    def model_path(self) -> Path:
-        saved = self.spec.section("model").get("saved")
-        return self.spec.resolve(saved) if saved else self.input("train", "model")
-
-    def catalog(self):
-        from catbuilder.catalog import read_catalog
-
-        outs = self.pipeline.manifest.steps["catalog"]["outputs"]
-        first = next(iter(outs.values()))
-        return read_catalog(self.workdir / first)
-
-    def client(self):
-        return self.pipeline.client()
-
-    def log(self, message: str, *, summary: bool = False) -> None:
-        """A line in run.log (and on screen with progress); ``summary``: also the
-        step's line in the run's summary and its manifest entry."""
-        if summary:
-            self.summary = message
-        log.info("%s: %s", self.name, message)
-        if self.progress:
-            print(f"[{self.name}] {message}", flush=True)
-
-    def error(self, message: str) -> CatbuilderError:
-        return CatbuilderError(message)
-
-    def remove_own(self, path: Path) -> None:
-        """Delete ``path`` if the manifest records it as this run's output."""
-        self.pipeline.remove_own(path)
 
 
 class Pipeline:
@@ -197,7 +83,7 @@ class Pipeline:
             from catbuilder import config
 
             return S.catalog_paths(S.catalog_formats(config.get("catalog.format")))
-        return dict(S.OUTPUTS[name])
+        return dict(S.STEPS[name].outputs)
 
     def _input_files(self, name: str) -> list[Path]:
         inputs = self.spec.section("inputs")
@@ -219,7 +105,7 @@ class Pipeline:
         # the steps it reads: this run's, or a complete earlier run's when `steps`
         # leaves them out, so a subset of steps sees the same fingerprints
         upstream: dict[str, str | None] = {}
-        for r in _READS[name]:
+        for r in S.STEPS[name].reads:
             done = self.manifest.steps.get(r) or {}
             if r in self._steps:
                 upstream[r] = fps.get(r)
@@ -283,7 +169,9 @@ class Pipeline:
                 action, reason = self._decide(name, fp)
                 if action == "replace?":
                     action = "run"
-                upstream_runs = any(p.action != "skip" for p in out if p.name in _READS[name])
+                upstream_runs = any(
+                    p.action != "skip" for p in out if p.name in S.STEPS[name].reads
+                )
                 if action == "skip" and upstream_runs:
                     action, reason = "run", "a step it reads runs first"
                 fps[name] = fp
@@ -294,7 +182,7 @@ class Pipeline:
         """The batch script a jobqueue cluster would submit per job (None for other
         clusters); nothing is started."""
         from catbuilder import config
-        from catbuilder.cluster import JOBQUEUE_CLASSES, job_script
+        from catbuilder.runtime import JOBQUEUE_CLASSES, job_script
 
         with config.set(self.spec.config):
             if config.get("cluster.kind") not in JOBQUEUE_CLASSES:
@@ -307,7 +195,7 @@ class Pipeline:
         """The run's Dask client, started on first use and closed at the end."""
         if self._client is None:
             from catbuilder import config
-            from catbuilder.cluster import connect
+            from catbuilder.runtime import connect
 
             kind = config.get("cluster.kind")
             workers = config.get("cluster.workers")
@@ -360,7 +248,7 @@ class Pipeline:
         }
         listing = {}
         for key, p in written.items():
-            if (name, key) in S.LISTED:
+            if key in S.STEPS[name].listed:
                 root = Path(p)
                 listing[key] = sorted(
                     str(f.relative_to(root)) for f in root.rglob("*") if not f.is_dir()
@@ -448,7 +336,7 @@ class Pipeline:
                 "sections": self.spec.data,
                 "configuration": self.spec.config,
             },
-            versions=versions(),
+            versions=versions(plugins=True),
             started=now(),
         )
         m.data.pop("finished", None)
@@ -499,7 +387,7 @@ class Pipeline:
                     t0 = time.perf_counter()
                     ctx = StepContext(self, name, replace=action in ("replace", "run"))
                     try:
-                        written = S.STEP_FUNCTIONS[name](ctx)
+                        written = S.STEPS[name].run(ctx)
                     except BaseException as err:
                         log.error(
                             "%s: stopped: %s: %s",
@@ -541,7 +429,7 @@ class Pipeline:
             done,
             seconds,
             manifest=m.path,
-            report=self.workdir / S.OUTPUTS["report"]["report"] if "report" in self._steps
+            report=self.workdir / S.STEPS["report"].outputs["report"] if "report" in self._steps
             else None,
             log=self.workdir / "run.log",
         )  # fmt: skip

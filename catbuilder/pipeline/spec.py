@@ -22,22 +22,9 @@ from typing import Any
 import yaml
 
 from catbuilder.errors import CatbuilderError
+from catbuilder.pipeline.steps import STEP_NAMES
 
-__all__ = ["STEPS", "PipelineFileError", "PipelineSpec", "load_spec", "schema"]
-
-#: every step, in the order a run makes them
-STEPS = (
-    "mock",
-    "tiles",
-    "labels",
-    "cutouts",
-    "train",
-    "predict",
-    "catalog",
-    "evaluate",
-    "embeddings",
-    "report",
-)
+__all__ = ["PipelineFileError", "PipelineSpec", "load_spec", "schema"]
 
 
 class PipelineFileError(CatbuilderError, ValueError):
@@ -55,6 +42,7 @@ def schema() -> dict[str, Any]:
 
     s = copy.deepcopy(_schema_file())
     s.pop("config-values", None)
+    s["properties"]["steps"]["items"] = {"enum": list(STEP_NAMES)}
     for section in config.defaults():
         s["properties"].setdefault(
             section,
@@ -124,8 +112,8 @@ class PipelineSpec:
         """The steps this file asks for, in run order."""
         asked = self.data.get("steps")
         if asked is not None:
-            return [s for s in STEPS if s in asked]
-        out = [s for s in STEPS if s != "mock" or "mock" in self.data]
+            return [s for s in STEP_NAMES if s in asked]
+        out = [s for s in STEP_NAMES if s != "mock" or "mock" in self.data]
         if self.section("model").get("saved"):
             out.remove("train")
         return out

@@ -12,31 +12,14 @@ where the underlying call can (stacks, predictions, training checkpoints).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from catbuilder.pipeline.run import StepContext
+    from catbuilder.pipeline.context import StepContext
 
-__all__ = ["OUTPUTS", "STEP_FUNCTIONS", "step_params"]
-
-#: outputs that are directories a step may delete whole (their files are listed
-#: in the manifest, and only those are deleted)
-LISTED = {("mock", "survey")}
-
-#: where each step writes, relative to the work directory
-OUTPUTS: dict[str, dict[str, str]] = {
-    "mock": {"survey": "mock"},
-    "tiles": {"index": "tiles.parquet"},
-    "labels": {"sources": "sources.parquet"},
-    "cutouts": {"stack": "stack.zarr"},
-    "train": {"model": "model", "history": "history.csv", "checkpoints": "model.checkpoints"},
-    "predict": {"predictions": "predictions.zarr"},
-    "catalog": {},  # one file per format: catalog.<ext>
-    "evaluate": {"metrics": "metrics.csv", "plots": "plots/evaluation"},
-    "embeddings": {"map": "embeddings.parquet", "plots": "plots/embeddings"},
-    "report": {"report": "report.html", "plots": "plots/report"},
-}
+__all__ = ["STEPS", "STEP_NAMES", "Step", "step_params"]
 
 _EXT = {"parquet": "parquet", "fits": "fits", "votable": "vot", "hats": "hats"}
 
@@ -179,7 +162,7 @@ def _cutouts(ctx: StepContext) -> dict[str, Path]:
 
 def _train(ctx: StepContext) -> dict[str, Path]:
     from catbuilder import config
-    from catbuilder.saved_models import save_model
+    from catbuilder.models.saved import save_model
     from catbuilder.stack import open_stack
     from catbuilder.train import train
 
@@ -240,9 +223,11 @@ def _catalog(ctx: StepContext) -> dict[str, Path]:
 
     anomaly = bool(ctx.spec.section("embeddings").get("anomaly", True))
     preds = open_predictions(ctx.input("predict", "predictions"))
-    cat = build_catalog(
-        preds, ctx.input("cutouts", "stack"), anomaly=anomaly and "embeddings" in preds.ds
-    )
+    cat = build_catalog(preds, ctx.input("cutouts", "stack"))
+    if anomaly and "embeddings" in preds.ds:
+        from catbuilder.embeddings import with_anomaly_scores
+
+        cat = with_anomaly_scores(cat, preds)
     out = {}
     for fmt in catalog_formats(config.get("catalog.format")):
         key = f"catalog.{fmt}"
@@ -345,15 +330,43 @@ def _report(ctx: StepContext) -> dict[str, Path]:
     return {"report": path, "plots": ctx.path("plots")}
 
 
-STEP_FUNCTIONS: dict[str, Callable[[StepContext], dict[str, Path]]] = {
-    "mock": _mock,
-    "tiles": _tiles,
-    "labels": _labels,
-    "cutouts": _cutouts,
-    "train": _train,
-    "predict": _predict,
-    "catalog": _catalog,
-    "evaluate": _evaluate,
-    "embeddings": _embeddings,
-    "report": _report,
-}
+@dataclass(frozen=True)
+class Step:
+    """One row of the step table: what the step does, reads and writes."""
+
+    name: str
+    run: Callable[[StepContext], dict[str, Path]]
+    #: the steps before it whose outputs it uses
+    reads: tuple[str, ...]
+    #: where it writes, relative to the work directory (the catalog: one file
+    #: per format, catalog.<ext>)
+    outputs: dict[str, str] = field(default_factory=dict)
+    #: outputs that are directories it may delete whole (their files are listed
+    #: in the manifest, and only those are deleted)
+    listed: tuple[str, ...] = ()
+
+
+_ALL = ("mock", "tiles", "labels", "cutouts", "train", "predict", "catalog", "evaluate",
+        "embeddings")  # fmt: skip
+
+#: every step, in the order a run makes them: the one table the pipeline file's
+#: schema, the planner, the runner and the report read
+STEPS: dict[str, Step] = {
+    s.name: s
+    for s in (
+        Step("mock", _mock, (), {"survey": "mock"}, listed=("survey",)),
+        Step("tiles", _tiles, ("mock",), {"index": "tiles.parquet"}),
+        Step("labels", _labels, ("mock",), {"sources": "sources.parquet"}),
+        Step("cutouts", _cutouts, ("tiles", "labels"), {"stack": "stack.zarr"}),
+        Step("train", _train, ("cutouts",),
+             {"model": "model", "history": "history.csv", "checkpoints": "model.checkpoints"}),
+        Step("predict", _predict, ("cutouts", "train"), {"predictions": "predictions.zarr"}),
+        Step("catalog", _catalog, ("predict", "cutouts")),
+        Step("evaluate", _evaluate, ("catalog", "cutouts"),
+             {"metrics": "metrics.csv", "plots": "plots/evaluation"}),
+        Step("embeddings", _embeddings, ("catalog", "predict", "cutouts"),
+             {"map": "embeddings.parquet", "plots": "plots/embeddings"}),
+        Step("report", _report, _ALL, {"report": "report.html", "plots": "plots/report"}),
+    )
+}  # fmt: skip
+STEP_NAMES = tuple(STEPS)

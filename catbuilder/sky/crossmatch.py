@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from catbuilder import config
-from catbuilder.cluster import cluster_argument
+from catbuilder.runtime import cluster_argument
 from catbuilder.sky.tables import read_sources
 
 __all__ = ["MatchResult", "crossmatch"]
@@ -123,7 +123,7 @@ def crossmatch(
         Left rows per strip (default ``crossmatch.partition-rows``).
     cluster, workers
         Where the strips of a partitioned match run (see
-        :func:`catbuilder.cluster.compute`; default: the active client, else a
+        :func:`catbuilder.runtime.compute`; default: the active client, else a
         process pool).
     progress
         Show a progress bar over strips.
@@ -169,7 +169,7 @@ def crossmatch(
 def _partitioned(lra, ldec, lidx, rra, rdec, ridx, radius, rows, where, progress):
     import dask
 
-    from catbuilder.cluster import compute
+    from catbuilder.runtime import compute
 
     n_parts = max(1, int(np.ceil(len(lra) / max(rows, 1))))
     lorder = np.argsort(ldec, kind="stable")

@@ -12,7 +12,6 @@ chunk is written the store's attributes say ``complete: false`` and
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import os
 import warnings
@@ -24,8 +23,9 @@ import pandas as pd
 
 from catbuilder import config, outputs
 from catbuilder import zarr_store as zs
-from catbuilder.cluster import check_cluster, cluster_argument
 from catbuilder.errors import ResourceLimitError
+from catbuilder.provenance import now, versions
+from catbuilder.runtime import check_cluster, cluster_argument
 from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
 from catbuilder.stack.describe import WCS_VARS, cutout_wcs_values, describe_dataset
@@ -40,18 +40,8 @@ _DATA_VARS = (
     "images", "edge", "nan_fraction", "nan", "missing_band", "saturated", "flags", "magzero",
 )  # fmt: skip
 KIND = "image-stack"
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("catbuilder", "numpy", "astropy", "xarray", "zarr", "dask", "reproject"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+#: the packages a stack's pixels depend on, recorded in its provenance
+_PACKAGES = ("catbuilder", "numpy", "astropy", "xarray", "zarr", "dask", "reproject")
 
 
 def _digest(*parts: Any) -> str:
@@ -196,7 +186,7 @@ def _run_chunks(path, pieces, index, bands, size, nan_max, where, progress) -> l
     """Cut and write ``pieces``: (absolute start, plan rows) in one chunk each."""
     import dask
 
-    from catbuilder.cluster import compute
+    from catbuilder.runtime import compute
 
     tasks = []
     for a, part in pieces:
@@ -330,7 +320,7 @@ def build_stack(
         Replace an existing store made with other arguments (by default that
         is an error; a store made with the same arguments is resumed).
     cluster, workers
-        Where the chunks are cut (see :func:`catbuilder.cluster.compute`):
+        Where the chunks are cut (see :func:`catbuilder.runtime.compute`):
         default the active distributed client, else a process pool whose
         workers end with this process; ``"local"``, a dask-jobqueue name or a
         scheduler address run them on that cluster.
@@ -399,8 +389,8 @@ def build_stack(
             "n_tile_images": len(index.table),
         },
         "index_problems": index.problems,
-        "versions": _versions(),
-        "created": _now(),
+        "versions": versions(_PACKAGES),
+        "created": now(),
         "history": [{"action": "build", "n_objects": len(src)}],
         "flag_bits": dict(FLAG_BITS),
     }
@@ -410,14 +400,10 @@ def build_stack(
     problems = _run_chunks(
         target, _pieces(plan, 0, chunk), index, bands, npix, nan_max, where, progress
     )
-    meta["history"][0]["at"] = _now()  # when the build finished
+    meta["history"][0]["at"] = now()  # when the build finished
     _finish(target, meta, problems)
     zs.swap_in(target, path, KIND)
     return ImageStack.open(path)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def parse_bands(bands: list[str] | str) -> list[str]:
@@ -456,7 +442,7 @@ def _worker_memory(cluster: Any) -> tuple[float, str]:
     import psutil
     from distributed import Client
 
-    from catbuilder.cluster import active_client, workers_now
+    from catbuilder.runtime import active_client, workers_now
 
     client = cluster if isinstance(cluster, Client) else None
     if cluster is None:
@@ -561,7 +547,7 @@ def _resume(path: Path, src, index, meta, where, progress) -> ImageStack:
         progress,
     )
     meta.setdefault("history", []).append(
-        {"action": "resume", "n_objects": len(missing), "at": _now()}
+        {"action": "resume", "n_objects": len(missing), "at": now()}
     )
     _finish(path, meta, problems)
     return ImageStack.open(path)
@@ -670,7 +656,7 @@ def append_to_stack(
             "action": "append",
             "n_objects": len(plan),
             "sources": src_name,
-            "at": _now(),
+            "at": now(),
         }
     )
     _finish(path, meta, problems)

@@ -232,7 +232,7 @@ def make_survey(
     table_format
         ``"parquet"`` or ``"fits"`` for the source tables.
     cluster, workers
-        Where tiles are rendered (see :func:`catbuilder.cluster.compute`);
+        Where tiles are rendered (see :func:`catbuilder.runtime.compute`);
         default: the active distributed client if any, else ``synth.cluster``,
         else a process pool.
     progress
@@ -329,11 +329,11 @@ def make_survey(
                     dask_key_name=f"render-{preset.name}-{tile.name}",
                 )
             )
-    from catbuilder.cluster import cluster_argument, compute
+    from catbuilder.runtime import cluster_argument, compute
 
     where = cluster_argument(cluster, scheduler, "make_survey")
     if where is None:
-        from catbuilder.cluster import active_client
+        from catbuilder.runtime import active_client
 
         where = None if active_client() is not None else config.get("synth.cluster", None)
     results = compute(
@@ -366,7 +366,7 @@ def make_survey(
 
     params["tiles"] = {k: len(v) for k, v in tiles_of.items()}
     params["n_saturated_pixels"] = int(sum(sum(r["n_saturated"].values()) for r in results))
-    from catbuilder import __version__
+    from catbuilder._version import __version__
 
     params["catbuilder_version"] = __version__
     (root / "survey.json").write_text(json.dumps(params, indent=2))

@@ -104,7 +104,7 @@ def train(
     cluster
         None: train in this process. Otherwise Horovod ranks on Dask workers:
         ``"local"``, a dask-jobqueue name (``"slurm"`` ...), a scheduler
-        address, a Cluster or a Client (see :mod:`catbuilder.cluster`).
+        address, a Cluster or a Client (see :mod:`catbuilder.runtime`).
     workers
         Ranks to train with on ``cluster``.
     exclude_flags

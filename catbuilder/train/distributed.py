@@ -32,8 +32,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from catbuilder import config
-from catbuilder.affinity import core_share, set_affinity
-from catbuilder.cluster import workers_now
+from catbuilder.runtime import workers_now
+from catbuilder.runtime.affinity import core_share, set_affinity
 
 __all__ = ["DistributedTrainingError", "RankPlan", "fit_distributed", "plan_ranks", "run_rank"]
 
@@ -223,11 +223,11 @@ def fit_distributed(
     ----------
     est
         An estimator with ``distributed_entry`` and ``fitted_from_ranks``
-        (see :class:`catbuilder.estimator.ImageEstimator`).
+        (see :class:`catbuilder.models.estimator.ImageEstimator`).
     train_set, val_set
         Selections of an image stack stored on disk (the ranks reopen it).
     cluster, workers
-        See :func:`catbuilder.cluster.connect`; ``workers`` ranks are used
+        See :func:`catbuilder.runtime.connect`; ``workers`` ranks are used
         (default: every worker of the cluster).
     checkpoint_dir, resume
         Checkpoints, written by rank 0 on a file system all ranks see.
@@ -240,7 +240,7 @@ def fit_distributed(
         Naming the failed rank, its worker and the cause.
     """
 
-    from catbuilder.cluster import connect
+    from catbuilder.runtime import connect
 
     entry = getattr(est, "distributed_entry", None)
     if entry is None:

@@ -74,7 +74,7 @@ def run_training(
     ``resume``, ``cluster``, ``workers`` and an optional ``catbuilder:``
     section of configuration overrides.
     """
-    from catbuilder.saved_models import save_model
+    from catbuilder.models.saved import save_model
     from catbuilder.train.api import train
 
     spec: dict = {}

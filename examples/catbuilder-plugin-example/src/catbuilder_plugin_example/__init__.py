@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from catbuilder.estimator import ImageEstimator, input_bands, iter_inputs, labels_of
+from catbuilder.models.estimator import ImageEstimator, input_bands, iter_inputs, labels_of
 from catbuilder.plugins import ModelPlugin
 
 __all__ = ["ColourCentroid", "ColourCentroidPlugin"]
@@ -68,6 +68,7 @@ class ColourCentroid(ImageEstimator):
         keep = labels != ""
         self.classes_ = np.array(sorted(set(labels[keep])), dtype=object)
         self.centroids_ = np.stack([F[keep & (labels == c)].mean(axis=0) for c in self.classes_])
+        self.n_features_out_ = F.shape[1]  # the embedding's width, recorded when saved
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -93,4 +94,5 @@ class ColourCentroid(ImageEstimator):
         est = cls(radius=meta["params"]["radius"], bands=tuple(meta["params"]["bands"]))
         est.classes_ = np.array(meta["classes_"], dtype=object)
         est.centroids_ = np.array(meta["centroids_"])
+        est.n_features_out_ = est.centroids_.shape[1]
         return est

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from catbuilder.estimator import input_bands, iter_inputs
+from catbuilder.models.estimator import input_bands, iter_inputs
 from catbuilder_keras.tf import keras, tf
 
 __all__ = ["augmenter", "make_dataset"]
@@ -54,7 +54,7 @@ def make_dataset(
     """A dataset of ``(images, one-hot labels)`` (or images only without ``classes``).
 
     Batches are read from the stack or array lazily by a Python generator
-    (:func:`catbuilder.estimator.iter_inputs`), preprocessed to ``size`` px
+    (:func:`catbuilder.models.estimator.iter_inputs`), preprocessed to ``size`` px
     in [-1, 1], augmented on the fly when training, and prefetched so the
     model never waits on I/O. Objects whose label is not in ``classes`` are
     skipped. With ``shuffle``, each pass uses a new order.

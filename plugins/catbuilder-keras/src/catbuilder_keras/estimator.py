@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin, TransformerMixin
 
 from catbuilder import config
-from catbuilder.estimator import (
+from catbuilder.models.estimator import (
     ImageEstimator,
     fit_input,
     input_bands,
@@ -305,6 +305,12 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         return self
 
     # -- inference ------------------------------------------------------------
+
+    @property
+    def n_features_out_(self) -> int:
+        """Width of the embedding: the head's last dense layer."""
+        self._check_fitted()
+        return int(self.head_units[-1])
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

@@ -15,10 +15,6 @@ class _KerasPlugin(ModelPlugin):
     capabilities = frozenset({"classify", "embed", "distributed"})
     fork_unsafe_modules = ("tensorflow",)
     url = _URL
-    architecture: ClassVar[str] = ""
-
-    def create(self, **params: Any):
-        return self.estimator_class()(architecture=self.architecture, **params)
 
     def worker_env(self, threads: int) -> dict[str, str]:
         """TensorFlow's thread pools sized to the worker, tf-keras, quiet C++ logs."""
@@ -38,37 +34,37 @@ class _KerasPlugin(ModelPlugin):
 
 
 class XceptionPlugin(_KerasPlugin):
-    architecture = "xception"
+    fixed_params: ClassVar[dict[str, Any]] = {"architecture": "xception"}
     input_size = 299
     description = "Xception with the Khan et al. (2019) head; three-stage transfer learning"
 
 
 class ResNet50Plugin(_KerasPlugin):
-    architecture = "resnet50"
+    fixed_params: ClassVar[dict[str, Any]] = {"architecture": "resnet50"}
     input_size = 224
     description = "ResNet50 with the Khan et al. (2019) head"
 
 
 class InceptionV3Plugin(_KerasPlugin):
-    architecture = "inceptionv3"
+    fixed_params: ClassVar[dict[str, Any]] = {"architecture": "inceptionv3"}
     input_size = 299
     description = "InceptionV3 with the Khan et al. (2019) head"
 
 
 class VGG16Plugin(_KerasPlugin):
-    architecture = "vgg16"
+    fixed_params: ClassVar[dict[str, Any]] = {"architecture": "vgg16"}
     input_size = 224
     description = "VGG16 with the Khan et al. (2019) head"
 
 
 class VGG19Plugin(_KerasPlugin):
-    architecture = "vgg19"
+    fixed_params: ClassVar[dict[str, Any]] = {"architecture": "vgg19"}
     input_size = 224
     description = "VGG19 with the Khan et al. (2019) head"
 
 
 class SmallCNNPlugin(_KerasPlugin):
-    architecture = "small-cnn"
+    fixed_params: ClassVar[dict[str, Any]] = {"architecture": "small-cnn"}
     input_size = 64
     description = "A four-block CNN trained from scratch: fast runs, tests, laptops"
     # shifts and zooms of 0.3 slow a from-scratch model on a few thousand objects

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import ClassifierMixin, TransformerMixin
 
-from catbuilder.estimator import ImageEstimator, input_bands, labels_of
+from catbuilder.models.estimator import ImageEstimator, input_bands, labels_of
 from catbuilder_morphology.features import compute_features, feature_names
 
 __all__ = ["MorphologyClassifier", "MorphologyEmbedder"]
@@ -26,7 +26,7 @@ class MorphologyEmbedder(TransformerMixin, ImageEstimator):
     batch_size
         Objects per Dask task.
     cluster
-        Where features are measured (see :func:`catbuilder.cluster.compute`;
+        Where features are measured (see :func:`catbuilder.runtime.compute`;
         default: the active client, else a process pool).
     """
 
@@ -151,6 +151,7 @@ class MorphologyClassifier(ClassifierMixin, ImageEstimator):
         self.pipeline_ = self._pipeline().fit(F[keep], labels[keep])
         self.classes_ = np.array(self.pipeline_.classes_, dtype=object)
         self.feature_names_in_ = np.array(feature_names(input_bands(X, self.bands)), dtype=object)
+        self.n_features_out_ = len(self.feature_names_in_)  # its embedding: the features
         return self
 
     def predict_proba(self, X: Any, features: np.ndarray | None = None) -> np.ndarray:

@@ -114,14 +114,14 @@ def compute_features(
 ) -> np.ndarray:
     """Features of every object of ``X`` (a stack or an array), on Dask.
 
-    ``cluster`` says where (see :func:`catbuilder.cluster.compute`). One Dask
+    ``cluster`` says where (see :func:`catbuilder.runtime.compute`). One Dask
     task per batch; for a stack the pixels are read by the task
     itself (the Zarr slice is a dependency in the graph), so nothing large
     travels through the client.
     """
     import dask
 
-    from catbuilder.cluster import compute
+    from catbuilder.runtime import compute
     from catbuilder.stack.store import ImageStack
 
     if isinstance(X, ImageStack):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from catbuilder.plugins import ModelPlugin
 
@@ -18,16 +18,12 @@ class _Morphology(ModelPlugin):
 
 class RandomForestPlugin(_Morphology):
     description = "Random forest on statmorph morphology and colours (classical baseline)"
-
-    def create(self, **params: Any):
-        return self.estimator_class()(model="random-forest", **params)
+    fixed_params: ClassVar[dict[str, Any]] = {"model": "random-forest"}
 
 
 class GradientBoostingPlugin(_Morphology):
     description = "Gradient boosting on statmorph morphology and colours (classical baseline)"
-
-    def create(self, **params: Any):
-        return self.estimator_class()(model="gradient-boosting", **params)
+    fixed_params: ClassVar[dict[str, Any]] = {"model": "gradient-boosting"}
 
 
 class StatmorphPlugin(_Morphology):

@@ -94,7 +94,7 @@ def bind_workers(client: Any, threads: int, mode: bool | str = "auto") -> Iterat
     if mode is False or mode in ("false", "no", None):
         yield {}
         return
-    from catbuilder.cluster import workers_now
+    from catbuilder.runtime.clusters import workers_now
 
     workers = sorted(workers_now(client))
     by_host: dict[str, list[str]] = defaultdict(list)

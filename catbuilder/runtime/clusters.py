@@ -16,27 +16,21 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import dask
 
 from catbuilder import config
+from catbuilder.runtime.processes import check_not_bootstrapping
 
 __all__ = [
     "JOBQUEUE_CLASSES",
     "LOCAL_SCHEDULERS",
     "active_client",
-    "check_cluster",
-    "check_not_bootstrapping",
-    "cluster_argument",
-    "compute",
     "connect",
-    "end_with_parent",
-    "is_address",
     "job_script",
     "make_cluster",
     "security",
@@ -88,37 +82,10 @@ def _forget_leaked_trim() -> None:
     later child inherits dask's value. Only dask's own value is removed; one
     the user set to something else stays.
     """
-    import dask
 
     default = dask.config.get(f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_", None)
     if default is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(default):
         del os.environ["MALLOC_TRIM_THRESHOLD_"]
-
-
-def check_not_bootstrapping() -> None:
-    """Refuse to start workers from a script that a new worker process is importing.
-
-    Python starts worker processes with ``spawn`` (Dask's default; ours when
-    TensorFlow is loaded), and a spawned process runs the main script again
-    before it can work. Code that calls catbuilder at the top level of a
-    script would then run in every worker; this stops it with a message
-    that says what to do.
-
-    Raises
-    ------
-    CatbuilderError
-        When called while this process is still starting up as a worker.
-    """
-    import multiprocessing
-
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        from catbuilder.errors import CatbuilderError
-
-        raise CatbuilderError(
-            "this script is being run again by a worker process that catbuilder started "
-            "(new processes import the main script): put the code that calls catbuilder "
-            'under `if __name__ == "__main__":`'
-        )
 
 
 @functools.cache
@@ -391,256 +358,3 @@ def is_address(scheduler: str | None) -> bool:
         return True
     host, _, port = scheduler.rpartition(":")
     return bool(host) and port.isdigit()
-
-
-def cluster_argument(cluster: Any, scheduler: Any, where: str) -> Any:
-    """``cluster``, or the deprecated ``scheduler=`` keyword it replaced (with a warning)."""
-    if scheduler is None:
-        return cluster
-    warnings.warn(
-        f"{where}(scheduler=...) is deprecated: use cluster=... (the same values, and also "
-        "local, a dask-jobqueue name or a Client)",
-        FutureWarning,
-        stacklevel=3,
-    )
-    return scheduler if cluster is None else cluster
-
-
-def check_cluster(cluster: Any) -> None:
-    """Fail early (before any output is written) on a ``cluster`` that cannot run tasks.
-
-    Raises
-    ------
-    ValueError
-        For an unknown name (listing the known ones), or an address where no
-        scheduler answers.
-    """
-    if cluster is None or not isinstance(cluster, str):
-        return  # the active client, or a Client / Cluster object
-    if cluster in LOCAL_SCHEDULERS or cluster == "local" or cluster in JOBQUEUE_CLASSES:
-        return
-    if not is_address(cluster):
-        raise ValueError(
-            f"unknown cluster {cluster!r}: use {', '.join(LOCAL_SCHEDULERS[:3])}, local, "
-            f"{', '.join(JOBQUEUE_CLASSES)}, or a scheduler address such as "
-            "tcp://127.0.0.1:8786"
-        )
-    from distributed import Client
-
-    try:
-        Client(cluster, timeout="10s", set_as_default=False).close()
-    except OSError as err:
-        raise ValueError(
-            f"cannot reach a Dask scheduler at {cluster}: {err}; check the address, "
-            "or use processes, threads or sync"
-        ) from None
-
-
-def compute(
-    tasks: Sequence[Any],
-    *,
-    cluster: Any = None,
-    workers: int | None = None,
-    progress: bool = True,
-    desc: str = "",
-    unit: str = "task",
-) -> list[Any]:
-    """Compute ``tasks`` (Dask delayed objects) where ``cluster`` says; results in order.
-
-    This is how every catbuilder step that runs on Dask says where: ``cluster``
-    is None (the active distributed client, else a local process pool), one of
-    :data:`LOCAL_SCHEDULERS` (``processes``: a pool whose workers end with this
-    process and leave Ctrl-C to it; ``threads``; ``sync``), ``"local"`` (a
-    LocalCluster of ``workers`` processes), a dask-jobqueue name (``"slurm"``,
-    ...), a scheduler address, or a Client or Cluster. A tqdm bar counts
-    finished tasks when ``progress`` is true.
-    """
-    from distributed import Client
-
-    check_cluster(cluster)
-    check_not_bootstrapping()
-    if cluster is None:
-        client = active_client()
-        if client is not None:
-            return _on_client(client, tasks, progress, desc, unit)
-        cluster = "processes"
-    if isinstance(cluster, Client):
-        return _on_client(cluster, tasks, progress, desc, unit)
-    if not (isinstance(cluster, str) and cluster in LOCAL_SCHEDULERS):
-        with connect(cluster, workers) as client:
-            return _on_client(client, tasks, progress, desc, unit)
-    kwargs: dict[str, Any] = {"scheduler": cluster}
-    if cluster == "processes":
-        kwargs["initializer"] = functools.partial(end_with_parent, os.getpid())
-        if workers:
-            kwargs["num_workers"] = int(workers)
-    elif cluster == "threads" and workers:
-        kwargs["num_workers"] = int(workers)
-    with dask.config.set(_process_context(cluster)):
-        if progress:
-            from tqdm.dask import TqdmCallback
-
-            with TqdmCallback(desc=desc, unit=unit):
-                return list(dask.compute(*tasks, **kwargs))
-        return list(dask.compute(*tasks, **kwargs))
-
-
-def _on_client(client, tasks, progress: bool, desc: str, unit: str) -> list[Any]:
-    from tqdm.auto import tqdm
-
-    tasks = list(tasks)
-    with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress) as bar:
-        return run_windowed(
-            client,
-            len(tasks),
-            lambda idx: client.compute([tasks[i] for i in idx]),
-            done=lambda _: bar.update(1),
-        )
-
-
-def run_windowed(
-    client: Any,
-    n: int,
-    submit: Callable[[list[int]], list[Any]],
-    window: int | None = None,
-    done: Callable[[Any], None] | None = None,
-) -> list[Any]:
-    """Run ``n`` tasks on ``client`` with at most ``window`` in flight; results in order.
-
-    Finished tasks' results are gathered a quarter window at a time and their
-    futures released, and the window is topped up (in groups of at least half
-    a window, so each round trip's overhead is shared), so the scheduler and
-    the workers hold only the tasks in flight: their memory is bounded by the window, not by
-    the number of tasks (at 4x10^5 cutouts, submitting every task at once
-    grew each worker by ~50 MiB and the scheduler by far more). Lost
-    workers' tasks are rerun by Dask as usual. The first error cancels the
-    tasks in flight and is raised.
-
-    Parameters
-    ----------
-    client
-        A :class:`distributed.Client`.
-    n
-        Number of tasks.
-    submit
-        Submits the tasks of the given indices (``client.compute`` of their
-        delayed objects, ``client.submit`` each); returns their futures in order.
-    window
-        Tasks in flight; default eight per worker thread (at least 16).
-    done
-        Called with each result as it arrives (progress bars).
-    """
-    from distributed import as_completed
-
-    if window is None:
-        window = max(16, 8 * (sum(client.nthreads().values()) or 1))
-    results: list[Any] = [None] * n
-    where: dict[Any, int] = {}  # futures not yet released -> their task's index
-    running = as_completed()
-    queued = finished = 0
-    ready: list[Any] = []  # finished, to be gathered together (one round trip)
-
-    def top_up() -> None:
-        nonlocal queued
-        in_flight = queued - finished
-        if queued < n and in_flight <= window // 2:
-            idx = list(range(queued, min(n, queued + window - in_flight)))
-            queued += len(idx)
-            for i, future in zip(idx, submit(idx)):
-                where[future] = i
-                running.add(future)
-
-    def collect() -> None:
-        for future, result in zip(ready, client.gather(ready)):
-            results[where.pop(future)] = result
-            future.release()
-            if done is not None:
-                done(result)
-        ready.clear()
-
-    try:
-        top_up()
-        for future in running:
-            finished += 1
-            ready.append(future)
-            if future.status == "error" or len(ready) >= max(1, window // 4) or finished == n:
-                collect()  # raises the first error
-            top_up()
-    finally:
-        if where:  # an error: stop what is still running, forget what finished or failed
-            # (finished futures not yet yielded sit in as_completed's queue, not in its
-            # futures: the traceback would keep them, and their results, on the cluster)
-            client.cancel(list(where))
-            running.clear()
-            where.clear()
-            ready.clear()
-    return results
-
-
-def end_with_parent(parent_pid: int) -> None:
-    """Worker-process initializer: end this process when ``parent_pid`` ends.
-
-    On Linux the kernel sends SIGKILL when the parent dies
-    (``prctl(PR_SET_PDEATHSIG)``), whatever killed it; elsewhere a daemon
-    thread polls the parent. Ctrl-C is ignored here: the parent handles it
-    and shuts the pool down, so a terminal shows one message, not one
-    traceback per worker.
-    """
-    import signal
-    import threading
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    armed = False
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            armed = False
-    if os.getppid() != parent_pid:  # the parent died before we were armed
-        os._exit(1)
-    if not armed:
-
-        def watch() -> None:
-            import time
-
-            while os.getppid() == parent_pid:
-                time.sleep(0.5)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="catbuilder-parent-watch", daemon=True).start()
-
-
-def _fork_unsafe_modules() -> set[str]:
-    import warnings
-
-    from catbuilder.plugins import list_plugins
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # broken plugins are reported where they are used
-        plugins = list_plugins()
-    return {m for p in plugins.values() for m in p.fork_unsafe_modules}
-
-
-def _process_context(scheduler: str) -> dict:
-    """Fork worker processes where that is safe.
-
-    Dask's process pool spawns by default, which re-imports ``__main__``: an
-    analysis script without an ``if __name__ == "__main__"`` guard would then
-    crash. Forking avoids that, and is safe on Linux as long as no module
-    that starts native thread pools at import is loaded (a child would
-    inherit their locks but not their threads): model plugins name theirs
-    (:attr:`catbuilder.plugins.ModelPlugin.fork_unsafe_modules`).
-    """
-    if scheduler != "processes" or not sys.platform.startswith("linux"):
-        return {}
-    if any(m in sys.modules for m in _fork_unsafe_modules()):
-        return {}
-    if (
-        "multiprocessing.context" in dask.config.config.get("multiprocessing", {})
-        and dask.config.get("multiprocessing.context") != "spawn"
-    ):
-        return {}
-    return {"multiprocessing.context": "fork"}

@@ -2,121 +2,29 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from catbuilder import catalog_schema, config, outputs
+from catbuilder import config, outputs
+from catbuilder.catalog import schema as catalog_schema
 from catbuilder.errors import OutputExistsError
 
 __all__ = [
     "FORMATS",
-    "build_catalog",
     "catalog_format",
     "check_catalog_output",
-    "crossmatch_catalog",
     "is_catbuilder_catalog",
     "read_catalog",
     "write_catalog",
 ]
 
 FORMATS = ("parquet", "fits", "votable", "hats")
-_UNRELIABLE = ("off_footprint",)  # no pixels: no prediction
-
-
-def build_catalog(predictions, stack=None, *, anomaly: bool = False) -> pd.DataFrame:
-    """Join predictions with the stack's per-object table.
-
-    Parameters
-    ----------
-    predictions
-        :class:`catbuilder.infer.Predictions` (or the path of one).
-    stack
-        The stack predicted on (default: the one recorded in the predictions).
-    anomaly
-        Add ``anomaly_score``: an isolation forest over the embeddings
-        (:func:`catbuilder.similarity.anomaly_scores`); higher is stranger.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per object: ``objid, ra, dec``, ``p_<class>`` for each class,
-        ``predicted`` (class name), ``confidence`` (its probability), the
-        flags (``flags`` bits and each flag), ``tile``, ``label``, ``split``,
-        and the label survey's ``label_objid`` and ``label_prob`` where the
-        stack has them. Unknown values are nulls: objects off the footprint
-        have NaN probabilities and a null ``predicted``; unlabelled objects a
-        null ``label``, ``split`` and ``label_objid``. Units, UCDs and
-        descriptions of every column: :mod:`catbuilder.catalog_schema`.
-        ``df.attrs["catbuilder"]`` holds the model's and the stack's provenance.
-    """
-    from catbuilder.infer import Predictions, open_predictions
-    from catbuilder.stack.store import ImageStack
-
-    if not isinstance(predictions, Predictions):
-        predictions = open_predictions(predictions)
-    meta = predictions.meta
-    if stack is None:
-        stack = ImageStack.open(meta["stack"]["path"])
-    elif not isinstance(stack, ImageStack):
-        stack = ImageStack.open(stack)
-    positions = np.asarray(predictions.ds["position"].values)
-    objects = stack.isel(positions).objects().reset_index(drop=True)
-    proba = predictions.probabilities()
-    classes = predictions.classes
-    if len(objects) != len(proba):
-        raise ValueError("predictions and stack disagree on the number of objects")
-    off = objects["off_footprint"].to_numpy(dtype=bool)
-    proba = proba.astype(np.float32).copy()
-    proba[off] = np.nan
-    cat = pd.DataFrame({"objid": objects["objid"], "ra": objects["ra"], "dec": objects["dec"]})
-    for i, c in enumerate(classes):
-        cat[f"p_{c}"] = proba[:, i]
-    best = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=1)
-    cat["predicted"] = pd.Series(
-        np.where(off, None, np.asarray(classes, dtype=object)[best]), dtype=object
-    )
-    cat["confidence"] = np.where(off, np.nan, np.nanmax(np.where(off[:, None], 0, proba), axis=1))
-    cat["confidence"] = cat["confidence"].astype(np.float32)
-    cat["flags"] = objects["flags"].astype(np.uint8)
-    for name in ("off_footprint", "edge", "saturated"):
-        cat[name] = objects[name].astype(bool)
-    cat["nan_fraction"] = objects["nan_fraction"].astype(np.float32)
-    miss = [c for c in objects.columns if c.startswith("missing_band_")]
-    cat["missing_band"] = objects[miss].any(axis=1) if miss else False
-    for col in ("tile", "label", "split"):
-        if col in objects:
-            vals = objects[col].astype(str)
-            cat[col] = vals.where(vals != "", None).astype(object)  # unknown is null, not ""
-    if "label_objid" in objects:  # nulls already where the stack has no label object
-        cat["label_objid"] = objects["label_objid"].reset_index(drop=True)
-    if "label_prob" in objects:
-        cat["label_prob"] = objects["label_prob"].astype(np.float32)
-    if anomaly:
-        from catbuilder.similarity import anomaly_scores
-
-        emb = predictions.embeddings()
-        if emb is None:
-            raise ValueError("anomaly scores need embeddings: predict with embed=True")
-        emb = emb.astype(np.float32).copy()
-        emb[off] = np.nan
-        cat["anomaly_score"] = anomaly_scores(emb)
-    cat.attrs["catbuilder"] = {
-        "model": meta.get("model"),
-        "predictions": str(predictions.path),
-        "stack": meta.get("stack", {}).get("path"),
-        "classes": classes,
-        "tta": meta.get("parameters", {}).get("tta"),
-        "catbuilder_version": __import__("catbuilder").__version__,
-    }
-    return cat
 
 
 _SUFFIX_FORMATS = {
@@ -242,7 +150,7 @@ def write_catalog(
     """Write a catalog that describes itself: units, UCDs, descriptions, provenance.
 
     Every column's unit, UCD and description come from
-    :mod:`catbuilder.catalog_schema`; nulls stay nulls. Per format:
+    :mod:`catbuilder.catalog.schema`; nulls stay nulls. Per format:
 
     - Parquet: field metadata (``unit``, ``ucd``, ``description``), the
       IVOA VOTable-Parquet header (TOPCAT), astropy's column header (units in
@@ -480,13 +388,13 @@ def _read_astropy(path: Path) -> tuple[pd.DataFrame, dict | None]:
                 rows = hdul["PROVENANCE"].data
                 flat = {str(k).strip(): str(v).strip() for k, v in zip(rows["key"], rows["value"])}
                 return _nulls(Table.read(hdul, hdu=1)), catalog_schema.unflatten(flat)
-        return read_table(path), _old_fits_meta(Table.read(path).meta)
+        return read_table(path), None
     from astropy.io.votable import parse
 
     vot = parse(str(path))
     table = vot.get_first_table()
     flat = {i.name: i.value for i in table.infos}
-    meta = catalog_schema.unflatten(flat) or _old_votable_meta(table.to_table().meta)
+    meta = catalog_schema.unflatten(flat)
     return _nulls(table.to_table()), meta
 
 
@@ -512,68 +420,3 @@ def _nulls(t) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _old_fits_meta(meta) -> dict | None:
-    if "MODEL" not in meta:
-        return None
-    return {
-        "model": {"plugin": meta["MODEL"], "weights_sha256": meta.get("WSHA256")},
-        "classes": str(meta.get("CLASSES", "")).split(","),
-        "catbuilder_version": meta.get("CBVER"),
-    }
-
-
-def _old_votable_meta(meta) -> dict | None:
-    desc = "".join(str(meta.get("description", "")).split())
-    if desc.startswith("catbuilder-provenance:"):
-        return json.loads(base64.b64decode(desc.split(":", 1)[1]))
-    return None
-
-
-def crossmatch_catalog(
-    catalog: pd.DataFrame | str | os.PathLike[str],
-    other: Any,
-    radius_arcsec: float | None = None,
-    *,
-    method: str = "auto",
-) -> pd.DataFrame:
-    """Match a catalog to another table by position; one row per matched object.
-
-    ``method="astropy"`` uses :func:`catbuilder.sky.crossmatch` (in memory,
-    partitioned on Dask when large); ``"lsdb"`` uses lsdb's HEALPix-partitioned
-    crossmatch (either side may be a HATS catalog directory); ``"auto"``
-    picks lsdb when either side is a HATS directory.
-    """
-    from catbuilder.sky import crossmatch
-
-    radius = float(config.resolve("crossmatch.radius-arcsec", radius_arcsec))
-    hats = any(isinstance(x, (str, os.PathLike)) and Path(x).is_dir() for x in (catalog, other))
-    if method == "auto":
-        method = "lsdb" if hats else "astropy"
-    if method == "astropy":
-        left = catalog if isinstance(catalog, pd.DataFrame) else read_catalog(catalog)
-        right = other if isinstance(other, pd.DataFrame) else read_catalog(other)
-        return crossmatch(left, right, radius).join(suffixes=("", "_other"))
-    if method != "lsdb":
-        raise ValueError(f"method must be auto, astropy or lsdb, got {method!r}")
-    import lsdb
-
-    def as_lsdb(x, name):
-        if isinstance(x, pd.DataFrame):
-            return lsdb.from_dataframe(
-                x.reset_index(drop=True), ra_column="ra", dec_column="dec", catalog_name=name
-            )
-        return lsdb.read_hats(x)
-
-    left, right = as_lsdb(catalog, "left"), as_lsdb(other, "right")
-    # suffix only the columns both sides have, as the astropy path does
-    out = left.crossmatch(
-        right,
-        n_neighbors=1,
-        radius_arcsec=radius,
-        suffixes=("", "_other"),
-        suffix_method="overlapping_columns",
-    )
-    df = out.compute().reset_index(drop=True)
-    if "_dist_arcsec" in df:
-        df = df.rename(columns={"_dist_arcsec": "sep_arcsec"})
-    return df

@@ -141,7 +141,7 @@ def prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     import queue
     import threading
 
-    from catbuilder.thread_cpu import thread_ended
+    from catbuilder.runtime.thread_cpu import thread_ended
 
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     done = object()
@@ -306,14 +306,14 @@ class ImageEstimator(BaseEstimator):
         -------
         pathlib.Path
         """
-        from catbuilder.saved_models import save_model
+        from catbuilder.models.saved import save_model
 
         return save_model(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ImageEstimator:
         """Load a model saved with :meth:`save` (its manifest names the class)."""
-        from catbuilder.saved_models import load_model
+        from catbuilder.models.saved import load_model
 
         est = load_model(path)
         if not isinstance(est, cls):

@@ -1,6 +1,6 @@
 """The catalog's columns as data: dtype, unit, UCD and description of each.
 
-One table (``catalog_schema.yaml``) describes every column a catalog can
+One table (``schema.yaml``) describes every column a catalog can
 have; the writers of :mod:`catbuilder.catalog` take units, UCDs and
 descriptions from it for every format, and provenance is flattened into
 readable ``key = value`` pairs (FITS header cards and a PROVENANCE table,
@@ -60,7 +60,7 @@ def schema_columns() -> tuple[dict[str, Any], ...]:
     """The packaged column table (patterns not expanded)."""
     import yaml
 
-    text = resources.files("catbuilder").joinpath("catalog_schema.yaml").read_text()
+    text = resources.files("catbuilder.catalog").joinpath("schema.yaml").read_text()
     return tuple(yaml.safe_load(text)["columns"])
 
 
@@ -181,8 +181,8 @@ def reference_markdown() -> str:
     lines = [
         "# Catalog columns",
         "",
-        "Generated from `catbuilder/catalog_schema.yaml` by",
-        "`python -c 'from catbuilder.catalog_schema import reference_markdown as r; "
+        "Generated from `catbuilder/catalog/schema.yaml` by",
+        "`python -c 'from catbuilder.catalog.schema import reference_markdown as r; "
         'print(r(), end="")\' > docs/catalog-columns.md`; a test fails when it is out of date.',
         'Unit "" is dimensionless (FITS: an empty `TUNITn`); `{class}` is each class of the model.',
         "",

@@ -1,7 +1,7 @@
 """Saved models: the plugin's own state wrapped in catbuilder's manifest.
 
 A saved model is a directory. The plugin writes its own files into it
-(:meth:`~catbuilder.estimator.ImageEstimator.save_state`); catbuilder writes
+(:meth:`~catbuilder.models.estimator.ImageEstimator.save_state`); catbuilder writes
 ``catbuilder-model.json`` beside them: which plugin (and which installed
 distribution) made it, the estimator class, its parameters and classes, what
 it was fitted on (cutout size, bands), the SHA-256 of every file and of all
@@ -16,7 +16,6 @@ plugin) still load.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import importlib
 import json
@@ -27,6 +26,7 @@ from typing import Any
 
 from catbuilder import outputs
 from catbuilder.errors import OutputExistsError
+from catbuilder.provenance import distribution_of, now, package_version
 
 __all__ = ["MANIFEST", "load_model", "read_manifest", "save_model"]
 
@@ -49,21 +49,12 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _version(dist: str) -> str | None:
-    import importlib.metadata as md
-
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
+def _embedding_dim(est: Any) -> int | None:
+    """The width of ``est``'s embedding (``n_features_out_``), None without one."""
+    if not hasattr(est, "transform"):
         return None
-
-
-def _distribution_of(module: str) -> str | None:
-    import importlib.metadata as md
-
-    top = module.split(".")[0]
-    names = md.packages_distributions().get(top) or []
-    return names[0] if names else None
+    n = getattr(est, "n_features_out_", None)
+    return None if n is None else int(n)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -138,7 +129,8 @@ def save_model(est: Any, path: str | os.PathLike[str], plugin: str | None = None
     path
         The directory.
     plugin
-        The plugin name to record (default: the one the estimator was made by).
+        The plugin name to record (default: the registered plugin that owns
+        the estimator's class and parameters, :func:`catbuilder.plugins.plugin_of`).
 
     Returns
     -------
@@ -146,7 +138,9 @@ def save_model(est: Any, path: str | os.PathLike[str], plugin: str | None = None
     """
     path = Path(path)
     old = _replaceable(path)
-    plugin = plugin or getattr(est, "_catbuilder_plugin", None)
+    from catbuilder.plugins import get_plugin, plugin_of
+
+    owner = get_plugin(plugin) if plugin else plugin_of(est)
     cls = type(est)
     tmp = outputs.temporary_sibling(path, "model-")
     try:
@@ -160,25 +154,26 @@ def save_model(est: Any, path: str | os.PathLike[str], plugin: str | None = None
         combined = hashlib.sha256(
             "".join(f"{name}\0{digest}\n" for name, digest in files.items()).encode()
         ).hexdigest()
-        dist = getattr(est, "_catbuilder_distribution", None) or _distribution_of(cls.__module__)
+        dist = (owner.distribution if owner else None) or distribution_of(cls.__module__)
         get_params = getattr(est, "get_params", None)
         manifest = {
             "format": FORMAT,
-            "plugin": plugin,
-            "distribution": {"name": dist, "version": _version(dist) if dist else None},
+            "plugin": owner.name if owner is not None and owner.registered else None,
+            "distribution": {"name": dist, "version": package_version(dist) if dist else None},
             "estimator": f"{cls.__module__}:{cls.__qualname__}",
             "params": _jsonable(get_params() if get_params else {}),
             "classes": [str(c) for c in getattr(est, "classes_", [])],
+            "embedding_dim": _embedding_dim(est),
             "fit_input": _jsonable(getattr(est, "fit_input_", None)),
             "files": files,
             "weights_sha256": combined,
             "versions": {
                 "python": platform.python_version(),
-                "catbuilder": _version("catbuilder"),
-                **({dist: _version(dist)} if dist else {}),
-                **{k: _version(k) for k in getattr(est, "framework_packages", ())},
+                "catbuilder": package_version("catbuilder"),
+                **({dist: package_version(dist)} if dist else {}),
+                **{k: package_version(k) for k in getattr(est, "framework_packages", ())},
             },
-            "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "saved": now(),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         for p in old:
@@ -240,8 +235,6 @@ def load_model(path: str | os.PathLike[str]) -> Any:
         est = cls.load_state(path)
     else:
         raise ValueError(f"{path / MANIFEST} names neither a plugin nor an estimator class")
-    if name:
-        est._catbuilder_plugin = name
     if m.get("fit_input") and not getattr(est, "fit_input_", None):
         est.fit_input_ = m["fit_input"]
     return est

@@ -1,0 +1,84 @@
+"""The catalog as a join: predictions with the stack's per-object table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from catbuilder._version import __version__
+
+
+def build_catalog(predictions, stack=None) -> pd.DataFrame:
+    """Join predictions with the stack's per-object table.
+
+    Parameters
+    ----------
+    predictions
+        :class:`catbuilder.infer.Predictions` (or the path of one).
+    stack
+        The stack predicted on (default: the one recorded in the predictions).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per object: ``objid, ra, dec``, ``p_<class>`` for each class,
+        ``predicted`` (class name), ``confidence`` (its probability), the
+        flags (``flags`` bits and each flag), ``tile``, ``label``, ``split``,
+        and the label survey's ``label_objid`` and ``label_prob`` where the
+        stack has them. Unknown values are nulls: objects off the footprint
+        have NaN probabilities and a null ``predicted``; unlabelled objects a
+        null ``label``, ``split`` and ``label_objid``. Units, UCDs and
+        descriptions of every column: :mod:`catbuilder.catalog.schema`.
+        ``df.attrs["catbuilder"]`` holds the model's and the stack's provenance.
+    """
+    from catbuilder.infer import Predictions, open_predictions
+    from catbuilder.stack.store import ImageStack
+
+    if not isinstance(predictions, Predictions):
+        predictions = open_predictions(predictions)
+    meta = predictions.meta
+    if stack is None:
+        stack = ImageStack.open(meta["stack"]["path"])
+    elif not isinstance(stack, ImageStack):
+        stack = ImageStack.open(stack)
+    positions = np.asarray(predictions.ds["position"].values)
+    objects = stack.isel(positions).objects().reset_index(drop=True)
+    proba = predictions.probabilities()
+    classes = predictions.classes
+    if len(objects) != len(proba):
+        raise ValueError("predictions and stack disagree on the number of objects")
+    off = objects["off_footprint"].to_numpy(dtype=bool)
+    proba = proba.astype(np.float32).copy()
+    proba[off] = np.nan
+    cat = pd.DataFrame({"objid": objects["objid"], "ra": objects["ra"], "dec": objects["dec"]})
+    for i, c in enumerate(classes):
+        cat[f"p_{c}"] = proba[:, i]
+    best = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=1)
+    cat["predicted"] = pd.Series(
+        np.where(off, None, np.asarray(classes, dtype=object)[best]), dtype=object
+    )
+    cat["confidence"] = np.where(off, np.nan, np.nanmax(np.where(off[:, None], 0, proba), axis=1))
+    cat["confidence"] = cat["confidence"].astype(np.float32)
+    cat["flags"] = objects["flags"].astype(np.uint8)
+    for name in ("off_footprint", "edge", "saturated"):
+        cat[name] = objects[name].astype(bool)
+    cat["nan_fraction"] = objects["nan_fraction"].astype(np.float32)
+    miss = [c for c in objects.columns if c.startswith("missing_band_")]
+    cat["missing_band"] = objects[miss].any(axis=1) if miss else False
+    for col in ("tile", "label", "split"):
+        if col in objects:
+            vals = objects[col].astype(str)
+            cat[col] = vals.where(vals != "", None).astype(object)  # unknown is null, not ""
+    if "label_objid" in objects:  # nulls already where the stack has no label object
+        cat["label_objid"] = objects["label_objid"].reset_index(drop=True)
+    if "label_prob" in objects:
+        cat["label_prob"] = objects["label_prob"].astype(np.float32)
+    cat.attrs["catbuilder"] = {
+        "model": meta.get("model"),
+        "predictions": str(predictions.path),
+        "stack": meta.get("stack", {}).get("path"),
+        "classes": classes,
+        "tta": meta.get("parameters", {}).get("tta"),
+        "catbuilder_version": __version__,
+    }
+    return cat
