@@ -40,10 +40,7 @@ def _model(path: str) -> Any:
     """The model saved at ``path``, loaded once per process."""
     from catbuilder.models.saved import MANIFEST, load_model
 
-    marker = Path(path) / MANIFEST
-    if not marker.exists():
-        marker = Path(path) / "estimator.json"  # saved before the manifest existed
-    key = (path, os.stat(marker).st_mtime_ns)
+    key = (path, os.stat(Path(path) / MANIFEST).st_mtime_ns)
     with _LOCK:
         if key not in _MODELS:
             _MODELS[key] = load_model(path)

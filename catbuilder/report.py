@@ -68,7 +68,8 @@ def _tile_preview(index_path: Path, out: Path) -> Path | None:
 
     from catbuilder import config
     from catbuilder.evaluate.plots import plot_tile
-    from catbuilder.sky.tiles import TileIndex, wcs_from_text
+    from catbuilder.sky.geometry import wcs_from_text
+    from catbuilder.sky.tiles import TileIndex
 
     index = TileIndex.read_parquet(index_path)
     rgb_bands = [b for b in reversed(config.get("preprocess.rgb")) if b in index.bands]

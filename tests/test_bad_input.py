@@ -747,8 +747,3 @@ def test_scheduler_address_is_accepted(work, capsys, dask_client):
     assert len(stack) == 5 and [h["action"] for h in stack.meta["history"]] == ["build"]
 
 
-def test_the_old_scheduler_keyword_still_works_with_a_warning(work):
-    with pytest.warns(FutureWarning, match=r"build_stack\(scheduler=\.\.\.\) is deprecated"):
-        stack = build_stack(_sources(), "tiles", "../old.zarr", size=SIZE, scheduler="sync",
-                            progress=False)  # fmt: skip
-    assert len(stack) == 5

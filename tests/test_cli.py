@@ -180,10 +180,6 @@ def test_keras_commands_print_no_tensorflow_start_up_lines(hp_stack, small_model
     assert noise == [], noise
     res = run("plugins", env=env)  # imports every plugin's estimator module: TensorFlow too
     assert res.returncode == 0 and not any(w in res.stderr for w in TF_NOISE), res.stderr
-    # the old spelling still works, with a one-line note
-    res = run(*env_args[:2], "--model", small_model, "-o", tmp_path / "d.parquet", "--workers", 1)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "--model is now --model-dir" in res.stderr
 
 
 def test_tables_are_replaced_only_with_overwrite(mock_survey, tmp_path):

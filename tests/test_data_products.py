@@ -19,8 +19,8 @@ import pytest
 from catbuilder.catalog import build_catalog, read_catalog, write_catalog
 from catbuilder.infer import predict
 from catbuilder.sky import TileIndex, label_sources
+from catbuilder.sky.geometry import world_to_pixel
 from catbuilder.sky.selection import select_galaxy_zoo
-from catbuilder.sky.tiles import world_to_pixel
 from catbuilder.stack import build_stack
 
 

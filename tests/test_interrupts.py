@@ -68,7 +68,7 @@ CHILD = textwrap.dedent(
 
         zs.consolidate = lambda path: die()
     elif point == "finish":  # every chunk written and marked; the store not yet complete
-        b._finish = lambda *a, **k: die()
+        b.finish_build = lambda *a, **k: die()
     elif point == "slow":  # forked workers inherit this: each chunk takes a second
         orig_extract = b.extract_chunk
 
@@ -256,11 +256,11 @@ APPEND_CHILD = textwrap.dedent(
     """
     import os, signal, sys
     n, stack, sources, tiles = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    import catbuilder.stack.build as b
+    import catbuilder.stack.append as a
     from zarr.storage import LocalStore
 
     armed, count = [False], [0]
-    orig_template, orig_set = b._template, LocalStore.set
+    orig_template, orig_set = a.stack_template, LocalStore.set
 
     def template(*a, **k):
         armed[0] = True  # count the writes of the append's template only
@@ -273,7 +273,7 @@ APPEND_CHILD = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
         return await orig_set(self, key, value, *a, **k)
 
-    b._template, LocalStore.set = template, set_
+    a.stack_template, LocalStore.set = template, set_
     from catbuilder.stack import append_to_stack
 
     append_to_stack(stack, sources, tiles, cluster="sync", progress=False)

@@ -8,31 +8,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from catbuilder.selftrain import _per_class, _round_count, _select, self_train
+from catbuilder.selftrain import self_train
+from catbuilder.selftrain.policy import check_per_class, round_count, select_pseudo_labels
 
 PARAMS = {"input_size": 32, "epochs": 1, "batch_size": 32}
 
 
 def test_selection_is_class_balanced_and_most_confident_first():
     proba = np.array([[0.9, 0.1], [0.99, 0.01], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.95, 0.05]])
-    idx, lab = _select(proba, ["a", "b"], 5, None)
+    idx, lab = select_pseudo_labels(proba, ["a", "b"], 5, None)
     assert sorted(idx[lab == 0].tolist()) == [1, 5] and sorted(idx[lab == 1].tolist()) == [2, 4]
-    idx, lab = _select(proba, ["a", "b"], 1, None)
+    idx, lab = select_pseudo_labels(proba, ["a", "b"], 1, None)
     assert idx.tolist() == [1, 2]
-    idx, _ = _select(proba, ["a", "b"], 5, 0.75)  # b has one object above 0.75
+    idx, _ = select_pseudo_labels(proba, ["a", "b"], 5, 0.75)  # b has one object above 0.75
     assert sorted(idx.tolist()) == [1, 2]
 
 
 def test_per_class_is_a_count_or_a_fraction_of_the_pool():
-    assert _per_class(300) == 300 and _per_class("300") == 300 and _per_class(2.0) == 2
-    assert _per_class(0.4) == 0.4 and _per_class("0.4") == 0.4 and _per_class(1.0) == 1.0
+    assert [check_per_class(v) for v in (300, "300", 2.0)] == [300, 300, 2]
+    assert [check_per_class(v) for v in (0.4, "0.4", 1.0)] == [0.4, 0.4, 1.0]
     for bad in (0, -3, 0.0, 1.5, True, "many"):
         with pytest.raises(ValueError, match="per-class"):
-            _per_class(bad)
+            check_per_class(bad)
     # a count grows by itself each round; a fraction by its share of the pool, up to all of it
-    assert [_round_count(300, r, 5000, 2) for r in (1, 2)] == [300, 600]
-    assert [_round_count(0.4, r, 5000, 2) for r in (1, 2, 3)] == [1000, 2000, 2500]
-    assert _round_count(0.1, 1, 101, 2) == 6  # rounded up
+    assert [round_count(300, r, 5000, 2) for r in (1, 2)] == [300, 600]
+    assert [round_count(0.4, r, 5000, 2) for r in (1, 2, 3)] == [1000, 2000, 2500]
+    assert round_count(0.1, 1, 101, 2) == 6  # rounded up
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +90,10 @@ def test_rounds_add_pseudo_labels_never_from_the_evaluation_split(hp_stack, unla
     evalset = evaluation_set(unlabelled, res.classes)
     assert len(evalset) == r["n_eval"].iloc[0] == len(evaluation_set(unlabelled.path, res.classes))
     assert score(load_model(r["model"].iloc[0]), evalset, res.classes) == r["accuracy"].iloc[0]
-    # a directory made before fine-tuning existed (no "retrain" in its marker) trained
-    # every round from scratch: it resumes as scratch and is refused as fine-tune
+    # a directory whose rounds were trained from scratch resumes as scratch and is
+    # refused as fine-tune: its rounds would be taken for another run's
     marker = out / "catbuilder-selftrain.json"
-    old = {k: v for k, v in json.loads(marker.read_text()).items() if k != "retrain"}
+    old = {**json.loads(marker.read_text()), "retrain": "scratch"}
     marker.write_text(json.dumps(old))
     with pytest.raises(ValueError, match="other settings"):
         self_train(

@@ -210,7 +210,7 @@ def similar(
     cat = cat.reset_index(drop=True)
     how = ""
     if isinstance(query, (tuple, list)) and len(query) == 2 and not isinstance(query[0], str):
-        from catbuilder.sky.tiles import sky_to_xyz
+        from catbuilder.sky.geometry import sky_to_xyz
 
         v = sky_to_xyz(np.array([float(query[0])]), np.array([float(query[1])]))[0]
         cos = sky_to_xyz(cat["ra"].to_numpy(), cat["dec"].to_numpy()) @ v

@@ -9,9 +9,6 @@ of them together (the *weights hash* that predictions record), and the
 versions of Python, catbuilder and the plugin's packages. Loading reads the
 manifest and hands the directory back to the same plugin; a plugin never
 parses the manifest.
-
-Models saved before the manifest existed (an ``estimator.json`` naming the
-plugin) still load.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ __all__ = ["MANIFEST", "load_model", "read_manifest", "save_model"]
 
 MANIFEST = "catbuilder-model.json"
 FORMAT = "catbuilder-model/1"
-_LEGACY = "estimator.json"
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,8 +54,7 @@ def _embedding_dim(est: Any) -> int | None:
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest of the model saved at ``path`` (a legacy ``estimator.json``
-    is read into the same shape).
+    """The manifest of the model saved at ``path``.
 
     Raises
     ------
@@ -76,23 +71,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         except ValueError as err:
             raise ValueError(f"{manifest}: not a readable model manifest ({err})") from None
         return data
-    legacy = path / _LEGACY
-    if not legacy.is_file():
-        raise FileNotFoundError(f"no saved model at {path} ({MANIFEST} is missing)")
-    data = json.loads(legacy.read_text())
-    if not data.get("plugin"):
-        raise ValueError(f"{legacy} does not name the plugin that saved it")
-    return {
-        "format": "legacy",
-        "plugin": data["plugin"],
-        "distribution": None,
-        "estimator": None,
-        "params": data.get("params", {}),
-        "classes": data.get("classes_", []),
-        "fit_input": data.get("fit_input"),
-        "weights_sha256": data.get("weights_sha256"),
-        "versions": data.get("versions", {}),
-    }
+    raise FileNotFoundError(f"no saved model at {path} ({MANIFEST} is missing)")
 
 
 def _replaceable(path: Path) -> list[Path]:

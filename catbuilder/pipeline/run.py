@@ -88,9 +88,9 @@ class Pipeline:
     def _input_files(self, name: str) -> list[Path]:
         inputs = self.spec.section("inputs")
         if name == "tiles":
-            from catbuilder.sky.tiles import _expand
+            from catbuilder.sky.fits import expand_inputs
 
-            return _expand(self.spec.tile_inputs())
+            return expand_inputs(self.spec.tile_inputs())
         if name == "labels":
             out = [self.spec.resolve(inputs["sources"])]
             if inputs.get("labels"):

@@ -21,7 +21,7 @@ from catbuilder.runtime.clusters import (
     worker_env,
     workers_now,
 )
-from catbuilder.runtime.execute import check_cluster, cluster_argument, compute, run_windowed
+from catbuilder.runtime.execute import check_cluster, compute, run_windowed
 from catbuilder.runtime.processes import check_not_bootstrapping, end_with_parent
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "active_client",
     "check_cluster",
     "check_not_bootstrapping",
-    "cluster_argument",
     "compute",
     "connect",
     "end_with_parent",

@@ -1,7 +1,7 @@
 """Run a list of tasks where the caller says: a local scheduler, a cluster or a client.
 
 Every step that runs on Dask takes ``cluster=`` and ``workers=``; this module
-resolves them (:func:`cluster_argument`, :func:`check_cluster`) and runs the
+resolves them (:func:`check_cluster`) and runs the
 tasks (:func:`compute`, :func:`run_windowed`).
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,19 +22,6 @@ from catbuilder.runtime.clusters import (
     is_address,
 )
 from catbuilder.runtime.processes import check_not_bootstrapping, end_with_parent, process_context
-
-
-def cluster_argument(cluster: Any, scheduler: Any, where: str) -> Any:
-    """``cluster``, or the deprecated ``scheduler=`` keyword it replaced (with a warning)."""
-    if scheduler is None:
-        return cluster
-    warnings.warn(
-        f"{where}(scheduler=...) is deprecated: use cluster=... (the same values, and also "
-        "local, a dask-jobqueue name or a Client)",
-        FutureWarning,
-        stacklevel=3,
-    )
-    return scheduler if cluster is None else cluster
 
 
 def check_cluster(cluster: Any) -> None:

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from catbuilder import config
-from catbuilder.runtime import cluster_argument
 from catbuilder.sky.tables import read_sources
 
 __all__ = ["MatchResult", "crossmatch"]
@@ -106,7 +105,6 @@ def crossmatch(
     cluster: Any = None,
     workers: int | None = None,
     progress: bool = False,
-    scheduler: str | None = None,
 ) -> MatchResult:
     """Match each left source to its nearest right source within a radius.
 
@@ -127,8 +125,6 @@ def crossmatch(
         process pool).
     progress
         Show a progress bar over strips.
-    scheduler
-        Deprecated name of ``cluster``.
 
     Returns
     -------
@@ -158,7 +154,7 @@ def crossmatch(
             rok,
             radius,
             int(config.resolve("crossmatch.partition-rows", partition_rows)),
-            (cluster_argument(cluster, scheduler, "crossmatch"), workers),
+            (cluster, workers),
             progress,
         )
     order = np.argsort(li, kind="stable")

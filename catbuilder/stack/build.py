@@ -21,20 +21,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catbuilder import config, outputs
+from catbuilder import config
 from catbuilder import zarr_store as zs
-from catbuilder.errors import ResourceLimitError
 from catbuilder.provenance import now, versions
-from catbuilder.runtime import check_cluster, cluster_argument
+from catbuilder.runtime import check_cluster
 from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
-from catbuilder.stack.describe import WCS_VARS, cutout_wcs_values, describe_dataset
+from catbuilder.stack.describe import cutout_wcs_values, describe_dataset
 from catbuilder.stack.extract import extract_chunk
 from catbuilder.stack.flags import FLAG_BITS
+from catbuilder.stack.limits import check_bands, check_cutout_memory, parse_bands, positive_int
 from catbuilder.stack.plan import plan_objects, size_in_pixels
 from catbuilder.stack.store import NO_LABEL_ID, ImageStack
 
-__all__ = ["append_to_stack", "build_stack"]
+__all__ = [
+    "KIND",
+    "build_stack",
+    "chunk_pieces",
+    "finish_build",
+    "prepare_sources",
+    "run_chunks",
+    "stack_template",
+]
 
 _DATA_VARS = (
     "images", "edge", "nan_fraction", "nan", "missing_band", "saturated", "flags", "magzero",
@@ -57,7 +65,7 @@ def _index_digest(index: TileIndex) -> str:
     return _digest(list(zip(t["tile"], t["band"], t["path"], t["hdu"], t["wcs"])))
 
 
-def _prepare_sources(
+def prepare_sources(
     sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
 ) -> tuple[pd.DataFrame, str]:
     src = read_sources(sources, ra_col=ra_col, dec_col=dec_col, id_col=id_col)
@@ -100,18 +108,9 @@ def _label_ids(values: pd.Series) -> np.ndarray:
     return np.array(["" if pd.isna(v) else str(v) for v in values], dtype=object)
 
 
-def _check_bands(index: TileIndex, bands: list[str], reference_band: str) -> None:
-    have = set(index.bands)
-    absent = [b for b in bands if b not in have]
-    if absent:
-        raise ValueError(
-            f"band(s) {absent} are in no tile; the tile index has bands {', '.join(sorted(have))}"
-        )
-    if reference_band not in bands:
-        raise ValueError(f"reference band {reference_band!r} is not among bands {bands}")
-
-
-def _template(plan: pd.DataFrame, bands, size, chunk, start: int, index: TileIndex, reference_band):
+def stack_template(
+    plan: pd.DataFrame, bands, size, chunk, start: int, index: TileIndex, reference_band
+):
     import dask.array as da
     import xarray as xr
 
@@ -174,15 +173,13 @@ def _write_chunk(
     with zarr.config.set({"async.concurrency": 4}):
         group = zarr.open_group(path, mode="r+", use_consolidated=False)
         region = slice(start, start + len(plan))
-        have = set(group.array_keys())
         for v in _DATA_VARS:
-            if v in have:  # stacks written before a variable existed lack it
-                group[v][region] = res[v]
+            group[v][region] = res[v]
         zs.mark_written(group, region)
     return res["problems"]
 
 
-def _run_chunks(path, pieces, index, bands, size, nan_max, where, progress) -> list[str]:
+def run_chunks(path, pieces, index, bands, size, nan_max, where, progress) -> list[str]:
     """Cut and write ``pieces``: (absolute start, plan rows) in one chunk each."""
     import dask
 
@@ -213,7 +210,7 @@ def _run_chunks(path, pieces, index, bands, size, nan_max, where, progress) -> l
     return [p for r in results for p in r]
 
 
-def _pieces(plan: pd.DataFrame, start: int, chunk: int) -> list[tuple[int, pd.DataFrame]]:
+def chunk_pieces(plan: pd.DataFrame, start: int, chunk: int) -> list[tuple[int, pd.DataFrame]]:
     """Split a plan written from ``start`` on into chunk-aligned pieces."""
     out = []
     for a in _chunk_starts(start, len(plan), chunk):
@@ -231,7 +228,7 @@ def _chunk_starts(start: int, n: int, chunk: int) -> list[int]:
     return out
 
 
-def _finish(path: Path, meta: dict, problems: list[str]) -> None:
+def finish_build(path: Path, meta: dict, problems: list[str]) -> None:
     meta["kind"] = KIND
     meta["complete"] = True
     meta["problems"] = sorted(set(meta.get("problems", [])) | set(problems))
@@ -242,31 +239,6 @@ def _finish(path: Path, meta: dict, problems: list[str]) -> None:
             f"missing_band: {sorted(set(problems))[:3]}",
             stacklevel=3,
         )
-
-
-def _roll_back_unfinished_append(path: Path) -> None:
-    """Undo an append stopped inside its template write (arrays of unequal length).
-
-    Every array along ``object`` is cut back to the length it had before the
-    append (Zarr ``resize``: chunks beyond it are dropped), so the stack is
-    what it was, and the append can start again.
-    """
-    import zarr
-
-    meta = outputs.store_meta(path) or {}
-    pending = meta.get("pending_append")
-    if not pending:
-        return
-    start = int(pending["start"])
-    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-    for _, arr in group.arrays():
-        dims = getattr(arr.metadata, "dimension_names", None) or ()
-        if dims and dims[0] == "object" and arr.shape[0] != start:
-            arr.resize((start, *arr.shape[1:]))
-    del meta["pending_append"]
-    meta["complete"] = bool(pending.get("was_complete", True))
-    zs.write_meta(path, meta)
-    zs.consolidate(path)
 
 
 def build_stack(
@@ -288,7 +260,6 @@ def build_stack(
     cluster: Any = None,
     workers: int | None = None,
     progress: bool = True,
-    scheduler: str | None = None,
 ) -> ImageStack:
     """Cut every source out of the tiles into a chunked Zarr image stack.
 
@@ -326,8 +297,6 @@ def build_stack(
         scheduler address run them on that cluster.
     progress
         Show a progress bar over chunks.
-    scheduler
-        Deprecated name of ``cluster``.
 
     Returns
     -------
@@ -342,16 +311,15 @@ def build_stack(
         made with other arguments.
     """
     c = config.resolve
-    cluster = cluster_argument(cluster, scheduler, "build_stack")
     where = (cluster, workers)
     index = TileIndex.from_any(tiles)
     bands = parse_bands(c("cutouts.bands", bands))
     reference_band = str(c("cutouts.reference-band", reference_band)).strip()
-    _check_bands(index, bands, reference_band)
-    chunk = _positive_int(c("cutouts.chunk-objects", chunk_objects), "chunk_objects")
+    check_bands(index, bands, reference_band)
+    chunk = positive_int(c("cutouts.chunk-objects", chunk_objects), "chunk_objects")
     npix = size_in_pixels(c("cutouts.size", size), index, reference_band)
     nan_max = float(config.get("cutouts.nan-fraction-max"))
-    src, src_name = _prepare_sources(
+    src, src_name = prepare_sources(
         sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
     )
     check_cluster(cluster)
@@ -374,7 +342,7 @@ def build_stack(
     }
     target, existing = zs.prepare(path, KIND, params, overwrite)
     if existing is not None:  # the same build, stopped or complete: finish it
-        _resume(target, src, index, existing, where, progress)
+        resume_build(target, src, index, existing, where, progress)
         zs.swap_in(target, path, KIND)
         return ImageStack.open(path)
 
@@ -394,117 +362,19 @@ def build_stack(
         "history": [{"action": "build", "n_objects": len(src)}],
         "flag_bits": dict(FLAG_BITS),
     }
-    ds = _template(plan, bands, npix, chunk, 0, index, reference_band)
+    ds = stack_template(plan, bands, npix, chunk, 0, index, reference_band)
     ds.attrs["catbuilder"] = meta
     zs.write_template(ds, target)
-    problems = _run_chunks(
-        target, _pieces(plan, 0, chunk), index, bands, npix, nan_max, where, progress
+    problems = run_chunks(
+        target, chunk_pieces(plan, 0, chunk), index, bands, npix, nan_max, where, progress
     )
     meta["history"][0]["at"] = now()  # when the build finished
-    _finish(target, meta, problems)
+    finish_build(target, meta, problems)
     zs.swap_in(target, path, KIND)
     return ImageStack.open(path)
 
 
-def parse_bands(bands: list[str] | str) -> list[str]:
-    """Band names from a list or a comma-separated string, stripped.
-
-    Raises
-    ------
-    ValueError
-        For an empty name or a band named twice.
-    """
-    items = bands.split(",") if isinstance(bands, str) else list(bands)
-    out = [str(b).strip() for b in items]
-    if not out or any(not b for b in out):
-        raise ValueError(f"bands must be non-empty names, got {bands!r}")
-    dup = sorted({b for b in out if out.count(b) > 1})
-    if dup:
-        raise ValueError(f"band(s) {dup} are named twice in {bands!r}")
-    return out
-
-
-def _positive_int(value: Any, name: str) -> int:
-    bad = ValueError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(value, bool):
-        raise bad
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        raise bad from None
-    if (isinstance(value, float) and out != value) or out < 1:
-        raise bad
-    return out
-
-
-def _worker_memory(cluster: Any) -> tuple[float, str]:
-    """Bytes of memory one cutout task may use, and where that figure comes from."""
-    import psutil
-    from distributed import Client
-
-    from catbuilder.runtime import active_client, workers_now
-
-    client = cluster if isinstance(cluster, Client) else None
-    if cluster is None:
-        client = active_client()
-    if client is not None:
-        limits = [w.get("memory_limit") or 0 for w in workers_now(client).values()]
-        limits = [m for m in limits if m]
-        if limits:
-            return float(min(limits)), "the smallest Dask worker's memory limit"
-    avail = float(psutil.virtual_memory().available)
-    if cluster in ("sync", "synchronous", "single-threaded"):
-        return avail, "the available memory"
-    n = os.cpu_count() or 1
-    return avail / n, f"the available memory shared by {n} worker processes"
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def check_cutout_memory(
-    npix: int, n_bands: int, chunk: int, index: TileIndex, reference_band: str, cluster=None
-) -> None:
-    """Refuse, up front, a build whose tasks could not fit in a worker's memory.
-
-    A task holds its chunk of cutouts about three times (the pixels, their
-    compressed copy, and the read buffers), plus one strip of tile rows per
-    band read in float64.
-
-    Raises
-    ------
-    ValueError
-        When the cutout is larger than every reference tile.
-    ResourceLimitError
-        When one task would need more than a worker has, saying what to lower.
-    """
-    ref = index.table[index.table["band"] == reference_band]
-    side = int(max(ref["nx"].max(), ref["ny"].max()))
-    if npix > side:
-        raise ValueError(
-            f"cutout size {npix} px is larger than every {reference_band}-band tile (at most "
-            f"{side} px a side): every cutout would be mostly outside its tile; use a smaller "
-            "--size"
-        )
-    per_object = n_bands * npix * npix * 4
-    strip = n_bands * 4 * npix * side * 8
-    need = 3 * chunk * per_object + strip
-    have, where = _worker_memory(cluster)
-    if need > 0.8 * have:
-        fit = int((0.8 * have - strip) // (3 * per_object))
-        what = (
-            f"lower --chunk-objects (chunk_objects) to at most {fit}"
-            if fit >= 1
-            else "use a smaller --size"
-        )
-        raise ResourceLimitError(
-            f"cutouts of {npix} px in {n_bands} band(s), {chunk} a chunk, need about "
-            f"{_gib(need)} per task, more than 80% of {_gib(have)} ({where}); {what}"
-        )
-
-
-def _resume(path: Path, src, index, meta, where, progress) -> ImageStack:
+def resume_build(path: Path, src, index, meta, where, progress) -> ImageStack:
     """Finish a stopped build (or append): cut what is not marked written.
 
     Each region write is followed by its ``written`` mark, so the missing
@@ -536,7 +406,7 @@ def _resume(path: Path, src, index, meta, where, progress) -> ImageStack:
         for run in np.split(np.arange(len(missing)), cuts)
         if len(run)
     ]
-    problems = _run_chunks(
+    problems = run_chunks(
         path,
         pieces,
         index,
@@ -549,115 +419,5 @@ def _resume(path: Path, src, index, meta, where, progress) -> ImageStack:
     meta.setdefault("history", []).append(
         {"action": "resume", "n_objects": len(missing), "at": now()}
     )
-    _finish(path, meta, problems)
-    return ImageStack.open(path)
-
-
-def append_to_stack(
-    stack: str | os.PathLike[str],
-    sources: pd.DataFrame | str | os.PathLike[str],
-    tiles: TileIndex | str | os.PathLike[str] | list,
-    *,
-    ra_col: str | None = None,
-    dec_col: str | None = None,
-    id_col: str | None = None,
-    label_col: str = "label",
-    split_col: str = "split",
-    extra_columns: list[str] | None = None,
-    cluster: Any = None,
-    workers: int | None = None,
-    progress: bool = True,
-    scheduler: str | None = None,
-) -> ImageStack:
-    """Append new objects to an existing stack, with its size, bands and chunks.
-
-    Objects whose id is already in the stack are an error, so nothing is
-    stored twice. An append that was stopped is finished by calling it
-    again with the same sources.
-
-    Returns
-    -------
-    ImageStack
-        The whole, reopened stack.
-    """
-    where = (cluster_argument(cluster, scheduler, "append_to_stack"), workers)
-    path = Path(stack)
-    if outputs.store_kind(path) != KIND:
-        raise FileNotFoundError(f"no image stack at {path}")
-    _roll_back_unfinished_append(path)
-    meta = zs.live_meta(path)
-    if meta is None:
-        raise FileNotFoundError(f"no image stack at {path}")
-    params = meta["parameters"]
-    index = TileIndex.from_any(tiles)
-    bands, chunk, npix = params["bands"], params["chunk_objects"], params["size"]
-    _check_bands(index, bands, params["reference_band"])
-    src, src_name = _prepare_sources(
-        sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
-    )
-    ds = zs.open_zarr(path, live=True)
-    have = ds["objid"].values
-    already = src["objid"].isin(have).to_numpy()
-    if already.all() and not meta.get("complete", True):
-        return _resume(path, src, index, meta, where, progress)  # finish a stopped append
-    if already.any():
-        ids = src.loc[already, "objid"].tolist()
-        raise ValueError(f"{src_name}: {len(ids)} object id(s) already in {path}, e.g. {ids[:10]}")
-    extra = set(src.columns) ^ {c for c, v in ds.coords.items() if v.dims == ("object",)} - {
-        "row",
-        "tile",
-        "tile_x",
-        "tile_y",
-        "off_footprint",
-        "object",
-        "edge",
-        "nan_fraction",
-        "saturated",
-        "flags",
-        *WCS_VARS,
-    }
-    if extra - {"written"}:
-        raise ValueError(
-            f"appended sources must carry the same columns as the stack; "
-            f"differences: {sorted(extra - {'written'})}"
-        )
-    start = int(ds.sizes["object"])
-    plan = plan_objects(src, index, bands, params["reference_band"])
-    plan["row"] = plan["row"] + int(ds["row"].values.max(initial=-1)) + 1
-    # until the template is whole, a rerun rolls the arrays back to `start` and starts over
-    meta["pending_append"] = {"start": start, "was_complete": bool(meta.get("complete", True))}
-    meta["complete"] = False
-    zs.write_meta(path, meta)
-    zs.consolidate(path)  # from here on no reader takes the store for complete
-    tmpl = _template(plan, bands, npix, chunk, start, index, params["reference_band"])
-    tmpl = tmpl.drop_vars([n for n, v in tmpl.variables.items() if "object" not in v.dims])
-    stored = set(ds.variables)
-    tmpl = tmpl.drop_vars([v for v in tmpl.data_vars if v not in stored])  # older stacks
-    ds_attrs = dict(ds.attrs)
-    ds_attrs["catbuilder"] = meta
-    tmpl.attrs = ds_attrs  # appending replaces the group attributes
-    tmpl.to_zarr(path, append_dim="object", compute=False, safe_chunks=False, consolidated=False)
-    del meta["pending_append"]  # the template is whole: a rerun now resumes the chunks
-    zs.write_meta(path, meta)
-    zs.consolidate(path)  # readers must see the new shape and complete: false at once
-    problems = _run_chunks(
-        path,
-        _pieces(plan, start, chunk),
-        index,
-        bands,
-        npix,
-        float(config.get("cutouts.nan-fraction-max")),
-        where,
-        progress,
-    )
-    meta["parameters"]["n_objects"] = start + len(plan)
-    meta["history"].append(
-        {
-            "action": "append",
-            "n_objects": len(plan),
-            "sources": src_name,
-            "at": now(),
-        }
-    )
-    _finish(path, meta, problems)
+    finish_build(path, meta, problems)
     return ImageStack.open(path)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catbuilder.sky.tiles import TileIndex, pixel_to_world
+from catbuilder.sky.geometry import pixel_to_world
+from catbuilder.sky.tiles import TileIndex
 from catbuilder.stack.flags import FLAG_BITS
 
 __all__ = ["WCS_VARS", "cutout_wcs", "cutout_wcs_values", "describe_dataset"]

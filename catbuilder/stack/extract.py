@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catbuilder.sky.tiles import pixel_to_world, wcs_from_text, world_to_pixel
+from catbuilder.sky.geometry import pixel_to_world, wcs_from_text, world_to_pixel
 from catbuilder.stack.flags import FLAG_BITS
 
 __all__ = ["extract_chunk"]

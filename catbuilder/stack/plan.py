@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from catbuilder.sky.tiles import TileIndex, pixel_to_world, world_to_pixel
+from catbuilder.sky.geometry import pixel_to_world, world_to_pixel
+from catbuilder.sky.tiles import TileIndex
 
 __all__ = ["plan_objects", "size_in_pixels"]
 

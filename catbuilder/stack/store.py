@@ -300,7 +300,7 @@ class ImageStack:
                 dlo, dhi = region.get("dec", (-90, 90))
                 keep &= (dec >= dlo) & (dec <= dhi)
             else:
-                from catbuilder.sky.tiles import sky_to_xyz
+                from catbuilder.sky.geometry import sky_to_xyz
 
                 c = sky_to_xyz(np.array([region[0]]), np.array([region[1]]))[0]
                 cosd = sky_to_xyz(ra, dec) @ c

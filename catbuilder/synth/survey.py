@@ -200,7 +200,6 @@ def make_survey(
     workers: int | None = None,
     progress: bool = True,
     preview: bool = False,
-    scheduler: str | None = None,
 ) -> MockSurvey:
     """Make GalSim mock surveys of one sky: FITS tiles, source and label tables.
 
@@ -240,8 +239,6 @@ def make_survey(
     preview
         Also write PNG previews (a tile composite and a gallery of objects per
         class) for each preset.
-    scheduler
-        Deprecated name of ``cluster``.
 
     Returns
     -------
@@ -329,9 +326,9 @@ def make_survey(
                     dask_key_name=f"render-{preset.name}-{tile.name}",
                 )
             )
-    from catbuilder.runtime import cluster_argument, compute
+    from catbuilder.runtime import compute
 
-    where = cluster_argument(cluster, scheduler, "make_survey")
+    where = cluster
     if where is None:
         from catbuilder.runtime import active_client
 

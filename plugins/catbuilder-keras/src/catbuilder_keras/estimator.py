@@ -441,8 +441,6 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         params["bands"] = tuple(params["bands"])
         est = cls(**params)
         est.classes_ = np.array(meta["classes_"], dtype=object)
-        if meta.get("fit_input"):  # models saved before the manifest kept it here
-            est.fit_input_ = meta["fit_input"]
         model, _ = est._build(len(est.classes_), None)
         model.load_weights(path / "model.weights.h5")
         est.model_ = model

@@ -26,8 +26,16 @@ import numpy as np
 import pandas as pd
 
 from catbuilder import config
+from catbuilder.selftrain.policy import (
+    check_per_class,
+    check_retrain,
+    evaluate_round,
+    is_evaluation,
+    round_count,
+    select_pseudo_labels,
+)
 
-__all__ = ["SelfTrainResult", "evaluation_set", "score", "self_train"]
+__all__ = ["SelfTrainResult", "self_train"]
 
 _MARKER = "catbuilder-selftrain.json"
 
@@ -113,208 +121,6 @@ def _check_outdir(outdir: Path) -> None:
         )
 
 
-def _select(
-    proba: np.ndarray, classes: list[str], n_per_class: int, threshold: float | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class-balanced most confident objects: indices and pseudo-labels.
-
-    For each class, the objects predicted as it, most probable first, above
-    ``threshold``; every class then contributes the same number (the
-    smallest class's count, at most ``n_per_class``).
-    """
-    best = np.argmax(proba, axis=1)
-    conf = proba[np.arange(len(proba)), best]
-    per: list[np.ndarray] = []
-    for c in range(len(classes)):
-        idx = np.flatnonzero(best == c)
-        if threshold is not None:
-            idx = idx[conf[idx] >= threshold]
-        per.append(idx[np.argsort(-conf[idx], kind="stable")])
-    n = min([n_per_class] + [len(p) for p in per])
-    chosen = np.concatenate([p[:n] for p in per]) if n > 0 else np.array([], dtype=int)
-    return chosen, best[chosen]
-
-
-def _per_class(value: Any) -> int | float:
-    """``per_class`` as given: a count (int >= 1) or a fraction of the pool (float in (0, 1])."""
-    if isinstance(value, bool):
-        raise ValueError(f"selftrain per-class must be a count or a fraction, got {value!r}")
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            pass  # refused below, with the rule
-    if isinstance(value, float) and value.is_integer() and value > 1:
-        value = int(value)
-    if isinstance(value, int | np.integer) and value >= 1:
-        return int(value)
-    if isinstance(value, float) and 0.0 < value <= 1.0:
-        return float(value)
-    raise ValueError(
-        "selftrain per-class must be a count of objects (an integer >= 1) or a fraction of "
-        f"the pool (a number in (0, 1]), got {value!r}"
-    )
-
-
-def _retrain(value: Any, model: str, params: dict | None) -> str:
-    """``retrain`` checked: "scratch", or "fine-tune" for a plugin that can warm start."""
-    from catbuilder.plugins import make_model
-
-    if value not in ("scratch", "fine-tune"):
-        raise ValueError(f"selftrain retrain must be 'scratch' or 'fine-tune', got {value!r}")
-    if (
-        value == "fine-tune"
-        and "warm_start" not in make_model(model, **(params or {})).get_params()
-    ):
-        raise ValueError(
-            f"model {model!r} cannot fine-tune (its estimator has no warm_start parameter); "
-            "use selftrain retrain 'scratch'"
-        )
-    return value
-
-
-def _round_count(per_class: int | float, r: int, n_pool: int, n_classes: int) -> int:
-    """Objects of each class that round ``r`` holds: ``r * per_class``, or for a
-    fraction ``f``, ``min(1, r * f)`` of the pool's share of one class."""
-    if isinstance(per_class, float):
-        return int(np.ceil(min(1.0, r * per_class) * n_pool / n_classes))
-    return int(per_class) * r
-
-
-def _training_stack(a_train, b_stack, b_pos, pseudo, path: Path):
-    """A's training objects plus B's chosen ones (resampled to A's grid) as a Zarr stack."""
-    import dask.array as da
-    import xarray as xr
-
-    from catbuilder.stack.preprocess import resize
-    from catbuilder.stack.store import ImageStack
-    from catbuilder.zarr_store import as_strings
-
-    size = a_train.size
-    keep = ["objid", "ra", "dec", "label", "split", "flags", "magzero"]
-    a = a_train.ds[["images"]].assign_coords({k: a_train.ds[k] for k in keep if k in a_train.ds})
-    b = b_stack.isel(np.asarray(b_pos)).ds
-    imgs = b["images"].data
-    if imgs.shape[-1] != size:
-        imgs = da.map_blocks(
-            lambda x: resize(x, size), imgs.rechunk({1: -1, 2: -1, 3: -1}),
-            dtype=np.float32, chunks=(imgs.chunks[0], imgs.chunks[1], (size,), (size,)),
-        )  # fmt: skip
-    b_ds = xr.Dataset(
-        {"images": (("object", "band", "y", "x"), imgs)},
-        coords={
-            "objid": ("object", b["objid"].values),
-            "ra": ("object", b["ra"].values),
-            "dec": ("object", b["dec"].values),
-            "label": ("object", np.asarray(pseudo, dtype=object)),
-            "split": ("object", np.array(["train"] * len(b_pos), dtype=object)),
-            "flags": ("object", np.zeros(len(b_pos), np.uint8)),
-            "magzero": (("object", "band"), b["magzero"].values),
-            "band": a["band"].values,
-        },
-    )
-    a = a.drop_vars([v for v in a.coords if v not in keep + ["band"]])
-    a_split = as_strings(np.asarray(a["split"].values))
-    if not (a_split == "train").any():  # A without splits: hold out validation by id
-        from catbuilder.sky.selection import assign_splits
-
-        a_split = assign_splits(a["objid"].values, test=0.0).astype(str)
-    a = a.assign_coords(label=("object", as_strings(np.asarray(a["label"].values)).astype(object)))
-    a = a.assign_coords(split=("object", np.asarray(a_split).astype(object)))
-    both = xr.concat([a.drop_vars("object", errors="ignore"), b_ds], dim="object")
-    both = both.assign_coords(object=np.arange(both.sizes["object"]))
-    both["written"] = ("object", np.ones(both.sizes["object"], bool))
-    both.attrs = {
-        "catbuilder": {
-            "kind": "image-stack",
-            "complete": True,
-            "parameters": {"size": size, "bands": [str(x) for x in a["band"].values]},
-        }
-    }
-    for v in both.variables.values():
-        v.encoding.clear()
-    both = both.assign_coords({k: both[k].load() for k in both.coords})  # small: in memory
-    both["images"] = both["images"].chunk({"object": 256})
-    if path.exists():
-        shutil.rmtree(path)
-    both.to_zarr(path, mode="w", consolidated=False)
-    return ImageStack.open(path)
-
-
-def evaluation_set(stack: Any, classes: list[str], split: str | None = None) -> Any:
-    """The objects of survey B that self-training scores every round on.
-
-    Parameters
-    ----------
-    stack
-        Survey B's image stack (or its path).
-    classes
-        The classes of the model (``SelfTrainResult.classes``).
-    split
-        B's split with truth (default ``selftrain.evaluation-split``).
-
-    Returns
-    -------
-    ImageStack
-        The objects of ``split`` labelled with one of ``classes`` and not
-        flagged; they are never pseudo-labelled.
-    """
-    from catbuilder.stack.store import ImageStack
-    from catbuilder.zarr_store import read_values
-
-    if not isinstance(stack, ImageStack):
-        stack = ImageStack.open(stack)
-    split = str(config.resolve("selftrain.evaluation-split", split))
-    clean = read_values(stack.ds["flags"]) == 0
-    return stack.isel(np.flatnonzero(_is_evaluation(stack, classes, split) & clean))
-
-
-def _is_evaluation(stack: Any, classes: list[str], split: str) -> np.ndarray:
-    """Objects of ``split`` with a label among ``classes`` (flagged ones included)."""
-    from catbuilder.zarr_store import as_strings, read_values
-
-    labels = as_strings(read_values(stack.ds["label"]))
-    return (as_strings(read_values(stack.ds["split"])) == split) & np.isin(labels, classes)
-
-
-def score(model: Any, evalset: Any, classes: list[str] | None = None) -> float:
-    """Accuracy of a fitted classifier on labelled objects, as each round is scored.
-
-    Parameters
-    ----------
-    model
-        A fitted estimator (``predict_proba`` and ``classes_``).
-    evalset
-        Labelled objects, e.g. from :func:`evaluation_set`.
-    classes
-        Classes a prediction may take (default: the model's).
-
-    Returns
-    -------
-    float
-        The fraction whose most probable class is their label (NaN for none).
-    """
-    return _evaluate(model, evalset, classes or list(model.classes_), ())[0]
-
-
-def _evaluate(model, evalset, classes, fractions) -> tuple[float, int, float, list]:
-    from catbuilder.evaluate.metrics import confidence_curve
-    from catbuilder.zarr_store import as_strings, read_values
-
-    if evalset is None or len(evalset) == 0:
-        return float("nan"), 0, float("nan"), []
-    y = as_strings(read_values(evalset.ds["label"]))
-    proba = model.predict_proba(evalset)
-    order = [list(model.classes_).index(c) for c in classes]
-    proba = proba[:, order]
-    acc = float((np.asarray(classes)[np.argmax(proba, axis=1)] == y).mean())
-    if not fractions:
-        return acc, len(y), float("nan"), []
-    curve = confidence_curve(y, proba, classes, fractions)
-    half = curve.loc[np.isclose(curve["fraction"], 0.5), "accuracy"]
-    return acc, len(y), float(half.iloc[0]) if len(half) else float("nan"), curve
-
-
 def _one_seed(
     seed: int,
     labelled: str,
@@ -336,7 +142,7 @@ def _one_seed(
     a_part = a.select(labelled=True, exclude=list(config.get("train.exclude-flags")))
     classes = sorted(a_part.classes)
     clean_b = read_values(b.ds["flags"]) == 0
-    is_eval = _is_evaluation(b, classes, settings["evaluation"])
+    is_eval = is_evaluation(b, classes, settings["evaluation"])
     evalset = b.isel(np.flatnonzero(is_eval & clean_b))  # what evaluation_set returns
     allowed = np.ones(len(b), bool)
     if settings.get("pool") is not None:
@@ -359,8 +165,8 @@ def _one_seed(
             proba = est.predict_proba(b.isel(pool))
             order = [list(est.classes_).index(c) for c in classes]
             proba = proba[:, order]
-            k = _round_count(settings["per_class"], r, len(pool), len(classes))
-            pick, lab = _select(proba, classes, k, settings["threshold"])
+            k = round_count(settings["per_class"], r, len(pool), len(classes))
+            pick, lab = select_pseudo_labels(proba, classes, k, settings["threshold"])
             chosen, pseudo = pool[pick], np.asarray(classes, dtype=object)[lab]
             now = set(zip(objid_b[chosen].tolist(), pseudo.tolist()))
             if now == previous:  # this round would train on what the last one did
@@ -379,7 +185,9 @@ def _one_seed(
             if r == 0:
                 stack = a
             else:
-                stack = _training_stack(a_fit, b, chosen, pseudo, rdir / "train.zarr")
+                from catbuilder.stack.combine import training_stack
+
+                stack = training_stack(a_fit, b, chosen, pseudo, rdir / "train.zarr")
             p = {**params, "seed": int(seed)}
             if r > 0 and settings["retrain"] == "fine-tune":  # from the last round's weights
                 est.set_params(**p, warm_start=True)
@@ -389,7 +197,7 @@ def _one_seed(
             save_model(est, saved)
             shutil.rmtree(rdir / "train.zarr", ignore_errors=True)
             shutil.rmtree(rdir / "checkpoints", ignore_errors=True)
-        acc, n_eval, half, curve = _evaluate(est, evalset, classes, settings["fractions"])
+        acc, n_eval, half, curve = evaluate_round(est, evalset, classes, settings["fractions"])
         row = {
             "seed": seed,
             "round": r,
@@ -505,9 +313,9 @@ def self_train(
     settings = {
         "pool": None if pool is None else [x.item() if hasattr(x, "item") else x for x in pool],
         "rounds": int(c("selftrain.rounds", rounds)),
-        "per_class": _per_class(c("selftrain.per-class", per_class)),
+        "per_class": check_per_class(c("selftrain.per-class", per_class)),
         "threshold": c("selftrain.threshold", threshold),
-        "retrain": _retrain(c("selftrain.retrain", retrain), model, params),
+        "retrain": check_retrain(c("selftrain.retrain", retrain), model, params),
         "evaluation": str(c("selftrain.evaluation-split", evaluation)),
         "fractions": (1.0, 0.75, 0.5, 0.25),
     }
@@ -526,8 +334,7 @@ def self_train(
         )
     )
     marker = outdir / _MARKER
-    # a marker from before "retrain" existed: that run trained every round from scratch
-    if marker.exists() and {"retrain": "scratch", **json.loads(marker.read_text())} != record:
+    if marker.exists() and json.loads(marker.read_text()) != record:
         raise ValueError(
             f"{outdir} holds a self-training run made with other settings; its rounds "
             "would be resumed as if they were this one's: choose another outdir"

@@ -1,0 +1,78 @@
+"""What every subcommand shares: the command registry and the flags written once."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable]] = {}
+
+
+def command(name: str, help: str):
+    """Register ``func`` as subcommand ``name``; ``setup`` adds its arguments."""
+
+    def deco(setup: Callable[[argparse.ArgumentParser], None]):
+        def register(run: Callable):
+            COMMANDS[name] = (setup, run)
+            setup.help = help  # type: ignore[attr-defined]
+            return run
+
+        return register
+
+    return deco
+
+
+def where_options(p: argparse.ArgumentParser, default: str) -> None:
+    """The flags that say where a command's Dask work runs: the same on every command."""
+    p.add_argument(
+        "--cluster",
+        default=None,
+        help=f"where to run: processes, threads, sync, local (a LocalCluster), a "
+        f"dask-jobqueue name (slurm, pbs, ...) or a scheduler address (default: {default})",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Dask worker processes (default: one per core on this machine)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (where it has one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        if action.option_strings or action.nargs in ("?", "*"):
+            text += " (default: %(default)s)"
+        return text
+
+
+def conf(key: str) -> str:
+    """``(default: <value>)`` of configuration key ``key``, for --help."""
+    from catbuilder import config
+
+    value = config.get(key)
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return f"(default: {value}; configuration {key})"
+
+
+def check_output(path: Path, what: str, overwrite: bool) -> None:
+    """Before any work: ``path`` is absent, or catbuilder's own and ``--overwrite`` was given."""
+    from catbuilder.errors import OutputExistsError
+    from catbuilder.outputs import check_parquet_output
+
+    check_parquet_output(path, what)  # anything not catbuilder's is refused regardless
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path} exists (a {what} catbuilder wrote); add --overwrite to replace it"
+        )
+
+
+def csv_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",")]  # empty names are errors, not dropped
