@@ -21,8 +21,8 @@ def _nannies_outlive_the_lost_worker_timer():
     a worker of that name is connected at that instant. A worker restarted
     (as a failed distributed fit restarts its ranks' workers) and killed by
     the next test just before the timer fires loses its nanny: the cluster
-    stays a worker short (stop 24's CI; reproduced with a 3 s timer and a
-    kill 2.97 s after a restart). The tests that kill workers are about
+    stays a worker short (reproduced with a 3 s timer and a kill 2.97 s after
+    a restart). The tests that kill workers are about
     catbuilder's recovery, not that timer, so it outlasts the session.
     """
     import dask
@@ -115,7 +115,7 @@ def slurm(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_model(hp_stack, tmp_path_factory):
     """A small CNN trained briefly on the HP stack, saved; its directory."""
-    from catbuilder.train import train
+    from catbuilder.training import train
 
     root = tmp_path_factory.mktemp("model")
     res = train(

@@ -23,7 +23,7 @@ def _bare_predict_rate(stack_path: str, model_path: str) -> float:
 class InferenceThroughput:
     """Objects/s of ``predict`` + ``build_catalog`` for the small CNN at 64 px.
 
-    ``track_ratio_to_bare_predict`` is the issue's figure of merit (>= 0.9 on
+    ``track_ratio_to_bare_predict`` is the figure of merit (>= 0.9 on
     one worker): the pipeline against ``model.predict`` on the same
     preprocessed arrays held in memory, measured in the same process run.
     """

@@ -78,7 +78,7 @@ class TrainingScaling:
 
 def _samples_per_second(root: Path, client, ranks: int) -> float:
     from catbuilder import config
-    from catbuilder.train import train
+    from catbuilder.training import train
 
     with config.set({"train.warmup-epochs": 0}):
         res = train(

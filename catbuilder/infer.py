@@ -167,7 +167,24 @@ class Predictions:
 
 
 def open_predictions(path: str | os.PathLike[str]) -> Predictions:
-    """Open a predictions store written by :func:`predict`."""
+    """Open a predictions store written by :func:`predict`.
+
+    Parameters
+    ----------
+    path
+        The predictions' Zarr directory.
+
+    Returns
+    -------
+    Predictions
+        ``probabilities()``, ``embeddings()``, ``classes`` and the provenance.
+
+    Examples
+    --------
+    >>> from catbuilder import open_predictions
+    >>> preds = open_predictions("des.predictions.zarr")  # doctest: +SKIP
+    >>> preds.classes, preds.probabilities().shape  # doctest: +SKIP
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no predictions at {path}")
@@ -293,6 +310,12 @@ def predict(
     Returns
     -------
     Predictions
+
+    Examples
+    --------
+    >>> from catbuilder import build_catalog, predict
+    >>> preds = predict("des.zarr", "small-cnn.model", workers=2)  # doctest: +SKIP
+    >>> catalog = build_catalog(preds)  # doctest: +SKIP
     """
     from catbuilder.runtime import active_client, connect
     from catbuilder.stack.store import ImageStack

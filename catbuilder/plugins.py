@@ -22,7 +22,6 @@ name is accepted, as xarray accepts a backend class for ``engine``.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from catbuilder import config
+from catbuilder.importing import import_object
 
 __all__ = [
     "CAPABILITIES",
@@ -120,11 +120,7 @@ class ModelPlugin:
                 f"{type(self).__name__} names no estimator ('module:Class') and overrides "
                 "neither create nor load"
             )
-        module, _, qual = self.estimator.partition(":")
-        obj: Any = importlib.import_module(module)
-        for part in qual.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return import_object(self.estimator)
 
     def create(self, **params: Any) -> Any:
         """Return a new, unfitted estimator (imports the framework)."""
@@ -234,6 +230,22 @@ def list_plugins(kind: str | None = None) -> dict[str, ModelPlugin]:
     Plugins that failed to load and names provided twice are left out, with a
     warning; :func:`get_plugin` says why when such a name is used. The
     result is cached; :func:`refresh_plugins` clears it.
+
+    Parameters
+    ----------
+    kind
+        ``"classifier"`` or ``"embedder"``: only plugins that can do it.
+
+    Returns
+    -------
+    dict of str to ModelPlugin
+        The working plugins by entry-point name.
+
+    Examples
+    --------
+    >>> from catbuilder import list_plugins
+    >>> "keras.small-cnn" in list_plugins("classifier")
+    True
     """
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
@@ -271,12 +283,23 @@ def get_plugin(
         Choose among installed distributions that provide ``name`` (what a
         saved model's manifest records).
 
+    Returns
+    -------
+    ModelPlugin
+        The plugin: its metadata, and :meth:`ModelPlugin.create` to make a model.
+
     Raises
     ------
     ValueError
         For an unknown name (listing the installed ones and how to get more),
         a plugin that failed to load (with its error), a name provided by two
         distributions, or a plugin without the capability ``kind`` needs.
+
+    Examples
+    --------
+    >>> from catbuilder import get_plugin
+    >>> get_plugin("keras.xception").input_size
+    299
     """
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
@@ -335,9 +358,9 @@ def make_model(
 
     Examples
     --------
-    >>> from catbuilder.plugins import make_model
-    >>> make_model("example.colour-centroid").get_params()
-    {'bands': ('g', 'r', 'i')}
+    >>> from catbuilder import make_model
+    >>> make_model("morphology.random-forest").get_params()["model"]
+    'random-forest'
     """
     plugin = get_plugin(name, kind)
     return plugin.create(**{**plugin.default_params, **params})

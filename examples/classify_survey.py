@@ -68,13 +68,13 @@ def main() -> None:
     from distributed import Client
 
     from catbuilder.catalog import build_catalog, write_catalog
-    from catbuilder.evaluate import evaluate
+    from catbuilder.evaluation import evaluate
     from catbuilder.infer import predict
     from catbuilder.runtime import make_cluster
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack
     from catbuilder.synth import make_survey, open_survey
-    from catbuilder.train import train
+    from catbuilder.training import train
 
     work = args.workdir
     times = {}

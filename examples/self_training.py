@@ -20,7 +20,7 @@ and after, and whether the gain exceeds the spread; ``--control`` also
 fine-tunes each round-0 model on A alone for as many rounds, so that the gain
 of B's pseudo-labels is told apart from that of training longer. ``--pixels
 64`` cuts both surveys at 64 px instead (different angular sizes: the gap
-self-training has to close). The issue's judged run::
+self-training has to close). The run reported in docs::
 
     python examples/self_training.py --pixels 64 --truth unlabelled --retrain fine-tune --control
 """
@@ -170,7 +170,7 @@ def _control(res, stacks, epochs: int) -> None:
 
     from catbuilder.models.saved import load_model
     from catbuilder.selftrain import evaluation_set, score
-    from catbuilder.train.api import train
+    from catbuilder.training.api import train
 
     scored = evaluation_set(stacks["des-like"], res.classes)
     rows = []

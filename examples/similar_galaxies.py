@@ -34,13 +34,13 @@ def main() -> None:
 
     from catbuilder.catalog import build_catalog, write_catalog
     from catbuilder.embeddings import label_next, merge_labels, similar, with_anomaly_scores
-    from catbuilder.evaluate.embeddings import cluster_embeddings
-    from catbuilder.evaluate.plots import plot_embedding_map, plot_thumbnails
+    from catbuilder.evaluation.embeddings import cluster_embeddings
+    from catbuilder.evaluation.plots import plot_embedding_map, plot_thumbnails
     from catbuilder.infer import predict
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack, open_stack
     from catbuilder.synth import make_survey, open_survey
-    from catbuilder.train import train
+    from catbuilder.training import train
 
     work = args.workdir
     sdir = work / "survey"

@@ -46,7 +46,7 @@ def main() -> None:
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack, open_stack
     from catbuilder.synth import make_survey, open_survey
-    from catbuilder.train import train
+    from catbuilder.training import train
 
     work = args.workdir
     survey_dir = work / "survey"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from catbuilder.train import train
+from catbuilder.training import train
 
 
 @pytest.mark.slow

@@ -175,7 +175,7 @@ def test_stack_describes_itself(labelled):
 
 
 def test_cutout_placed_on_sky_from_the_stack_alone(mock_survey, tmp_path):
-    from catbuilder.evaluate.plots import plot_cutout
+    from catbuilder.evaluation.plots import plot_cutout
 
     tiles, src = tmp_path / "tiles", mock_survey["des-like"].read_sources()
     src = pd.concat([src, pd.DataFrame({"objid": [-1], "ra": [150.0], "dec": [40.0]})])
@@ -288,7 +288,7 @@ def test_unknown_vote_columns_name_what_was_looked_for(mock_survey):
 
 
 def test_figures_say_what_they_show(catalog, labelled, tmp_path):
-    from catbuilder.evaluate import evaluate
+    from catbuilder.evaluation import evaluate
 
     _, stack = labelled
     test = catalog[catalog["split"] == "test"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from train_params import small_cnn_params
 
-from catbuilder.train import train
-from catbuilder.train.distributed import DistributedTrainingError, plan_ranks, shards
+from catbuilder.training import train
+from catbuilder.training.distributed import DistributedTrainingError, plan_ranks, shards
 
 pytestmark = pytest.mark.horovod
 
@@ -113,7 +113,7 @@ def test_two_ranks_train_identical_weights(hp_stack, local_cluster, tmp_path):
 
 def _corrupt_chunk_of_rank(stack, rank, size):
     """Overwrite, on disk, a chunk that only ``rank`` reads with garbage."""
-    from catbuilder.train.api import split_for_training
+    from catbuilder.training.api import split_for_training
 
     tr, _ = split_for_training(stack)
     chunk = stack.meta["parameters"]["chunk_objects"]
@@ -153,7 +153,7 @@ def test_a_rank_that_ends_without_error_or_dead_worker_is_named(local_cluster):
     # e.g. a task the scheduler cancelled: the failure report names it
     # instead of failing itself
     from catbuilder.runtime import workers_now
-    from catbuilder.train.distributed import _failure
+    from catbuilder.training.distributed import _failure
 
     worker = sorted(workers_now(local_cluster))[0]
     fut = local_cluster.submit(time.sleep, 2, workers=[worker], pure=False)
@@ -218,7 +218,7 @@ def _affinity(payload):
 
 
 def test_ranks_are_bound_to_their_own_cores():  # the project's machines have two cores
-    from catbuilder.train.distributed import run_rank
+    from catbuilder.training.distributed import run_rank
 
     before = os.sched_getaffinity(0)
     cores = sorted(before)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from catbuilder.evaluate import confidence_curve, evaluate, per_class_metrics
+from catbuilder.evaluation import confidence_curve, evaluate, per_class_metrics
 
 
 def _random(n=500, seed=0):
@@ -80,7 +80,7 @@ def test_evaluate_catalog_against_truth(hp_stack, small_model, dask_client, tmp_
 
 def test_embeddings_form_one_cluster_per_class(hp_stack, small_model, dask_client, tmp_path):
     from catbuilder.catalog import build_catalog
-    from catbuilder.evaluate.embeddings import cluster_embeddings, plot_embedding
+    from catbuilder.evaluation.embeddings import cluster_embeddings, plot_embedding
     from catbuilder.infer import predict
 
     preds = predict(

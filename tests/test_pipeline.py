@@ -285,7 +285,7 @@ def _chromium() -> str:
 
 @pytest.mark.slow
 def test_report_renders_every_section_and_image_in_headless_chromium(resumed_run):
-    from catbuilder.report import SECTIONS
+    from catbuilder.pipeline.report import SECTIONS
 
     report = resumed_run["wd"] / "report.html"
     assert report.stat().st_size > 100_000

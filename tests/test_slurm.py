@@ -13,8 +13,8 @@ from train_params import small_cnn_params
 
 from catbuilder import config
 from catbuilder.runtime import workers_now
-from catbuilder.train import train
-from catbuilder.train.distributed import DistributedTrainingError
+from catbuilder.training import train
+from catbuilder.training.distributed import DistributedTrainingError
 
 pytestmark = [pytest.mark.slurm, pytest.mark.horovod, pytest.mark.slow]
 

@@ -50,7 +50,7 @@ def throughput(stack, ranks: int, epochs: int, work: Path) -> float:
     from distributed import Client
 
     from catbuilder.runtime import make_cluster
-    from catbuilder.train import train
+    from catbuilder.training import train
 
     with make_cluster("local", ranks, threads_per_worker=1) as cluster, Client(cluster) as c:
         c.wait_for_workers(ranks)

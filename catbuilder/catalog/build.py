@@ -30,6 +30,12 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
         null ``label``, ``split`` and ``label_objid``. Units, UCDs and
         descriptions of every column: :mod:`catbuilder.catalog.schema`.
         ``df.attrs["catbuilder"]`` holds the model's and the stack's provenance.
+
+    Examples
+    --------
+    >>> from catbuilder import build_catalog, write_catalog
+    >>> catalog = build_catalog("des.predictions.zarr")  # doctest: +SKIP
+    >>> write_catalog(catalog, "des-catalog.fits")  # doctest: +SKIP
     """
     from catbuilder.infer import Predictions, open_predictions
     from catbuilder.stack.store import ImageStack

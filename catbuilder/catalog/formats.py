@@ -187,6 +187,12 @@ def write_catalog(
         For an unknown format or suffix (see :func:`catalog_format`).
     OutputExistsError
         When ``path`` holds something catbuilder did not write as a catalog.
+
+    Examples
+    --------
+    >>> from catbuilder import write_catalog
+    >>> write_catalog(catalog, "catalog.parquet")  # doctest: +SKIP
+    PosixPath('catalog.parquet')
     """
     path = Path(path)
     fmt = check_catalog_output(path, format)
@@ -316,6 +322,23 @@ def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
     Nulls come back as nulls (``None`` in text columns, ``<NA>`` in integer
     ones, NaN in floats); ``df.attrs["catbuilder"]`` is the provenance and
     ``df.attrs["units"]`` the unit of each column that has one.
+
+    Parameters
+    ----------
+    path
+        A catalog file (``.parquet``, ``.fits``, ``.vot``) or HATS directory.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per object, as :func:`build_catalog` made it.
+
+    Examples
+    --------
+    >>> from catbuilder import read_catalog
+    >>> catalog = read_catalog("catalog.parquet")  # doctest: +SKIP
+    >>> catalog.attrs["units"]["ra"]  # doctest: +SKIP
+    'deg'
     """
     path = Path(path)
     if not path.exists():

@@ -77,15 +77,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    from catbuilder.train.run import run_training
+    from catbuilder.training.run import run_training
 
     params = json.loads(args.params) if args.params else None
-    if not args.no_progress:  # plugins report each epoch on the "catbuilder.train" logger
+    if not args.no_progress:  # plugins report each epoch on the "catbuilder.training" logger
         import logging
 
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("catbuilder train: %(message)s"))
-        log = logging.getLogger("catbuilder.train")
+        log = logging.getLogger("catbuilder.training")
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     result = run_training(

@@ -40,7 +40,7 @@ def _similar(args: argparse.Namespace) -> int:
         else:
             res.to_csv(args.output, index=False)
     if args.gallery is not None:
-        from catbuilder.evaluate.plots import plot_thumbnails
+        from catbuilder.evaluation.plots import plot_thumbnails
         from catbuilder.infer import open_predictions
         from catbuilder.stack import open_stack
 
@@ -67,7 +67,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "accuracy, ROC, confidence curves of a catalog against truth")(_evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
-    from catbuilder.evaluate import evaluate
+    from catbuilder.evaluation import evaluate
 
     ev = evaluate(
         args.catalog, args.truth, truth_col=args.truth_col, id_col=args.id_col, by=args.by or None

@@ -202,6 +202,11 @@ def similar(
     ValueError
         An id not in the stack, or a position farther than 5 arcsec from
         every object.
+
+    Examples
+    --------
+    >>> from catbuilder import similar
+    >>> similar("des.predictions.zarr", 1237660000000000030, k=10)  # doctest: +SKIP
     """
     from catbuilder.catalog import build_catalog
 

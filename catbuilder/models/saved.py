@@ -14,7 +14,6 @@ parses the manifest.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ from typing import Any
 
 from catbuilder import outputs
 from catbuilder.errors import OutputExistsError
+from catbuilder.importing import import_object
 from catbuilder.provenance import distribution_of, now, package_version
 
 __all__ = ["MANIFEST", "load_model", "read_manifest", "save_model"]
@@ -114,6 +114,13 @@ def save_model(est: Any, path: str | os.PathLike[str], plugin: str | None = None
     Returns
     -------
     pathlib.Path
+
+    Examples
+    --------
+    >>> from catbuilder import make_model, save_model
+    >>> model = make_model("keras.small-cnn").fit(stack)  # doctest: +SKIP
+    >>> save_model(model, "small-cnn.model")  # doctest: +SKIP
+    PosixPath('small-cnn.model')
     """
     path = Path(path)
     old = _replaceable(path)
@@ -184,12 +191,28 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     that plugin loads the state. A model whose plugin is not registered
     (an estimator made without the registry) is loaded by its class.
 
+    Parameters
+    ----------
+    path
+        The saved model's directory.
+
+    Returns
+    -------
+    estimator
+        The fitted estimator, made by the plugin the manifest names.
+
     Raises
     ------
     FileNotFoundError
         When ``path`` holds no saved model.
     ValueError
         When the plugin that saved it is not installed, or is broken.
+
+    Examples
+    --------
+    >>> from catbuilder import load_model
+    >>> model = load_model("small-cnn.model")  # doctest: +SKIP
+    >>> model.predict_proba(stack)  # doctest: +SKIP
     """
     from catbuilder.plugins import get_plugin
 
@@ -200,11 +223,8 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     if name:
         est = get_plugin(name, distribution=dist).load(str(path))
     elif m.get("estimator"):
-        module, _, qual = m["estimator"].partition(":")
         try:
-            cls: Any = importlib.import_module(module)
-            for part in qual.split("."):
-                cls = getattr(cls, part)
+            cls = import_object(m["estimator"])
         except (ImportError, AttributeError) as err:
             raise ValueError(
                 f"the model at {path} was saved by {m['estimator']}, which cannot be "

@@ -58,6 +58,12 @@ def demo(
     Returns
     -------
     PipelineResult
+
+    Examples
+    --------
+    >>> import catbuilder
+    >>> result = catbuilder.demo("demo-run")  # doctest: +SKIP
+    >>> print(result.summary())  # doctest: +SKIP
     """
     from catbuilder.pipeline.run import Pipeline
 

@@ -164,7 +164,7 @@ def _train(ctx: StepContext) -> dict[str, Path]:
     from catbuilder import config
     from catbuilder.models.saved import save_model
     from catbuilder.stack import open_stack
-    from catbuilder.train import train
+    from catbuilder.training import train
 
     model = ctx.spec.section("model")
     ckpt = ctx.path("checkpoints")  # resume=False: the plugin starts its checkpoints afresh
@@ -243,7 +243,7 @@ def _catalog(ctx: StepContext) -> dict[str, Path]:
 
 
 def _evaluate(ctx: StepContext) -> dict[str, Path]:
-    from catbuilder.evaluate import evaluate
+    from catbuilder.evaluation import evaluate
     from catbuilder.outputs import atomic_path
 
     cat = ctx.catalog()
@@ -256,6 +256,8 @@ def _evaluate(ctx: StepContext) -> dict[str, Path]:
     ev = evaluate(cat, by="split")
     with atomic_path(ctx.path("metrics")) as tmp:
         ev.table().to_csv(tmp, index=False)
+    with atomic_path(ctx.path("confidence")) as tmp:  # what the report shows beside it
+        ev.confidence.to_csv(tmp, index=False)
     split = ctx.spec.section("evaluate").get("split", "test")
     ev_split = evaluate(cat[cat["split"] == split] if split != "all" else cat, by=None)
     if ev_split.data.empty:
@@ -265,15 +267,15 @@ def _evaluate(ctx: StepContext) -> dict[str, Path]:
     ev_split.plot(plots, stack=ctx.input("cutouts", "stack"))
     ctx.log(ev.summary().replace("\n", "; "))
     ctx.log(f"{split} split: {ev_split.headline()}", summary=True)
-    return {"metrics": ctx.path("metrics"), "plots": plots}
+    return {"metrics": ctx.path("metrics"), "confidence": ctx.path("confidence"), "plots": plots}
 
 
 def _embeddings(ctx: StepContext) -> dict[str, Path]:
     import numpy as np
     import pandas as pd
 
-    from catbuilder.evaluate.embeddings import cluster_embeddings
-    from catbuilder.evaluate.plots import plot_embedding_map
+    from catbuilder.evaluation.embeddings import cluster_embeddings
+    from catbuilder.evaluation.plots import plot_embedding_map
     from catbuilder.infer import open_predictions
     from catbuilder.outputs import write_parquet
     from catbuilder.stack import open_stack
@@ -323,7 +325,7 @@ def _embeddings(ctx: StepContext) -> dict[str, Path]:
 
 
 def _report(ctx: StepContext) -> dict[str, Path]:
-    from catbuilder.report import write_report
+    from catbuilder.pipeline.report import write_report
 
     path = write_report(ctx.workdir, ctx.path("report"), plots=ctx.path("plots"), ctx=ctx)
     ctx.log(str(path), summary=True)
@@ -363,7 +365,8 @@ STEPS: dict[str, Step] = {
         Step("predict", _predict, ("cutouts", "train"), {"predictions": "predictions.zarr"}),
         Step("catalog", _catalog, ("predict", "cutouts")),
         Step("evaluate", _evaluate, ("catalog", "cutouts"),
-             {"metrics": "metrics.csv", "plots": "plots/evaluation"}),
+             {"metrics": "metrics.csv", "confidence": "confidence.csv",
+              "plots": "plots/evaluation"}),
         Step("embeddings", _embeddings, ("catalog", "predict", "cutouts"),
              {"map": "embeddings.parquet", "plots": "plots/embeddings"}),
         Step("report", _report, _ALL, {"report": "report.html", "plots": "plots/report"}),

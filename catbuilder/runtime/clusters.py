@@ -178,10 +178,22 @@ def make_cluster(
     **kwargs
         Passed to the cluster class, over ``cluster.jobqueue`` for jobqueue.
 
+    Returns
+    -------
+    distributed.deploy.Cluster
+        The cluster, not yet connected: pass it as ``cluster=`` to any step,
+        or open a ``distributed.Client`` on it. Close it when done.
+
     Raises
     ------
     ValueError
         For an unknown kind, listing the known ones.
+
+    Examples
+    --------
+    >>> from catbuilder import make_cluster, predict
+    >>> with make_cluster("local", workers=2) as cluster:  # doctest: +SKIP
+    ...     preds = predict("des.zarr", "small-cnn.model", cluster=cluster)
     """
     check_not_bootstrapping()
     c = config.resolve

@@ -133,7 +133,7 @@ def _one_seed(
     """One seed's rounds, in this process (a Dask task when seeds run in parallel)."""
     from catbuilder.models.saved import MANIFEST, load_model, save_model
     from catbuilder.stack.store import ImageStack
-    from catbuilder.train.api import split_for_training, train
+    from catbuilder.training.api import split_for_training, train
     from catbuilder.zarr_store import read_values
 
     a = ImageStack.open(labelled)
@@ -286,12 +286,21 @@ def self_train(
     cluster, workers
         Where the seeds run, one Dask task each (default: one after another
         in this process).
+    progress
+        Print each round's score as it is made.
 
     Returns
     -------
     SelfTrainResult
         Written as ``rounds.csv``, ``added.parquet`` and ``curves.csv`` in
         ``outdir`` too.
+
+    Examples
+    --------
+    >>> from catbuilder import self_train
+    >>> result = self_train("sdss.zarr", "des.zarr", "keras.small-cnn",
+    ...                     outdir="selftrain", rounds=2, seeds=[0, 1, 2])  # doctest: +SKIP
+    >>> result.summary()  # doctest: +SKIP
     """
     import dask
 

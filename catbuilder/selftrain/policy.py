@@ -140,7 +140,7 @@ def score(model: Any, evalset: Any, classes: list[str] | None = None) -> float:
 
 
 def evaluate_round(model, evalset, classes, fractions) -> tuple[float, int, float, list]:
-    from catbuilder.evaluate.metrics import confidence_curve
+    from catbuilder.evaluation.metrics import confidence_curve
     from catbuilder.zarr_store import as_strings, read_values
 
     if evalset is None or len(evalset) == 0:

@@ -130,6 +130,17 @@ def crossmatch(
     -------
     MatchResult
         Matches, unmatched rows and a :meth:`~MatchResult.summary`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from catbuilder import crossmatch
+    >>> a = pd.DataFrame({"objid": [1, 2], "ra": [150.0, 150.1], "dec": [2.0, 2.1]})
+    >>> b = pd.DataFrame({"objid": [10, 20], "ra": [150.0001, 151.0], "dec": [2.0, 2.1]})
+    >>> match = crossmatch(a, b, radius_arcsec=1.0)
+    >>> match.join()[["objid", "objid_2"]]
+       objid  objid_2
+    0      1       10
     """
     lt = read_sources(left, warn_no_id=False)  # rows are matched; ids only label them
     rt = read_sources(right, warn_no_id=False)

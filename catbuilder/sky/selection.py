@@ -85,6 +85,18 @@ def select_galaxy_zoo(
     pandas.DataFrame
         The selected rows with a ``label`` column (``"spiral"``/``"elliptical"``)
         and ``label_prob``, the vote fraction of the chosen class.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from catbuilder import select_galaxy_zoo
+    >>> votes = pd.DataFrame({"objid": [1, 2, 3], "ra": [150.0, 150.1, 150.2],
+    ...                       "dec": [2.0, 2.1, 2.2], "p_spiral": [0.99, 0.5, 0.01],
+    ...                       "p_elliptical": [0.01, 0.5, 0.95]})
+    >>> select_galaxy_zoo(votes)[["objid", "label", "label_prob"]]
+       objid       label  label_prob
+    0      1      spiral        0.99
+    1      3  elliptical        0.95
     """
     c = config.resolve
     if not isinstance(labels, pd.DataFrame):
@@ -191,6 +203,13 @@ def label_sources(
     pandas.DataFrame
         Target sources with ``label``, ``label_prob``, ``label_objid`` (the
         Galaxy Zoo object) and ``split`` (empty for unlabelled sources).
+
+    Examples
+    --------
+    >>> from catbuilder import label_sources
+    >>> labelled = label_sources("mock/galaxy_zoo.parquet",
+    ...                          "mock/des-like/sources.parquet")  # doctest: +SKIP
+    >>> labelled["label"].value_counts()  # doctest: +SKIP
     """
     from catbuilder.sky.crossmatch import crossmatch
     from catbuilder.sky.tables import read_sources

@@ -38,6 +38,13 @@ class TileIndex:
     with :meth:`read_parquet`, and find the tiles that hold positions with
     :meth:`locate`.
 
+    Parameters
+    ----------
+    table
+        The index table (see Attributes); usually made by :meth:`build`.
+    problems
+        ``(path, reason)`` of inputs that could not be indexed.
+
     Attributes
     ----------
     table
@@ -47,6 +54,14 @@ class TileIndex:
         header's pixel unit, "" if none), ``wcs`` (header text).
     problems
         ``(path, reason)`` for every input that could not be indexed.
+
+    Examples
+    --------
+    >>> from catbuilder import TileIndex
+    >>> index = TileIndex.build("mock/des-like/tiles")  # doctest: +SKIP
+    >>> index.bands, len(index.tiles)  # doctest: +SKIP
+    (['g', 'i', 'r'], 4)
+    >>> index.to_parquet("des-index.parquet")  # doctest: +SKIP
     """
 
     def __init__(self, table: pd.DataFrame, problems: list[tuple[str, str]] | None = None):

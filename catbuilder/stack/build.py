@@ -309,6 +309,13 @@ def build_stack(
     ValueError
         Duplicate ids, missing columns, bands in no tile, or an existing store
         made with other arguments.
+
+    Examples
+    --------
+    >>> from catbuilder import build_stack
+    >>> stack = build_stack("mock/des-like/sources.parquet", "mock/des-like/tiles",
+    ...                     "des.zarr", size="20 arcsec", bands=["g", "r", "i"])  # doctest: +SKIP
+    >>> stack.select(clean=True)  # doctest: +SKIP
     """
     c = config.resolve
     where = (cluster, workers)

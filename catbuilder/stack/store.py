@@ -447,5 +447,26 @@ def _as_slice(index: Any) -> Any:
 
 
 def open_stack(path: str | os.PathLike[str], allow_incomplete: bool = False) -> ImageStack:
-    """Open an image stack written by :func:`catbuilder.stack.build_stack`."""
+    """Open an image stack written by :func:`catbuilder.stack.build_stack`.
+
+    Parameters
+    ----------
+    path
+        The stack's Zarr directory.
+    allow_incomplete
+        Open a stack whose build has not finished (its missing objects read as
+        NaN); by default that is an error saying how to finish it.
+
+    Returns
+    -------
+    ImageStack
+        The stack, lazily: pixels are read from Zarr as batches ask for them.
+
+    Examples
+    --------
+    >>> from catbuilder import open_stack
+    >>> stack = open_stack("des.zarr")  # doctest: +SKIP
+    >>> for batch in stack.select(clean=True).batches(64):  # doctest: +SKIP
+    ...     batch.pixels.shape
+    """
     return ImageStack.open(path, allow_incomplete=allow_incomplete)

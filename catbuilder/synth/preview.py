@@ -45,7 +45,7 @@ def write_previews(
     from astropy.nddata import Cutout2D
     from astropy.wcs import WCS
 
-    from catbuilder.evaluate.plots import _scale_bar, display_rgb, plot_tile, pyplot
+    from catbuilder.evaluation.plots import _scale_bar, display_rgb, plot_tile, pyplot
 
     plt = pyplot()
     out_prefix = Path(out_prefix)

@@ -14,7 +14,7 @@ from catbuilder_keras.schedule import Stage, stages_from_config
 from train_params import small_cnn_params
 
 from catbuilder.plugins import get_plugin, make_model
-from catbuilder.train import train
+from catbuilder.training import train
 
 TINY = [
     {"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"},
@@ -168,7 +168,7 @@ def test_small_cnn_on_arrays_save_and_load(tmp_path):
 
 
 def test_warm_start_fine_tunes_the_fitted_weights(hp_stack):
-    from catbuilder.train.distributed import fit_distributed
+    from catbuilder.training.distributed import fit_distributed
 
     rng = np.random.default_rng(1)
     X = rng.normal(0, 1, (32, 3, 32, 32)).astype(np.float32)
@@ -235,7 +235,7 @@ _KILLABLE_FIT = textwrap.dedent(
     """
     import sys
     from catbuilder.stack import open_stack
-    from catbuilder.train import train
+    from catbuilder.training import train
     train(open_stack(sys.argv[1]), "keras.small-cnn", checkpoint_dir=sys.argv[2],
           params={"batch_size": 16, "input_size": 32, "early_stopping_patience": 100,
                   "stages": [{"name": "all", "epochs": int(sys.argv[3]),

@@ -1,6 +1,6 @@
 """One Horovod rank of a distributed fit, run inside a Dask worker.
 
-Called by :func:`catbuilder.train.distributed.run_rank` after it has set the
+Called by :func:`catbuilder.training.distributed.run_rank` after it has set the
 rank's Horovod/Gloo environment. Each rank opens the Zarr stack itself and
 reads only its shard of it.
 """

@@ -113,7 +113,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
 
-    #: the rank function of a distributed fit (see catbuilder.train.distributed)
+    #: the rank function of a distributed fit (see catbuilder.training.distributed)
     distributed_entry = "catbuilder_keras.distributed:rank_main"
     #: packages whose versions a saved model's manifest records
     framework_packages = ("tensorflow", "tf-keras")

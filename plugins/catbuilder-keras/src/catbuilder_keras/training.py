@@ -25,7 +25,7 @@ from catbuilder_keras.tf import keras, tf
 
 __all__ = ["CatbuilderModel", "RankInfo", "fit_stages"]
 
-_log = logging.getLogger("catbuilder.train")
+_log = logging.getLogger("catbuilder.training")
 
 
 class CatbuilderModel(keras.Model):

@@ -4,6 +4,6 @@ A model's own training settings (the Keras plugin's three stages, say) belong
 to its plugin; this package fits whatever estimator a plugin makes.
 """
 
-from catbuilder.train.api import TrainResult, train
+from catbuilder.training.api import TrainResult, train
 
 __all__ = ["TrainResult", "train"]

@@ -98,7 +98,7 @@ def plot_embedding(
     ``legend_title`` says what the colours are (``"predicted class"``,
     ``"true class"``); the title gives n and the method.
     """
-    from catbuilder.evaluate.plots import pyplot, save_figure
+    from catbuilder.evaluation.plots import pyplot, save_figure
 
     plt = pyplot()
     labels = np.asarray(labels).astype(str)

@@ -1,4 +1,4 @@
-"""``catbuilder.train``: fit a plugin model on an image stack."""
+"""``catbuilder.training``: fit a plugin model on an image stack."""
 
 from __future__ import annotations
 
@@ -113,6 +113,13 @@ def train(
     Returns
     -------
     TrainResult
+
+    Examples
+    --------
+    >>> from catbuilder import train
+    >>> result = train("hp.zarr", "keras.small-cnn", params={"epochs": 8})  # doctest: +SKIP
+    >>> result.history.tail(1)  # doctest: +SKIP
+    >>> result.model.save("small-cnn.model")  # doctest: +SKIP
     """
     from catbuilder.plugins import ModelPlugin, make_model
     from catbuilder.stack.store import ImageStack
@@ -141,7 +148,7 @@ def train(
     if cluster is None:
         est.fit(train_set, validation_data=val_set, checkpoint_dir=ckpt, resume=resume)
     else:
-        from catbuilder.train.distributed import fit_distributed
+        from catbuilder.training.distributed import fit_distributed
 
         est = fit_distributed(
             est,

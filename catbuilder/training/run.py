@@ -75,7 +75,7 @@ def run_training(
     section of configuration overrides.
     """
     from catbuilder.models.saved import save_model
-    from catbuilder.train.api import train
+    from catbuilder.training.api import train
 
     spec: dict = {}
     if str(stack).endswith((".yaml", ".yml")):

@@ -1,4 +1,4 @@
-"""Matplotlib figures of an :class:`~catbuilder.evaluate.Evaluation`."""
+"""Matplotlib figures of an :class:`~catbuilder.evaluation.Evaluation`."""
 
 from __future__ import annotations
 

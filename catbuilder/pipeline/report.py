@@ -67,7 +67,7 @@ def _tile_preview(index_path: Path, out: Path) -> Path | None:
     from astropy.io import fits
 
     from catbuilder import config
-    from catbuilder.evaluate.plots import plot_tile
+    from catbuilder.evaluation.plots import plot_tile
     from catbuilder.sky.geometry import wcs_from_text
     from catbuilder.sky.tiles import TileIndex
 
@@ -100,7 +100,7 @@ def _tile_preview(index_path: Path, out: Path) -> Path | None:
 
 
 def _training_curves(history: Path, out: Path) -> Path | None:
-    from catbuilder.evaluate.plots import pyplot, save_figure
+    from catbuilder.evaluation.plots import pyplot, save_figure
 
     h = pd.read_csv(history)
     if h.empty:
@@ -119,6 +119,16 @@ def _training_curves(history: Path, out: Path) -> Path | None:
         ax.legend(fontsize=8)
     fig.suptitle(f"training: {len(h)} epochs", fontsize=10)
     return save_figure(fig, out)
+
+
+def _read_table(path: Path | None) -> pd.DataFrame | None:
+    """A CSV table a step wrote, None where the step wrote none (or an empty one)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
 
 
 def table_two(metrics: pd.DataFrame, confidence: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -202,7 +212,7 @@ def write_report(workdir: Path, path: Path, *, plots: Path, ctx: Any = None) -> 
     """
     import yaml
 
-    from catbuilder.evaluate.plots import plot_thumbnails
+    from catbuilder.evaluation.plots import plot_thumbnails
     from catbuilder.outputs import atomic_path
     from catbuilder.pipeline.manifest import Manifest
 
@@ -319,12 +329,10 @@ def write_report(workdir: Path, path: Path, *, plots: Path, ctx: Any = None) -> 
     )
 
     ev_dir = out("evaluate", "plots")
-    if cat is not None and "label" in cat and cat["label"].notna().any():
-        from catbuilder.evaluate import evaluate
-
-        ev = evaluate(cat, by="split")
-        per_class = ev.table()
-        t2 = table_two(per_class, ev.confidence)
+    metrics, confidence = out("evaluate", "metrics"), out("evaluate", "confidence")
+    per_class = _read_table(metrics)
+    if per_class is not None and len(per_class):  # what the evaluate step measured
+        t2 = table_two(per_class, _read_table(confidence))
         cols = [
             c
             for c in ("group", "class", "precision", "recall", "fpr", "accuracy", "f1", "auc",

@@ -189,7 +189,7 @@ class Evaluation:
     def plot(self, outdir: str | os.PathLike[str], stack: Any = None) -> list[Path]:
         """Write ROC, confidence-curve, confusion-matrix PNGs, and with ``stack``
         (an ImageStack or its path) a gallery of cutouts, most confidently wrong first."""
-        from catbuilder.evaluate import plots
+        from catbuilder.evaluation import plots
         from catbuilder.stack.store import ImageStack
 
         if stack is not None and not isinstance(stack, ImageStack):
@@ -238,6 +238,17 @@ def evaluate(
     Evaluation
         Objects without a truth among the catalog's classes, or without a
         prediction (off the footprint), are left out.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from catbuilder import evaluate
+    >>> catalog = pd.DataFrame({
+    ...     "label": ["spiral", "elliptical", "spiral", "elliptical"],
+    ...     "p_spiral": [0.9, 0.2, 0.6, 0.7], "p_elliptical": [0.1, 0.8, 0.4, 0.3],
+    ...     "predicted": ["spiral", "elliptical", "spiral", "spiral"]})
+    >>> evaluate(catalog).headline()
+    'n=4 accuracy 0.7500, top half 1.0000'
     """
     from catbuilder.catalog import read_catalog
 

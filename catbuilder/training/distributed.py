@@ -19,7 +19,6 @@ client
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import threading
@@ -32,6 +31,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from catbuilder import config
+from catbuilder.importing import import_object
 from catbuilder.runtime import workers_now
 from catbuilder.runtime.affinity import core_share, set_affinity
 
@@ -176,7 +176,6 @@ def run_rank(entry: str, env: dict[str, str], payload: dict) -> dict:
     does not borrow another's.
     """
     os.environ.update(env)
-    module, _, func = entry.partition(":")
     before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     cores = None
     if payload.get("bind_cores"):
@@ -184,7 +183,7 @@ def run_rank(entry: str, env: dict[str, str], payload: dict) -> dict:
     if cores:
         set_affinity(cores)
     try:
-        return getattr(importlib.import_module(module), func)(payload)
+        return import_object(entry)(payload)
     finally:
         if cores and before:
             set_affinity(before)
