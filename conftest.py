@@ -125,9 +125,8 @@ def small_model(hp_stack, tmp_path_factory):
         params={
             "batch_size": 32,
             "input_size": 32,
-            "stages": [
-                {"name": "all", "epochs": 4, "learning-rate": 1e-3, "trainable-from": "all"}
-            ],
+            "stages": "whole-network",
+            "epochs": 4,
         },
     )
     return res.model.save(root / "small-cnn.model")

@@ -91,9 +91,8 @@ def _samples_per_second(root: Path, client, ranks: int) -> float:
             resume=False,
             params={
                 "batch_size": 16,
-                "stages": [
-                    {"name": "all", "epochs": 3, "learning-rate": 1e-3, "trainable-from": "all"}
-                ],
+                "stages": "whole-network",
+                "epochs": 3,
                 "early_stopping_patience": 100,
             },
         )

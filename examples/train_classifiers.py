@@ -73,14 +73,8 @@ def main() -> None:
         checkpoint_dir=work / "small-cnn.checkpoints",
         params={
             "batch_size": 32,
-            "stages": [
-                {
-                    "name": "all",
-                    "epochs": args.epochs,
-                    "learning-rate": 1e-3,
-                    "trainable-from": "all",
-                }
-            ],
+            "stages": "whole-network",
+            "epochs": args.epochs,
         },
     )
     acc = float((cnn.model.predict(test) == test.objects()["label"].to_numpy()).mean())

@@ -16,9 +16,8 @@ def test_small_cnn_learns_galaxy_zoo_high_probability_labels(hp_stack, tmp_path)
         checkpoint_dir=tmp_path / "ck",
         params={
             "batch_size": 32,
-            "stages": [
-                {"name": "all", "epochs": 15, "learning-rate": 1e-3, "trainable-from": "all"}
-            ],
+            "stages": "whole-network",
+            "epochs": 15,
         },
     )
     test = hp_stack.select(split="test", exclude=["off_footprint", "missing_band"])

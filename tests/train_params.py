@@ -7,7 +7,6 @@ def small_cnn_params(epochs: int) -> dict:
         "batch_size": 16,
         "input_size": 32,
         "early_stopping_patience": 100,
-        "stages": [
-            {"name": "all", "epochs": epochs, "learning-rate": 1e-3, "trainable-from": "all"}
-        ],
+        "stages": "whole-network",
+        "epochs": epochs,
     }

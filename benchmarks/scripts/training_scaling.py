@@ -66,14 +66,8 @@ def throughput(stack, ranks: int, epochs: int, work: Path) -> float:
                 "batch_size": 16,
                 "augment": True,
                 "early_stopping_patience": 100,
-                "stages": [
-                    {
-                        "name": "all",
-                        "epochs": epochs,
-                        "learning-rate": 1e-3,
-                        "trainable-from": "all",
-                    }
-                ],
+                "stages": "whole-network",
+                "epochs": epochs,
             },
         )
     h = res.history

@@ -238,8 +238,7 @@ _KILLABLE_FIT = textwrap.dedent(
     from catbuilder.training import train
     train(open_stack(sys.argv[1]), "keras.small-cnn", checkpoint_dir=sys.argv[2],
           params={"batch_size": 16, "input_size": 32, "early_stopping_patience": 100,
-                  "stages": [{"name": "all", "epochs": int(sys.argv[3]),
-                              "learning-rate": 1e-3, "trainable-from": "all"}]})
+                  "stages": "whole-network", "epochs": int(sys.argv[3])})
     """
 )
 
@@ -327,3 +326,15 @@ def test_resize_in_model_gives_the_cpu_paths_probabilities():
     assert set(est._fns) >= {(False, 40), (True, 40)}  # the resizing calls were used
     np.testing.assert_allclose(in_model, on_cpu, atol=1e-5)
     np.testing.assert_allclose(emb_model, emb_cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_schedules_have_names():
+    from catbuilder_keras.schedule import Stage, stages_from_config
+
+    assert stages_from_config("whole-network") == [Stage("all", 15, 1e-3, "all")]
+    assert [s.trainable_from for s in stages_from_config("paper")] == ["head", "top", "all"]
+    assert stages_from_config("paper") == stages_from_config(None)
+    with pytest.raises(ValueError, match="unknown schedule 'two-stage': paper, whole-network"):
+        stages_from_config("two-stage")
+    small = make_model("keras.small-cnn", epochs=3)
+    assert [(s.name, s.epochs) for s in small._stages()] == [("all", 3)]

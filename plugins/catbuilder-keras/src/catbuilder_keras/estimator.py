@@ -26,9 +26,6 @@ from catbuilder_keras.training import CatbuilderModel, RankInfo, fit_stages
 
 __all__ = ["KerasClassifier"]
 
-_SMALL_CNN_STAGES = [Stage("all", 15, 1e-3, "all")]
-
-
 class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
     """A pretrained (or small, from-scratch) CNN with the paper's head.
 
@@ -48,9 +45,10 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
     dropout
         Dropout after each dense layer (0.7 in the paper).
     stages
-        Training stages (dicts or :class:`~catbuilder_keras.schedule.Stage`);
-        default the ``keras.stages`` configuration (the paper's three stages),
-        or one whole-network stage for the small CNN.
+        Training stages (dicts or :class:`~catbuilder_keras.schedule.Stage`),
+        or a schedule's name: ``"paper"`` (the ``keras.stages``
+        configuration: the paper's three stages) or ``"whole-network"`` (one
+        stage that trains every layer: the small CNN's default).
     epochs
         Epochs of every stage, overriding theirs (``catbuilder train --epochs``).
     batch_size
@@ -125,7 +123,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
 
     def _stages(self) -> list[Stage]:
         if self.stages is None and arch.spec(self.architecture).application is None:
-            stages = list(_SMALL_CNN_STAGES)
+            stages = stages_from_config("whole-network")  # from scratch: no frozen base
         else:
             stages = stages_from_config(self.stages)
         if self.epochs is not None:  # one number for every stage (catbuilder train --epochs)

@@ -7,7 +7,7 @@ from typing import Any
 
 from catbuilder import config
 
-__all__ = ["Stage", "stages_from_config"]
+__all__ = ["SCHEDULES", "Stage", "stages_from_config"]
 
 _KEYS = {"name", "epochs", "learning-rate", "learning_rate", "trainable-from", "trainable_from"}
 
@@ -61,8 +61,24 @@ class Stage:
         return asdict(self)
 
 
-def stages_from_config(stages: list | None = None) -> list[Stage]:
-    """Stages from a list of dicts/Stages, default the ``keras.stages`` configuration."""
+#: schedules by name: ``paper`` is the ``keras.stages`` configuration (the paper's
+#: three stages: head, top blocks, all); ``whole-network`` trains every layer
+#: from the first epoch (a model trained from scratch: the small CNN's default)
+SCHEDULES = ("paper", "whole-network")
+_WHOLE_NETWORK = (Stage("all", 15, 1e-3, "all"),)
+
+
+def stages_from_config(stages: list | str | None = None) -> list[Stage]:
+    """Stages from a schedule's name or a list of dicts/Stages, default the
+    ``keras.stages`` configuration."""
+    if isinstance(stages, str):
+        if stages == "whole-network":
+            return list(_WHOLE_NETWORK)
+        if stages != "paper":
+            raise ValueError(
+                f"unknown schedule {stages!r}: {', '.join(SCHEDULES)}, or a list of stages"
+            )
+        stages = None
     raw = config.resolve("keras.stages", stages)
     out = [s if isinstance(s, Stage) else Stage.from_dict(dict(s)) for s in raw]
     if not out:
