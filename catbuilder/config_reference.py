@@ -81,9 +81,9 @@ def _sections(text: str) -> list[tuple[str, str]]:
 def reference_markdown() -> str:
     """The page: pipeline sections, then every configuration section as shipped."""
     from catbuilder import config
-    from catbuilder.pipeline.spec import _schema_file
+    from catbuilder.pipeline.spec import own_schema
 
-    schema = _schema_file()
+    schema = own_schema()
     parts = [
         "# Configuration reference",
         "",

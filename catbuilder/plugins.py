@@ -23,6 +23,8 @@ name is accepted, as xarray accepts a backend class for ``engine``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
@@ -42,6 +44,7 @@ __all__ = [
     "make_model",
     "plugin_of",
     "refresh_plugins",
+    "registered",
 ]
 
 GROUP = "catbuilder.models"
@@ -172,6 +175,30 @@ class _Entry:
 
 def _entry_points(group: str) -> list[EntryPoint]:
     return list(entry_points(group=group))
+
+
+@contextmanager
+def registered(entries: list[EntryPoint], keep_installed: bool = False) -> Iterator[None]:
+    """Use ``entries`` as the ``catbuilder.models`` entry points inside a block.
+
+    What :func:`catbuilder.testing.installed_plugins` registers plugins
+    through, without installing a distribution; ``keep_installed`` keeps the
+    installed ones beside them. Discovery is refreshed on entry and exit.
+    """
+    global _entry_points
+    original = _entry_points
+
+    def override(group: str) -> list[EntryPoint]:
+        base = original(group) if keep_installed else []
+        return base + (list(entries) if group == GROUP else [])
+
+    _entry_points = override
+    refresh_plugins()
+    try:
+        yield
+    finally:
+        _entry_points = original
+        refresh_plugins()
 
 
 def _last_line(err: BaseException) -> str:

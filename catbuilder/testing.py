@@ -295,19 +295,8 @@ def installed_plugins(
     for name, target in plugins.items():
         value = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
         entries.append(EntryPoint(name=name, value=value, group=registry.GROUP))
-    original = registry._entry_points
-
-    def fake(group: str) -> list[EntryPoint]:
-        base = original(group) if keep_installed else []
-        return base + (entries if group == registry.GROUP else [])
-
-    registry._entry_points = fake
-    registry.refresh_plugins()
-    try:
+    with registry.registered(entries, keep_installed=keep_installed):
         yield dict(plugins)
-    finally:
-        registry._entry_points = original
-        registry.refresh_plugins()
 
 
 try:  # a pytest fixture, for `pytest_plugins = ["catbuilder.testing"]`

@@ -61,7 +61,7 @@ def main() -> int:
     from benchmarks import positions, write_tiles
     from catbuilder.runtime.affinity import set_affinity
     from catbuilder.stack import build_stack
-    from catbuilder.stack.preprocess import _interpolation, to_rgb
+    from catbuilder.stack.preprocess import interpolation_matrix, to_rgb
 
     set_affinity({min(os.sched_getaffinity(0))})  # one core, all threads
     work = Path(tempfile.mkdtemp(prefix="catbuilder-prep-"))
@@ -89,7 +89,7 @@ def main() -> int:
 
         from catbuilder_keras.tf import tf
 
-        w = tf.constant(_interpolation(64, args.size))
+        w = tf.constant(interpolation_matrix(64, args.size))
         resize = tf.function(lambda x: tf.einsum("hi,nijc,wj->nhwc", w, x, w))
         small = to_rgb(pixels[:256], bands, magzero=zp[:256])
         resize(small)  # trace

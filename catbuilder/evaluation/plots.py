@@ -109,7 +109,7 @@ def plot_gallery(ev, stack, path, n: int = 16) -> Path:
     for ax, (_, r) in zip(axes.ravel(), d.iterrows()):
         img = images[str(r["objid"])]
         ax.imshow(img, origin="lower")
-        _scale_bar(ax, scale, img.shape[0])
+        scale_bar(ax, scale, img.shape[0])
         colour = "red" if r["wrong"] else "black"
         ax.set_title(
             f"predicted {r['predicted']} (p={r['confidence']:.2f})\ntrue {r['_truth']}",
@@ -150,7 +150,7 @@ def _images_of(stack, objids) -> tuple[dict[str, np.ndarray], float]:
     return {str(o): imgs[i] for i, o in enumerate(objs["objid"])}, sel.pixel_scale
 
 
-def _scale_bar(ax, pixel_scale: float, side: int, *, wcs_axes: bool = False) -> None:
+def scale_bar(ax, pixel_scale: float, side: int, *, wcs_axes: bool = False) -> None:
     """A labelled bar of a round angle (1, 2, 5, 10 ... arcsec) in the lower left."""
     if not np.isfinite(pixel_scale) or pixel_scale <= 0:
         return
@@ -190,7 +190,7 @@ def plot_tile(
     ax.imshow(rgb, origin="lower")
     ax.coords[0].set_axislabel("RA (ICRS)")
     ax.coords[1].set_axislabel("Dec (ICRS)")
-    _scale_bar(ax, pixel_scale, rgb.shape[0], wcs_axes=True)
+    scale_bar(ax, pixel_scale, rgb.shape[0], wcs_axes=True)
     ax.set_title(title, fontsize=title_size)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
@@ -224,7 +224,7 @@ def plot_cutout(stack, i: int, path=None, *, title: str | None = None):
     ax.coords[1].set_axislabel("Dec (ICRS)")
     ax.coords[0].set_major_formatter("hh:mm:ss.s")
     ax.coords[1].set_major_formatter("dd:mm:ss")
-    _scale_bar(ax, stack.pixel_scale, img.shape[0], wcs_axes=True)
+    scale_bar(ax, stack.pixel_scale, img.shape[0], wcs_axes=True)
     from catbuilder import config
 
     label = obj.get("label") or "unlabelled"
@@ -251,7 +251,7 @@ def plot_thumbnails(stack, objids, path, titles=None, *, title: str = "", cols: 
         if str(o) not in images:
             continue
         ax.imshow(images[str(o)], origin="lower")
-        _scale_bar(ax, scale, images[str(o)].shape[0])
+        scale_bar(ax, scale, images[str(o)].shape[0])
         ax.set_title(titles[j] if titles is not None else str(o), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator
 __all__ = [
     "ImageEstimator",
     "InputBatch",
+    "dihedral_view",
     "dihedral_views",
     "fit_input",
     "iter_inputs",
@@ -335,7 +336,7 @@ def dihedral_views(X: Any) -> list[Any]:
     """
     if not _is_stack(X):
         arr = np.asarray(X)
-        return [_dihedral(arr, k) for k in range(8)]
+        return [dihedral_view(arr, k) for k in range(8)]
     from catbuilder.stack.store import ImageStack
 
     ds = X.ds.load()
@@ -343,12 +344,18 @@ def dihedral_views(X: Any) -> list[Any]:
     out = []
     for k in range(8):
         view = ds.copy()
-        view["images"] = (ds["images"].dims, np.ascontiguousarray(_dihedral(pixels, k)))
+        view["images"] = (ds["images"].dims, np.ascontiguousarray(dihedral_view(pixels, k)))
         out.append(ImageStack(view, None))
     return out
 
 
-def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
-    """View ``k`` (0-7) of the dihedral group on the last two axes."""
-    b = np.rot90(a, k % 4, axes=(-2, -1))
-    return b[..., ::-1] if k >= 4 else b
+def dihedral_view(a: np.ndarray, k: int, axes: tuple[int, int] = (-2, -1)) -> np.ndarray:
+    """View ``k`` (0-7) of the dihedral group of the image plane ``axes``.
+
+    Views 0-3 rotate by ``k`` right angles, 4-7 also flip along ``axes[1]``:
+    the eight views test-time augmentation averages over. The core's arrays
+    are ``(n, band, y, x)`` (the default axes); a framework's channels-last
+    batches pass ``axes=(1, 2)``.
+    """
+    b = np.rot90(a, k % 4, axes=axes)
+    return np.flip(b, axis=axes[1]) if k >= 4 else b

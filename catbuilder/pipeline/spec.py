@@ -32,7 +32,9 @@ class PipelineFileError(CatbuilderError, ValueError):
 
 
 @cache
-def _schema_file() -> dict[str, Any]:
+def own_schema() -> dict[str, Any]:
+    """The pipeline file's own sections as schema.yaml writes them (cached: do not
+    change it); :func:`schema` adds the configuration sections and the steps."""
     return yaml.safe_load((Path(__file__).with_name("schema.yaml")).read_text())
 
 
@@ -40,7 +42,7 @@ def schema() -> dict[str, Any]:
     """The pipeline file's JSON Schema, with the configuration sections added."""
     from catbuilder import config
 
-    s = copy.deepcopy(_schema_file())
+    s = copy.deepcopy(own_schema())
     s.pop("config-values", None)
     s["properties"]["steps"]["items"] = {"enum": list(STEP_NAMES)}
     for section in config.defaults():
@@ -53,7 +55,7 @@ def schema() -> dict[str, Any]:
 
 def config_value_rules() -> dict[str, Any]:
     """Allowed values of configuration keys in a pipeline file (dotted key -> JSON Schema)."""
-    return copy.deepcopy(_schema_file()["config-values"])
+    return copy.deepcopy(own_schema()["config-values"])
 
 
 @dataclass
@@ -262,7 +264,7 @@ def load_spec(
     if errors:
         err = min(errors, key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
         raise PipelineFileError(f"{where}: {_message(err)}")
-    own = set(_schema_file()["properties"])
+    own = set(own_schema()["properties"])
     cfg = {k: v for k, v in data.items() if k not in own}
     cfg = _merge(cfg, data.get("catbuilder") or {})
     _check_config_sections(cfg, where)

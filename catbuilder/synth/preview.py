@@ -45,7 +45,7 @@ def write_previews(
     from astropy.nddata import Cutout2D
     from astropy.wcs import WCS
 
-    from catbuilder.evaluation.plots import _scale_bar, display_rgb, plot_tile, pyplot
+    from catbuilder.evaluation.plots import display_rgb, plot_tile, pyplot, scale_bar
 
     plt = pyplot()
     out_prefix = Path(out_prefix)
@@ -93,7 +93,7 @@ def write_previews(
                 ]
             )
             axes[row, col].imshow(display_rgb(cuts[None], magzero, bands)[0], origin="lower")
-            _scale_bar(axes[row, col], scale, size_pix)
+            scale_bar(axes[row, col], scale, size_pix)
             axes[row, col].set_title(f"true {cls}, r={obj['mag_r']:.1f}", fontsize=8)
     fig.suptitle(f"{Path(survey_dir).name}: brightest objects of each true class", fontsize=10)
     objects_png = out_prefix.parent / f"{out_prefix.name}_objects.png"

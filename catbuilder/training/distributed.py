@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from catbuilder import config
+from catbuilder.errors import CatbuilderError
 from catbuilder.importing import import_object
 from catbuilder.runtime import workers_now
 from catbuilder.runtime.affinity import core_share, set_affinity
@@ -38,7 +39,7 @@ from catbuilder.runtime.affinity import core_share, set_affinity
 __all__ = ["DistributedTrainingError", "RankPlan", "fit_distributed", "plan_ranks", "run_rank"]
 
 
-class DistributedTrainingError(RuntimeError):
+class DistributedTrainingError(CatbuilderError, RuntimeError):
     """A distributed fit failed; the message names the rank and its cause."""
 
 

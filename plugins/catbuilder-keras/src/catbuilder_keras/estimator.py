@@ -14,6 +14,7 @@ from sklearn.base import ClassifierMixin, TransformerMixin
 from catbuilder import config
 from catbuilder.models.estimator import (
     ImageEstimator,
+    dihedral_view,
     fit_input,
     input_bands,
     iter_inputs,
@@ -25,6 +26,7 @@ from catbuilder_keras.schedule import Stage, stages_from_config
 from catbuilder_keras.training import CatbuilderModel, RankInfo, fit_stages
 
 __all__ = ["KerasClassifier"]
+
 
 class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
     """A pretrained (or small, from-scratch) CNN with the paper's head.
@@ -346,9 +348,9 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
                 def call(x):
                     return model(x, training=False)
             else:  # the CPU's bilinear weights (corners aligned), as two tensor products
-                from catbuilder.stack.preprocess import _interpolation
+                from catbuilder.stack.preprocess import interpolation_matrix
 
-                wy = tf.constant(_interpolation(resize_from, side))
+                wy = tf.constant(interpolation_matrix(resize_from, side))
                 spec = [tf.TensorSpec([None, resize_from, resize_from, 3], tf.float32)]
 
                 def call(x):
@@ -384,7 +386,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
                 yield prep.transform(b.pixels, bands, b.magzero, size=side if native else size)
 
         for imgs in prefetch(inputs()):
-            views = _dihedral(imgs) if tta else [imgs]
+            views = [dihedral_view(imgs, k, axes=(1, 2)) for k in range(8)] if tta else [imgs]
             outs = [run(np.ascontiguousarray(v)) for v in views]
             if embed:
                 p = np.mean([o[0] for o in outs], axis=0)
@@ -444,14 +446,6 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         est.model_ = model
         est.history_ = pd.DataFrame(meta.get("history", []))
         return est
-
-
-def _dihedral(x: np.ndarray) -> list[np.ndarray]:
-    out = []
-    for k in range(4):
-        r = np.rot90(x, k, axes=(1, 2))
-        out += [r, r[:, :, ::-1]]
-    return out
 
 
 def _history_frame(rows):
