@@ -162,7 +162,6 @@ def _cutouts(ctx: StepContext) -> dict[str, Path]:
 
 def _train(ctx: StepContext) -> dict[str, Path]:
     from catbuilder import config
-    from catbuilder.models.saved import save_model
     from catbuilder.stack import open_stack
     from catbuilder.training import train
 
@@ -180,6 +179,7 @@ def _train(ctx: StepContext) -> dict[str, Path]:
         checkpoint_dir=ckpt,
         resume=not ctx.replace,
         cluster=ctx.client() if model.get("distributed") else None,
+        output=ctx.path("model"),
     )
     history = ctx.path("history")
     from catbuilder.outputs import atomic_path
@@ -195,7 +195,7 @@ def _train(ctx: StepContext) -> dict[str, Path]:
         summary=True,
     )
     return {
-        "model": save_model(result.model, ctx.path("model")),
+        "model": result.path,
         "history": history,
         "checkpoints": ckpt,
     }

@@ -131,7 +131,7 @@ def _one_seed(
     outdir: str,
 ) -> dict:
     """One seed's rounds, in this process (a Dask task when seeds run in parallel)."""
-    from catbuilder.models.saved import MANIFEST, load_model, save_model
+    from catbuilder.models.saved import MANIFEST, load_model
     from catbuilder.stack.store import ImageStack
     from catbuilder.training.api import split_for_training, train
     from catbuilder.zarr_store import read_values
@@ -191,10 +191,11 @@ def _one_seed(
             p = {**params, "seed": int(seed)}
             if r > 0 and settings["retrain"] == "fine-tune":  # from the last round's weights
                 est.set_params(**p, warm_start=True)
-                est = train(stack, est, checkpoint_dir=rdir / "checkpoints").model
+                p, model_r = None, est
             else:
-                est = train(stack, model, params=p, checkpoint_dir=rdir / "checkpoints").model
-            save_model(est, saved)
+                model_r = model
+            ckpt = rdir / "checkpoints"
+            est = train(stack, model_r, params=p, checkpoint_dir=ckpt, output=saved).model
             shutil.rmtree(rdir / "train.zarr", ignore_errors=True)
             shutil.rmtree(rdir / "checkpoints", ignore_errors=True)
         acc, n_eval, half, curve = evaluate_round(est, evalset, classes, settings["fractions"])

@@ -28,11 +28,14 @@ class TrainResult:
         val_accuracy, lr`` (and ``samples_per_s`` for distributed runs).
     checkpoint_dir
         Where the per-epoch checkpoints are.
+    path
+        Where the model was saved (``train(..., output=...)``), else None.
     """
 
     model: Any
     history: pd.DataFrame
     checkpoint_dir: Path | None = None
+    path: Path | None = None
 
 
 def split_for_training(stack, exclude_flags=None, validation_fraction=None, seed=None):
@@ -80,6 +83,7 @@ def train(
     cluster: Any = None,
     workers: int | None = None,
     exclude_flags: list[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train a plugin model on the labelled objects of an image stack.
 
@@ -109,17 +113,21 @@ def train(
         Ranks to train with on ``cluster``.
     exclude_flags
         Objects with these flags are left out (default ``train.exclude-flags``).
+    output
+        Save the fitted model there (:func:`catbuilder.save_model`: the
+        plugin's files and the manifest); None keeps it in memory only.
 
     Returns
     -------
     TrainResult
+        The fitted model, its history, its checkpoints and where it was saved.
 
     Examples
     --------
     >>> from catbuilder import train
-    >>> result = train("hp.zarr", "keras.small-cnn", params={"epochs": 8})  # doctest: +SKIP
+    >>> result = train("hp.zarr", "keras.small-cnn", params={"epochs": 8},
+    ...                output="small-cnn.model")  # doctest: +SKIP
     >>> result.history.tail(1)  # doctest: +SKIP
-    >>> result.model.save("small-cnn.model")  # doctest: +SKIP
     """
     from catbuilder.plugins import ModelPlugin, make_model
     from catbuilder.stack.store import ImageStack
@@ -162,4 +170,9 @@ def train(
     history = getattr(est, "history_", None)
     if history is None:
         history = pd.DataFrame()
-    return TrainResult(est, history, ckpt)
+    saved = None
+    if output is not None:
+        from catbuilder.models.saved import save_model
+
+        saved = save_model(est, output)
+    return TrainResult(est, history, ckpt, saved)

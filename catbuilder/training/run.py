@@ -74,7 +74,6 @@ def run_training(
     ``resume``, ``cluster``, ``workers`` and an optional ``catbuilder:``
     section of configuration overrides.
     """
-    from catbuilder.models.saved import save_model
     from catbuilder.training.api import train
 
     spec: dict = {}
@@ -99,6 +98,6 @@ def run_training(
         resume=resume if spec.get("resume") is None else bool(spec["resume"]) and resume,
         cluster=cluster or spec.get("cluster"),
         workers=workers or spec.get("workers"),
+        output=out,
     )
-    save_model(result.model, out)
     return RunResult(result.model, result.history, out)
