@@ -22,6 +22,7 @@ name is accepted, as xarray accepts a backend class for ``engine``.
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -340,9 +341,14 @@ def get_plugin(
         if distribution is not None and len(entries) > 1:
             entries = [e for e in entries if e.distribution == distribution] or entries
         if not entries:
-            have = ", ".join(sorted(list_plugins(kind))) or "none"
+            names = sorted(list_plugins(kind))
+            have = ", ".join(names) or "none"
             what = f"{kind} plugin" if kind else "plugin"
-            raise ValueError(f"unknown {what} {name!r}; installed: {have}. {_INSTALL_HINT}")
+            near = difflib.get_close_matches(str(name), names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(
+                f"unknown {what} {name!r}{hint} Installed: {have}. {_INSTALL_HINT}"
+            )
         if len(entries) > 1:
             raise ValueError(_duplicate_message(str(name), entries))
         entry = entries[0]

@@ -99,3 +99,22 @@ def test_crossmatch_with_astropy_and_lsdb_agree(catalog, mock_survey, tmp_path):
     pairs_b = set(zip(b["objid"], b["objid_other"]))
     assert pairs_a == pairs_b
     assert (b["sep_arcsec"] < 1.0).all()
+
+
+def test_a_catalog_converts_to_a_qtable_with_units_ucds_and_descriptions(catalog):
+    from astropy import units as u
+    from astropy.table import QTable
+
+    from catbuilder.catalog import to_table
+
+    t = to_table(catalog)
+    assert isinstance(t, QTable) and len(t) == len(catalog)
+    assert t["ra"].unit == u.deg and isinstance(t["ra"], u.Quantity)
+    assert t["ra"].to(u.rad)[0].value == pytest.approx(np.radians(catalog["ra"].iloc[0]))
+    assert t["ra"].info.meta["ucd"] == "pos.eq.ra;meta.main"
+    assert "probability" in t["p_spiral"].info.description.lower()
+    assert t.meta["catbuilder"]["classes"] == ["elliptical", "spiral"]
+    off = catalog["off_footprint"].to_numpy()
+    if off.any():  # nulls stay nulls (masked), not strings or zeros
+        assert t["predicted"].mask[off].all()
+    assert not isinstance(to_table(catalog, quantities=False)["ra"], u.Quantity)

@@ -104,6 +104,81 @@ def test_dry_run_prints_the_plan_and_a_slurm_job_script(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"model": {"plugin": "keras.xcepton"}},
+         r"model\.plugin: unknown plugin 'keras\.xcepton'; did you mean 'keras\.xception'\?"),
+        ({"model": {"plugin": "keras.small-cnn", "params": {"epoch": 8}}},
+         r"model\.params: keras\.small-cnn has no parameter 'epoch'; did you mean 'epochs'\?"),
+        ({"cluster": {"kind": "slurm", "workers": 2}},
+         r"cluster kind slurm needs cores and memory for each job"),
+        ({"inputs": {"tiles": "nowhere/*.fits", "sources": "nowhere.parquet"}, "mock": None},
+         r"inputs\.sources: .*nowhere\.parquet does not exist"),
+    ],
+)  # fmt: skip
+def test_dry_run_checks_the_whole_run_in_one_line(tmp_path, capsys, change, expected):
+    """What would fail hours into a run fails the dry run, and every run, at once."""
+    from catbuilder.cli import main
+
+    path = small_pipeline(tmp_path, **{k: v for k, v in change.items() if v is not None})
+    if "mock" in change:
+        spec = yaml.safe_load(path.read_text())
+        spec.pop("mock")
+        path.write_text(yaml.safe_dump(spec))
+    for extra in (["--dry-run"], ["--no-progress"]):
+        assert main(["run", str(path), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and re.search(expected, err), err
+    assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_an_unwritable_workdir_stops_the_dry_run(tmp_path, capsys):
+    from catbuilder.cli import main
+
+    path = small_pipeline(tmp_path)
+    assert main(["run", str(path), "--dry-run", "--workdir", "/proc/catbuilder-run"]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+
+
+def test_paths_given_on_the_command_line_resolve_against_the_current_directory(
+    tmp_path, monkeypatch
+):
+    """--workdir REL is where the shell is; a workdir written in the file is beside the file."""
+    (tmp_path / "files").mkdir()
+    path = small_pipeline(tmp_path / "files")  # its own workdir: "run"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_spec(path, workdir="out").workdir == elsewhere / "out"
+    assert load_spec(path).workdir == tmp_path / "files" / "run"
+    assert Pipeline.from_yaml(path, workdir="out").workdir == elsewhere / "out"
+
+
+@pytest.mark.slow
+def test_the_demo_writes_only_under_the_directory_given(tmp_path):
+    """``catbuilder demo d`` from any directory: outputs in ./d, none in the package."""
+    import catbuilder
+
+    package = Path(catbuilder.__file__).parent
+    before = sorted(
+        str(p.relative_to(package)) for p in package.rglob("*") if "__pycache__" not in p.parts
+    )
+    res = subprocess.run(
+        [*CLI, "demo", "d", "--n-objects", "120", "--epochs", "1", "--workers", "1",
+         "--no-progress"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "d" / "report.html").is_file() and (
+        tmp_path / "d" / "catalog.parquet"
+    ).is_file()
+    after = sorted(
+        str(p.relative_to(package)) for p in package.rglob("*") if "__pycache__" not in p.parts
+    )
+    assert after == before
+
+
 def test_workdir_with_someone_elses_files_is_refused_untouched(tmp_path):
     path = small_pipeline(tmp_path)
     wd = tmp_path / "run"

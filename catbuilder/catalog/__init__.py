@@ -15,6 +15,7 @@ from catbuilder.catalog.formats import (
     check_catalog_output,
     is_catbuilder_catalog,
     read_catalog,
+    to_table,
     write_catalog,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "crossmatch_catalog",
     "is_catbuilder_catalog",
     "read_catalog",
+    "to_table",
     "write_catalog",
 ]

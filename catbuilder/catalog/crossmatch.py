@@ -9,12 +9,13 @@ from typing import Any
 import pandas as pd
 
 from catbuilder import config
+from catbuilder.sky.geometry import angle_arcsec
 
 
 def crossmatch_catalog(
     catalog: pd.DataFrame | str | os.PathLike[str],
     other: Any,
-    radius_arcsec: float | None = None,
+    radius: float | str | Any | None = None,
     *,
     method: str = "auto",
 ) -> pd.DataFrame:
@@ -28,7 +29,7 @@ def crossmatch_catalog(
     from catbuilder.catalog.formats import read_catalog
     from catbuilder.sky.crossmatch import crossmatch
 
-    radius = float(config.resolve("crossmatch.radius-arcsec", radius_arcsec))
+    radius = angle_arcsec(config.resolve("crossmatch.radius-arcsec", radius), "radius")
     hats = any(isinstance(x, (str, os.PathLike)) and Path(x).is_dir() for x in (catalog, other))
     if method == "auto":
         method = "lsdb" if hats else "astropy"

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ __all__ = [
     "check_catalog_output",
     "is_catbuilder_catalog",
     "read_catalog",
+    "to_table",
     "write_catalog",
 ]
 
@@ -443,3 +445,37 @@ def _nulls(t) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+
+
+def to_table(catalog: pd.DataFrame, *, quantities: bool = True) -> Any:
+    """The catalog as an astropy ``QTable`` (or ``Table``), with units, UCDs and
+    descriptions from the column schema and the provenance in ``meta``.
+
+    Parameters
+    ----------
+    catalog
+        A catalog (:func:`catbuilder.build_catalog`, :func:`read_catalog`).
+    quantities
+        A ``QTable`` whose columns with units are ``Quantity`` (``ra`` in deg);
+        False: a ``Table`` whose columns carry the units.
+
+    Returns
+    -------
+    astropy.table.QTable or astropy.table.Table
+        Nulls are masked; each column's ``description`` and ``meta["ucd"]``
+        come from :mod:`catbuilder.catalog.schema`.
+
+    Examples
+    --------
+    >>> from catbuilder import read_catalog
+    >>> from catbuilder.catalog import to_table
+    >>> t = to_table(read_catalog("catalog.parquet"))  # doctest: +SKIP
+    >>> t["ra"].unit  # doctest: +SKIP
+    Unit("deg")
+    """
+    from astropy.table import QTable
+
+    t = catalog_schema.to_astropy(catalog)
+    if catalog.attrs.get("catbuilder"):
+        t.meta["catbuilder"] = catalog.attrs["catbuilder"]
+    return QTable(t) if quantities else t

@@ -308,7 +308,10 @@ class Pipeline:
         PipelineResult
         """
         from catbuilder import config
+        from catbuilder.pipeline.checks import check_pipeline
 
+        with config.set(self.spec.config):  # the whole run, checked before anything runs
+            check_pipeline(self.spec, self._steps)
         if dry_run:
             plan = self.plan()
             print(f"catbuilder run {self.spec.name}: plan in {self.workdir}")

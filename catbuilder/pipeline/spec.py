@@ -230,7 +230,9 @@ def load_spec(
     source
         Path of a YAML file, or the mapping itself.
     workdir
-        Output directory, over the file's ``workdir``.
+        Output directory, over the file's ``workdir``. A relative path given
+        here resolves against the current directory, as the shell means it;
+        paths written inside the file resolve against the file's folder.
     overrides
         Nested values merged over the file's (for example from the command line).
 
@@ -272,9 +274,12 @@ def load_spec(
     if "inputs" not in pdata:
         raise PipelineFileError(f"{where}: no 'inputs' section (tiles and sources to classify)")
     base = path.parent.resolve() if path else Path.cwd()
-    wd = workdir or pdata.get("workdir") or (f"{path.stem}-run" if path else "catbuilder-run")
-    wd = Path(os.path.expanduser(str(wd)))
-    spec = PipelineSpec(path, pdata, cfg, (wd if wd.is_absolute() else base / wd).resolve(), base)
+    if workdir is not None:  # the caller's path: relative to where they are
+        wd = Path.cwd() / Path(os.path.expanduser(str(workdir)))
+    else:  # the file's own (or the default beside it): relative to the file
+        wd = pdata.get("workdir") or (f"{path.stem}-run" if path else "catbuilder-run")
+        wd = base / Path(os.path.expanduser(str(wd)))
+    spec = PipelineSpec(path, pdata, cfg, wd.resolve(), base)
     asked = pdata.get("steps") or []
     if "train" in asked and spec.section("model").get("saved"):
         raise PipelineFileError(f"{where}: steps has train, and model.saved names a saved model")

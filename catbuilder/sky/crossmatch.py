@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from catbuilder import config
+from catbuilder.sky.geometry import angle_arcsec
 from catbuilder.sky.tables import read_sources
 
 __all__ = ["MatchResult", "crossmatch"]
@@ -98,7 +99,7 @@ def _match_block(lra, ldec, lidx, rra, rdec, ridx, radius_arcsec):
 def crossmatch(
     left: pd.DataFrame | str | os.PathLike[str],
     right: pd.DataFrame | str | os.PathLike[str],
-    radius_arcsec: float | None = None,
+    radius: float | str | Any | None = None,
     *,
     partitioned: bool | None = None,
     partition_rows: int | None = None,
@@ -111,9 +112,11 @@ def crossmatch(
     Parameters
     ----------
     left, right
-        Tables or paths (read with :func:`catbuilder.sky.read_sources`).
-    radius_arcsec
-        Match radius (default ``crossmatch.radius-arcsec``, 1").
+        Tables, astropy ``Table``/``SkyCoord`` or paths (read with
+        :func:`catbuilder.sky.read_sources`).
+    radius
+        Match radius: a number of arcsec, ``"1 arcsec"`` or an astropy
+        angle (default ``crossmatch.radius-arcsec``, 1").
     partitioned
         Cut the sky into declination strips matched on Dask; default when the
         left table has more than ``crossmatch.min-partitioned`` rows.
@@ -137,16 +140,14 @@ def crossmatch(
     >>> from catbuilder import crossmatch
     >>> a = pd.DataFrame({"objid": [1, 2], "ra": [150.0, 150.1], "dec": [2.0, 2.1]})
     >>> b = pd.DataFrame({"objid": [10, 20], "ra": [150.0001, 151.0], "dec": [2.0, 2.1]})
-    >>> match = crossmatch(a, b, radius_arcsec=1.0)
+    >>> match = crossmatch(a, b, radius="1 arcsec")
     >>> match.join()[["objid", "objid_2"]]
        objid  objid_2
     0      1       10
     """
     lt = read_sources(left, warn_no_id=False)  # rows are matched; ids only label them
     rt = read_sources(right, warn_no_id=False)
-    radius = float(config.resolve("crossmatch.radius-arcsec", radius_arcsec))
-    if radius <= 0:
-        raise ValueError(f"radius_arcsec must be positive, got {radius}")
+    radius = angle_arcsec(config.resolve("crossmatch.radius-arcsec", radius), "radius")
     big = len(lt) > int(config.get("crossmatch.min-partitioned"))
     part = big if partitioned is None else partitioned
     lra, ldec = lt["ra"].to_numpy(), lt["dec"].to_numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -71,3 +72,34 @@ def wcs_from_text(text: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return WCS(fits.Header.fromstring(text), naxis=2)
+
+
+def angle_arcsec(value: Any, what: str = "radius") -> float:
+    """An angle in arcsec from a number (arcsec), a string with a unit
+    (``"1 arcsec"``, ``"0.5 deg"``) or an astropy angle ``Quantity``.
+
+    Raises
+    ------
+    ValueError
+        For anything else, or an angle that is not positive, naming ``what``.
+    """
+    from astropy import units as u
+
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        out = float(value)
+    else:
+        try:
+            q = u.Quantity(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{what} must be an angle such as '1 arcsec' or 1 * u.arcsec, got {value!r}"
+            ) from None
+        if q.unit == u.dimensionless_unscaled:
+            out = float(q.value)
+        elif q.unit.physical_type != "angle":
+            raise ValueError(f"{what} must be an angle, got {value!r} ({q.unit.physical_type})")
+        else:
+            out = float(q.to_value(u.arcsec))
+    if not np.isfinite(out) or out <= 0:
+        raise ValueError(f"{what} must be a positive angle, got {value!r}")
+    return out

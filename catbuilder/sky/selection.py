@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -100,9 +101,9 @@ def select_galaxy_zoo(
     """
     c = config.resolve
     if not isinstance(labels, pd.DataFrame):
-        from catbuilder.sky.tables import read_table
+        from catbuilder.sky.tables import from_astropy, is_astropy_table, read_table
 
-        labels = read_table(labels)
+        labels = from_astropy(labels) if is_astropy_table(labels) else read_table(labels)
     ts = float(c("selection.spiral-threshold", spiral_threshold))
     te = float(c("selection.elliptical-threshold", elliptical_threshold))
     sc, ec = vote_columns(labels, spiral_col, elliptical_col)
@@ -168,7 +169,7 @@ def label_sources(
     sources,
     *,
     sample: str = "hp",
-    radius_arcsec: float | None = None,
+    radius: float | str | Any | None = None,
     splits: bool = True,
     keep_unlabelled: bool = False,
     **selection: float,
@@ -176,7 +177,7 @@ def label_sources(
     """Carry Galaxy Zoo labels onto another survey's sources by position.
 
     The paper's step: select Galaxy Zoo galaxies (``sample`` "hp" or "fo"),
-    crossmatch them to the target survey within ``radius_arcsec``, and give
+    crossmatch them to the target survey within ``radius``, and give
     each matched target source the label.
 
     Parameters
@@ -189,8 +190,9 @@ def label_sources(
         Target table or path (read with :func:`catbuilder.sky.read_sources`).
     sample
         ``"hp"`` or ``"fo"``, see :func:`select_galaxy_zoo`.
-    radius_arcsec
-        Match radius (default ``crossmatch.radius-arcsec``).
+    radius
+        Match radius: arcsec, ``"1 arcsec"`` or an astropy angle (default
+        ``crossmatch.radius-arcsec``).
     splits
         Add a deterministic ``split`` column (train/validation/test).
     keep_unlabelled
@@ -216,7 +218,7 @@ def label_sources(
 
     chosen = read_sources(select_galaxy_zoo(labels, sample, **selection), warn_no_id=False)
     target = read_sources(sources)
-    res = crossmatch(target, chosen, radius_arcsec)
+    res = crossmatch(target, chosen, radius)
     out = target.copy()
     out["label"] = ""
     out["label_prob"] = np.nan

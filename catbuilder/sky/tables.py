@@ -6,6 +6,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,9 +70,50 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         t = Table.read(path, format=fmt)
     except (OSError, ValueError, TypeError) as err:
         raise ValueError(f"{path}: cannot read as {kind}: {err}") from err
+    return from_astropy(t, str(path))
+
+
+def is_astropy_table(obj: Any) -> bool:
+    """Whether ``obj`` is an astropy ``Table``/``QTable`` or ``SkyCoord`` (without
+    importing astropy when it is not loaded)."""
+    import sys
+
+    if "astropy" not in sys.modules:
+        return False
+    from astropy.coordinates import SkyCoord
+    from astropy.table import Table
+
+    return isinstance(obj, (Table, SkyCoord))
+
+
+def from_astropy(table: Any, source: str = "source table") -> pd.DataFrame:
+    """An astropy ``Table``/``QTable`` (or a ``SkyCoord``) as a DataFrame.
+
+    A ``SkyCoord`` (alone, or as a column) becomes ``ra`` and ``dec`` in ICRS
+    degrees; angle columns are taken in degrees, other quantities in their
+    own unit; masked values become nulls (nullable integers and booleans, so
+    64-bit ids stay exact); multidimensional columns are dropped with a
+    warning; byte strings become ``str``.
+    """
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.table import Table
+
+    if isinstance(table, SkyCoord):
+        icrs = table.icrs
+        return pd.DataFrame({"ra": icrs.ra.deg.ravel(), "dec": icrs.dec.deg.ravel()})
+    t = Table(table, copy=False)  # a QTable's quantities become columns with units
+    for name in list(t.colnames):
+        col = table[name] if name in table.colnames else t[name]
+        if isinstance(col, SkyCoord):
+            t.remove_column(name)
+            icrs = col.icrs
+            t["ra"], t["dec"] = icrs.ra.deg, icrs.dec.deg
+        elif getattr(col, "unit", None) is not None and col.unit.physical_type == "angle":
+            t[name] = u.Quantity(col).to_value(u.deg)
     multi = [n for n in t.colnames if len(t[n].shape) > 1]
     if multi:
-        warnings.warn(f"{path}: dropping multidimensional columns {multi}", stacklevel=2)
+        warnings.warn(f"{source}: dropping multidimensional columns {multi}", stacklevel=2)
         t.remove_columns(multi)
     df = t.to_pandas()
     for col in df.columns:
@@ -177,7 +219,9 @@ def read_sources(
     Parameters
     ----------
     table
-        A path (FITS, CSV, Parquet, ECSV, VOTable) or a DataFrame.
+        A path (FITS, CSV, Parquet, ECSV, VOTable), a DataFrame, an astropy
+        ``Table``/``QTable`` (a ``SkyCoord`` column counts as ``ra``, ``dec``)
+        or a ``SkyCoord`` (rows numbered as ids).
     ra_col, dec_col, id_col
         Column names; by default the first of the configured aliases present
         (``sources.ra-columns`` etc., which include ``ra``, ``RA``,
@@ -205,6 +249,8 @@ def read_sources(
     """
     if isinstance(table, pd.DataFrame):
         df, source = table.copy(), "source table"
+    elif is_astropy_table(table):
+        df, source = from_astropy(table), "source table"
     else:
         df, source = read_table(table), str(table)
     if len(df) == 0:

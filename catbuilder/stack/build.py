@@ -69,7 +69,10 @@ def prepare_sources(
     sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
 ) -> tuple[pd.DataFrame, str]:
     src = read_sources(sources, ra_col=ra_col, dec_col=dec_col, id_col=id_col)
-    name = "DataFrame" if isinstance(sources, pd.DataFrame) else str(Path(sources).resolve())
+    if isinstance(sources, (str, os.PathLike)):
+        name = str(Path(sources).resolve())
+    else:  # a DataFrame, an astropy Table or SkyCoord
+        name = type(sources).__name__
     dup = src["objid"].duplicated(keep=False)
     if dup.any():
         ids = pd.unique(src.loc[dup, "objid"])
