@@ -152,6 +152,15 @@ class ModelPlugin:
         params = est.get_params() if hasattr(est, "get_params") else {}
         return all(params.get(k) == v for k, v in self.fixed_params.items())
 
+    def add_weights(self, file: str) -> str:
+        """Register a pretrained weights file for this plugin's models (checked);
+        return where it is kept. Plugins without pretrained weights refuse."""
+        raise ValueError(f"plugin {self.name or type(self).__name__!r} has no pretrained weights")
+
+    def fetch_weights(self) -> str:
+        """Download this plugin's pretrained weights (checked); return where they are."""
+        raise ValueError(f"plugin {self.name or type(self).__name__!r} has no pretrained weights")
+
     def worker_env(self, threads: int) -> dict[str, str]:
         """Environment variables for Dask worker processes that run this model
         with ``threads`` threads each (e.g. a framework's thread pools)."""

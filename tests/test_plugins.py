@@ -341,8 +341,8 @@ def test_load_model_finds_the_plugin_that_saved_it(tmp_path):
     np.testing.assert_array_equal(again.predict(None, features=F), est.predict(None, features=F))
     with pytest.raises(FileNotFoundError, match="no saved model"):
         load_model(tmp_path)
-    (tmp_path / "x").mkdir()  # a model saved before the manifest: estimator.json names it
-    (tmp_path / "x" / "estimator.json").write_text('{"plugin": "nobody.model"}')
+    (tmp_path / "x").mkdir()  # a manifest naming a plugin that is not installed
+    (tmp_path / "x" / "catbuilder-model.json").write_text('{"plugin": "nobody.model"}')
     with pytest.raises(ValueError, match=r"unknown plugin 'nobody\.model'"):
         load_model(tmp_path / "x")
     (tmp_path / "m" / "notes.txt").write_text("mine")  # save never clobbers foreign files

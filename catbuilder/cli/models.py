@@ -1,4 +1,4 @@
-"""Commands about models: plugins, train, predict, selftrain."""
+"""Commands about models: plugins, weights, train, predict, selftrain."""
 
 from __future__ import annotations
 
@@ -36,6 +36,38 @@ def _plugins(args: argparse.Namespace) -> int:
         size = f"{r['input_size']} px" if r["input_size"] else "any size"
         can = ", ".join(r["capabilities"])
         print(f"  {r['name']:<{width}}  {r['description']} [{r['framework']}, {size}; {can}]")
+    return 0
+
+
+def _weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action",
+        choices=["add", "fetch"],
+        help="add: register a weights file you have (checked against the published hash); "
+        "fetch: download it (a machine online)",
+    )
+    p.add_argument("model", help="plugin name (keras.xception), or its last part (xception)")
+    p.add_argument("file", nargs="?", type=Path, default=None, help="the weights file (add)")
+
+
+def _plugin_named(name: str):
+    """A plugin by its name, or by the last part of one (``xception``) when unique."""
+    from catbuilder.plugins import get_plugin, list_plugins
+
+    names = [n for n in list_plugins() if n.rsplit(".", 1)[-1] == name]
+    return get_plugin(names[0] if len(names) == 1 and name not in list_plugins() else name)
+
+
+@command("weights", "register or fetch a plugin's pretrained (ImageNet) weights")(_weights_args)
+def _weights(args: argparse.Namespace) -> int:
+    plugin = _plugin_named(args.model)
+    if args.action == "add":
+        if args.file is None:
+            raise ValueError("weights add needs the file: catbuilder weights add MODEL FILE")
+        where = plugin.add_weights(str(args.file))
+    else:
+        where = plugin.fetch_weights()
+    print(f"{plugin.name}: pretrained weights at {where}")
     return 0
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,10 +100,19 @@ def test_imagenet_weights_are_never_downloaded(tmp_path, monkeypatch):
         resolve_weights("xception", tmp_path / "nope.h5")
 
 
-def test_xception_runs_the_three_stages(des_stack, mock_survey, tmp_path):
+def test_xception_runs_the_three_stages(des_stack, mock_survey, tmp_path, monkeypatch):
     X, y = _labelled(des_stack, mock_survey)
     X, y = X.isel(slice(0, 24)), y[:24]
+    # a weights file where Keras keeps ImageNet's (a random base's: no download here)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    from catbuilder_keras.architectures import build_model
+    from catbuilder_keras.weights import cache_path
+
+    _, base = build_model("xception", 71, 2)
+    cache_path("xception").parent.mkdir(parents=True)
+    base.save_weights(cache_path("xception"))
     est = make_model("keras.xception", input_size=71, stages=TINY, batch_size=8)
+    assert est.get_params()["weights"] == "imagenet"  # transfer learning by default
     est.fit(X, y, validation_data=(X, y), checkpoint_dir=tmp_path / "ck")
     h = est.history_
     assert list(h["stage"]) == ["head", "top", "all"]
@@ -338,3 +348,47 @@ def test_schedules_have_names():
         stages_from_config("two-stage")
     small = make_model("keras.small-cnn", epochs=3)
     assert [(s.name, s.epochs) for s in small._stages()] == [("all", 3)]
+
+
+def test_a_random_base_trains_whole_or_is_refused(tmp_path, monkeypatch):
+    """weights=None with a schedule that freezes the base is refused in one line;
+    with the whole-network schedule it trains."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    X = np.random.default_rng(0).normal(size=(8, 3, 71, 71)).astype(np.float32)
+    y = ["spiral", "elliptical"] * 4
+    frozen = make_model("keras.xception", weights=None, input_size=71, batch_size=4)
+    with pytest.raises(
+        ValueError,
+        match=r"frozen random base in stage\(s\) head, top: use "
+        r"weights='imagenet' \(catbuilder weights add keras\.xception FILE\)",
+    ):
+        frozen.fit(X, y)
+    assert not hasattr(frozen, "model_")
+    whole = make_model("keras.xception", weights=None, input_size=71, batch_size=4,
+                       stages="whole-network", epochs=1)  # fmt: skip
+    assert whole.fit(X, y).predict_proba(X).shape == (8, 2)
+    with pytest.raises(FileNotFoundError, match=r"catbuilder weights add keras\.xception FILE"):
+        make_model("keras.xception", input_size=71, stages="whole-network").fit(X, y)
+
+
+def test_weights_add_checks_the_published_hash(tmp_path, monkeypatch):
+    from catbuilder_keras import weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    fake = tmp_path / "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    fake.write_bytes(b"not the published file")
+    with pytest.raises(
+        ValueError,
+        match=r"is not Keras's xception_weights.* published b0042744bf5b25fce3cb969f33bebb97",
+    ):
+        get_plugin("keras.xception").add_weights(str(fake))
+    assert not weights.cache_path("xception").exists()
+    # the published file is accepted (its hash made to be the published one here)
+    monkeypatch.setitem(weights.FILES, "xception", (*weights.FILES["xception"][:2],
+                        weights._md5(fake)))  # fmt: skip
+    dst = get_plugin("keras.xception").add_weights(str(fake))
+    assert (
+        Path(dst) == weights.cache_path("xception") and Path(dst).read_bytes() == fake.read_bytes()
+    )
+    with pytest.raises(ValueError, match="small-cnn has no ImageNet weights"):
+        get_plugin("keras.small-cnn").add_weights(str(fake))

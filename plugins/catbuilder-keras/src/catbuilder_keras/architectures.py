@@ -10,79 +10,33 @@ from catbuilder_keras.tf import keras
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "build_model", "resolve_weights", "set_trainable"]
 
-_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
-
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """An architecture: its keras application, sizes, freezing points, weights file."""
+    """An architecture: its keras application, sizes, freezing points, input scaling.
+
+    Its ImageNet weights file, if it has one, is in :mod:`catbuilder_keras.weights`.
+    """
 
     application: str | None
     default_size: int
     min_size: int
     top: int | None  # first trainable base layer in stage 2 ("top")
     all: int | None  # first trainable base layer in stage 3 ("all")
-    weights_file: str | None
     input_mode: str  # "tf": [-1, 1]; "caffe": BGR minus the ImageNet means
-    weights_dir: str = ""
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     # Khan et al. (2019): stage 2 trains layers 40+, stage 3 layers 2+
-    "xception": ArchSpec(
-        "Xception",
-        299,
-        71,
-        40,
-        2,
-        "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "tf",
-        "xception",
-    ),
+    "xception": ArchSpec("Xception", 299, 71, 40, 2, "tf"),
     # the last residual stage (conv5_block1 starts at 143)
-    "resnet50": ArchSpec(
-        "ResNet50",
-        224,
-        32,
-        143,
-        2,
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "caffe",
-        "resnet",
-    ),
+    "resnet50": ArchSpec("ResNet50", 224, 32, 143, 2, "caffe"),
     # the top two inception blocks, as in the Keras fine-tuning guide
-    "inceptionv3": ArchSpec(
-        "InceptionV3",
-        299,
-        75,
-        249,
-        2,
-        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "tf",
-        "inception_v3",
-    ),
+    "inceptionv3": ArchSpec("InceptionV3", 299, 75, 249, 2, "tf"),
     # the last convolutional block
-    "vgg16": ArchSpec(
-        "VGG16",
-        224,
-        32,
-        15,
-        2,
-        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "caffe",
-        "vgg16",
-    ),
-    "vgg19": ArchSpec(
-        "VGG19",
-        224,
-        32,
-        17,
-        2,
-        "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "caffe",
-        "vgg19",
-    ),
-    "small-cnn": ArchSpec(None, 64, 16, None, None, None, "tf"),
+    "vgg16": ArchSpec("VGG16", 224, 32, 15, 2, "caffe"),
+    "vgg19": ArchSpec("VGG19", 224, 32, 17, 2, "caffe"),
+    "small-cnn": ArchSpec(None, 64, 16, None, None, "tf"),
 }
 
 
@@ -105,20 +59,23 @@ def resolve_weights(architecture: str, weights: str | os.PathLike[str] | None) -
     FileNotFoundError
         Saying where to put the ImageNet file, or naming a missing path.
     """
-    s = spec(architecture)
+    spec(architecture)  # an unknown architecture is an error here too
     if weights is None:
         return None
     if str(weights) == "imagenet":
-        if s.weights_file is None:
+        from catbuilder_keras import weights as files
+
+        if architecture not in files.FILES:
             raise ValueError(f"{architecture} has no ImageNet weights; use weights=None")
-        home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-        path = home / "models" / s.weights_file
+        path = files.cache_path(architecture)
+        name = path.name
         if not path.exists():
             raise FileNotFoundError(
                 f"ImageNet weights for {architecture} are not on this machine and catbuilder "
-                f"never downloads them. Put {s.weights_file} (from "
-                f"{_WEIGHTS_URL}{s.weights_dir}/{s.weights_file}) at {path}, "
-                f"or pass weights='/path/to/{s.weights_file}'."
+                f"never downloads them unasked: `catbuilder weights add keras.{architecture} "
+                f"FILE` registers {name} (from {files.url(architecture)}), "
+                f"`catbuilder weights fetch keras.{architecture}` downloads it, or pass "
+                f"weights='/path/to/{name}'."
             )
         return str(path)
     path = Path(weights)

@@ -40,8 +40,11 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         Model input side in pixels (cutouts are resized on the fly);
         default the architecture's (299 for Xception, 64 for the small CNN).
     weights
-        Base weights: None (random), ``"imagenet"`` (Keras's cached file,
-        never downloaded) or a path to a weights file.
+        Base weights: ``"imagenet"`` (Keras's cached file, never downloaded
+        unasked: ``catbuilder weights add``/``fetch``; the default of every
+        ImageNet architecture's plugin), a path to a weights file, or None
+        (random: only with stages that train the whole network, as the
+        small CNN's default does).
     head_units
         Dense layers of the head; the last one is the embedding (1024-d).
     dropout
@@ -132,6 +135,25 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             stages = [dataclasses.replace(s, epochs=int(self.epochs)) for s in stages]
         return stages
 
+    def _check_random_base(self) -> None:
+        """Refuse to train a head on a frozen random base: with ``weights=None`` a
+        pretrained architecture must train its whole network in every stage."""
+        s = arch.spec(self.architecture)
+        if self.weights is not None or s.application is None:
+            return
+        frozen = [
+            st.name
+            for st in self._stages()
+            if not (st.trainable_from == "all" or (isinstance(st.trainable_from, int)
+                                                   and st.trainable_from <= s.all))
+        ]  # fmt: skip
+        if frozen:
+            raise ValueError(
+                f"{self.architecture} with weights=None would train on a frozen random base "
+                f"in stage(s) {', '.join(frozen)}: use weights='imagenet' (catbuilder weights "
+                f"add keras.{self.architecture} FILE) or stages='whole-network'"
+            )
+
     def _batch(self) -> int:
         return int(config.resolve("train.batch-size", self.batch_size))
 
@@ -214,6 +236,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         if n_train is None:
             n_train = int(np.isin(labels.astype(str), classes).sum())
         if initial is None:
+            self._check_random_base()
             model, base = self._build(
                 len(classes), arch.resolve_weights(self.architecture, self.weights)
             )
