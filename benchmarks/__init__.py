@@ -79,7 +79,8 @@ def fitted_model(name: str, size: int, outdir: str | Path, cutout: int = 64) -> 
     """Save a plugin model of input ``size`` to ``outdir/<name>.model``, fitted on
     ``cutout`` px cutouts (the benchmark stacks' size, so predict does not warn).
 
-    Its weights are barely trained: the benchmarks measure speed, not accuracy.
+    Its weights are random and barely trained (one whole-network epoch): the
+    benchmarks measure speed, not accuracy, and need no ImageNet file.
     """
     from catbuilder.plugins import make_model
 
@@ -89,7 +90,9 @@ def fitted_model(name: str, size: int, outdir: str | Path, cutout: int = 64) -> 
         input_size=size,
         batch_size=8,
         augment=False,
-        stages=[{"name": "head", "epochs": 1, "learning-rate": 1e-4, "trainable-from": "head"}],
+        weights=None,
+        stages="whole-network",
+        epochs=1,
     )
     X = rng.normal(0, 1, (16, 3, cutout, cutout)).astype(np.float32)
     est.fit(X, ["elliptical", "spiral"] * 8)
