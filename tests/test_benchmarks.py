@@ -91,22 +91,22 @@ def test_asv_continuous_reports_a_deliberately_slowed_commit(tmp_path):
         assert float(row.split("|")[4]) > 2.0, row  # ~40 ms -> ~140 ms
 
 
-def test_the_readmes_figures_are_the_kept_script_outputs():
-    """Every performance block of the README is the output a benchmark script
-    printed (benchmarks/results), as readme_figures.py copies it: none edited
-    by hand, none missing, each stamped with its date and machine."""
+def test_the_performance_pages_figures_are_the_kept_script_outputs():
+    """Every block of docs/performance.md is the output a benchmark script
+    printed (benchmarks/results), as performance_figures.py copies it: none
+    edited by hand, none missing, each stamped with its date and machine."""
     import importlib.util
 
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location(
-        "readme_figures", root / "benchmarks" / "scripts" / "readme_figures.py"
+        "performance_figures", root / "benchmarks" / "scripts" / "performance_figures.py"
     )
     figures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(figures)
-    readme = (root / "README.md").read_text()
+    page = (root / "docs" / "performance.md").read_text()
     for name, (script, *_) in figures.SCRIPTS.items():
         kept = (root / "benchmarks" / "results" / f"{name}.txt").read_text()
         assert kept.startswith(f"# {script} ") and "cores" in kept.splitlines()[0]
-        assert f"<!-- figures:{name} -->" in readme
-        assert kept.strip() in readme, name
-    assert figures.update_readme(readme) == readme
+        assert f"<!-- figures:{name} -->" in page
+        assert kept.strip() in page, name
+    assert figures.update_page(page) == page

@@ -22,7 +22,7 @@ from catbuilder.models.estimator import (
     prefetch,
 )
 from catbuilder_keras import architectures as arch
-from catbuilder_keras.schedule import Stage, stages_from_config
+from catbuilder_keras.schedule import Stage, check_whole_network, stages_from_config
 from catbuilder_keras.training import CatbuilderModel, RankInfo, fit_stages
 
 __all__ = ["KerasClassifier"]
@@ -136,23 +136,9 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         return stages
 
     def _check_random_base(self) -> None:
-        """Refuse to train a head on a frozen random base: with ``weights=None`` a
-        pretrained architecture must train its whole network in every stage."""
         s = arch.spec(self.architecture)
-        if self.weights is not None or s.application is None:
-            return
-        frozen = [
-            st.name
-            for st in self._stages()
-            if not (st.trainable_from == "all" or (isinstance(st.trainable_from, int)
-                                                   and st.trainable_from <= s.all))
-        ]  # fmt: skip
-        if frozen:
-            raise ValueError(
-                f"{self.architecture} with weights=None would train on a frozen random base "
-                f"in stage(s) {', '.join(frozen)}: use weights='imagenet' (catbuilder weights "
-                f"add keras.{self.architecture} FILE) or stages='whole-network'"
-            )
+        if self.weights is None and s.application is not None:
+            check_whole_network(self.architecture, s.all, self._stages())
 
     def _batch(self) -> int:
         return int(config.resolve("train.batch-size", self.batch_size))

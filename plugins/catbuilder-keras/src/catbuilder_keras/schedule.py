@@ -7,7 +7,7 @@ from typing import Any
 
 from catbuilder import config
 
-__all__ = ["SCHEDULES", "Stage", "stages_from_config"]
+__all__ = ["SCHEDULES", "Stage", "check_whole_network", "stages_from_config"]
 
 _KEYS = {"name", "epochs", "learning-rate", "learning_rate", "trainable-from", "trainable_from"}
 
@@ -84,3 +84,29 @@ def stages_from_config(stages: list | str | None = None) -> list[Stage]:
     if not out:
         raise ValueError("at least one training stage is needed")
     return out
+
+
+def check_whole_network(architecture: str, all_from: int, stages: list[Stage]) -> None:
+    """Refuse to train a head on a frozen random base: a pretrained architecture
+    started from random weights must train its whole network (from the paper's
+    ``all`` point, layer ``all_from``) in every stage.
+
+    Raises
+    ------
+    ValueError
+        Naming the stages that would freeze the random base, and what to do.
+    """
+    frozen = [
+        st.name
+        for st in stages
+        if not (
+            st.trainable_from == "all"
+            or (isinstance(st.trainable_from, int) and st.trainable_from <= all_from)
+        )
+    ]
+    if frozen:
+        raise ValueError(
+            f"{architecture} with weights=None would train on a frozen random base in "
+            f"stage(s) {', '.join(frozen)}: use weights='imagenet' (catbuilder weights add "
+            f"keras.{architecture} FILE) or stages='whole-network'"
+        )

@@ -105,10 +105,10 @@ def fetch(architecture: str, timeout: float = 30.0) -> Path:
     catbuilder.errors.CatbuilderError
         When the machine cannot reach it (one line: where to get it instead).
     """
-    from catbuilder.errors import CatbuilderError
-
     import urllib.error
     import urllib.request
+
+    from catbuilder.errors import CatbuilderError
 
     dst = cache_path(architecture)
     address = url(architecture)

@@ -1,12 +1,12 @@
-"""Run the scale benchmark scripts and put what they print into the README.
+"""Run the scale benchmark scripts and put what they print into docs/performance.md.
 
-    python benchmarks/scripts/readme_figures.py [--only NAME ...] [--no-run]
+    python benchmarks/scripts/performance_figures.py [--only NAME ...] [--no-run]
 
 Each script's output (its tables, without the progress lines) is kept in
 ``benchmarks/results/<name>.txt`` with the machine it ran on and the date, and
-copied into README.md between ``<!-- figures:<name> -->`` and
+copied into docs/performance.md between ``<!-- figures:<name> -->`` and
 ``<!-- /figures:<name> -->``. ``--no-run`` only copies the kept results (the
-test suite checks that README and results agree).
+test suite checks that the page and the results agree).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "performance.md"
 
 #: name -> the script and its arguments (small enough to run in minutes, but the 10^6 one)
 SCRIPTS = {
@@ -76,15 +76,15 @@ def block(name: str) -> str:
     return f"<!-- figures:{name} -->\n```text\n{text}\n```\n<!-- /figures:{name} -->"
 
 
-def update_readme(readme: str) -> str:
-    """README text with every figures block replaced by its kept results."""
+def update_page(text: str) -> str:
+    """The page with every figures block replaced by its kept results."""
     for name in SCRIPTS:
         pattern = re.compile(
             rf"<!-- figures:{name} -->.*?<!-- /figures:{name} -->", flags=re.DOTALL
         )
         if (RESULTS / f"{name}.txt").exists():
-            readme = pattern.sub(lambda _m, n=name: block(n), readme)
-    return readme
+            text = pattern.sub(lambda _m, n=name: block(n), text)
+    return text
 
 
 def main() -> int:
@@ -102,7 +102,7 @@ def main() -> int:
         for name in args.only or SCRIPTS:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             (RESULTS / f"{name}.txt").write_text(run(name, args.log))
-    README.write_text(update_readme(README.read_text()))
+    PAGE.write_text(update_page(PAGE.read_text()))
     return 0
 
 
