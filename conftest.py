@@ -9,6 +9,8 @@ import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# no LocalCluster dashboards in tests (nor in the commands they start)
+os.environ.setdefault("CATBUILDER_CLUSTER__DASHBOARD", "None")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable]] = {}
 
@@ -60,6 +61,30 @@ def conf(key: str) -> str:
     if isinstance(value, list):
         value = ",".join(map(str, value))
     return f"(default: {value}; configuration {key})"
+
+
+def output_option(
+    p: argparse.ArgumentParser, help: str, *, default: Any = None, positional: bool = False
+) -> None:
+    """``-o/--output``, the one spelling of every command's output; with
+    ``positional``, the output may also be the last positional argument."""
+    if positional:
+        p.add_argument("output_arg", nargs="?", type=Path, default=None, metavar="OUTPUT",
+                       help=f"{help} (or -o)")  # fmt: skip
+    p.add_argument("-o", "--output", type=Path, default=default, help=help)
+
+
+def overwrite_option(p: argparse.ArgumentParser, what: str = "outputs catbuilder wrote") -> None:
+    """``--overwrite``: replace an existing output (only ever one catbuilder wrote)."""
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+
+
+def resolved_output(args: argparse.Namespace, default: Any = None) -> Any:
+    """The output from ``-o`` or the positional spelling (one of them, not both)."""
+    given = [v for v in (getattr(args, "output_arg", None), args.output) if v is not None]
+    if len(given) == 2 and given[0] != given[1]:
+        raise ValueError(f"two outputs given: {given[0]} and -o {given[1]}; give one")
+    return given[0] if given else default
 
 
 def check_output(path: Path, what: str, overwrite: bool) -> None:

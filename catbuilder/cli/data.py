@@ -10,12 +10,14 @@ from catbuilder.cli.common import (
     command,
     conf,
     csv_list,
+    output_option,
+    resolved_output,
     where_options,
 )
 
 
 def _synth_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("outdir", type=Path, help="output directory")
+    output_option(p, "output directory of the mock survey", positional=True)
     p.add_argument(
         "--preset",
         action="append",
@@ -44,8 +46,11 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 def _synth(args: argparse.Namespace) -> int:
     from catbuilder.synth import make_survey
 
+    outdir = resolved_output(args)
+    if outdir is None:
+        raise ValueError("synth needs an output directory: catbuilder synth -o DIR")
     survey = make_survey(
-        args.outdir,
+        outdir,
         presets=args.presets,
         n_objects=args.n_objects,
         seed=args.seed,
@@ -82,6 +87,8 @@ def _tiles_args(p: argparse.ArgumentParser) -> None:
 def _tiles(args: argparse.Namespace) -> int:
     from catbuilder.sky import TileIndex
 
+    if args.output.suffix.lower() not in (".parquet", ".pq"):
+        raise ValueError(f"-o {args.output}: a tile index is written as Parquet; name it .parquet")
     check_output(args.output, "tile index", args.overwrite)
     index = TileIndex.build(
         args.inputs,
@@ -173,10 +180,10 @@ def _xmatch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("right", help="table searched for each left row")
     p.add_argument("-o", "--output", type=Path, required=True, help="matched pairs (.parquet)")
     p.add_argument(
-        "--radius-arcsec",
-        type=float,
+        "--radius",
         default=None,
-        help=f"match radius in arcsec {conf('crossmatch.radius-arcsec')}",
+        help=f'match radius, an angle such as "1 arcsec" (a number: arcsec) '
+        f"{conf('crossmatch.radius-arcsec')}",
     )
     p.add_argument("--unmatched", type=Path, default=None, help="write unmatched left rows here")
     p.add_argument("--overwrite", action="store_true", help="replace tables catbuilder wrote")
@@ -194,7 +201,7 @@ def _crossmatch(args: argparse.Namespace) -> int:
     res = crossmatch(
         args.left,
         args.right,
-        args.radius_arcsec,
+        args.radius,
         cluster=args.cluster,
         workers=args.workers,
         progress=not args.no_progress,

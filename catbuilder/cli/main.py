@@ -95,6 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the conventions every command follows (tests/test_cli_conventions.py checks them)
+CONVENTIONS = """## Conventions
+
+- Every output is `-o/--output` (`synth` and `demo` also take it as their last
+  argument: `catbuilder demo d`). Paths resolve against the current directory.
+- Every command that runs on Dask takes `--cluster` (a local scheduler,
+  `local`, a dask-jobqueue name or a scheduler address) and `--workers`;
+  every command that computes takes `--no-progress`.
+- A command that would refuse an existing output takes `--overwrite`, which
+  replaces only an output catbuilder wrote (`tiles`, `cutouts`, `crossmatch`,
+  `train`, `predict`, `similar`, `evaluate`). Commands that keep and resume
+  their outputs (`synth`, `selftrain`, `run`, `demo`) replace only what they
+  wrote, when parameters change.
+- `--model` names a plugin (`catbuilder plugins`); `--model-dir` is a saved
+  model to read.
+- Quantities are strings with units: `--size "20 arcsec"`, `--radius "1
+  arcsec"` (a bare number is pixels for sizes, arcsec for radii).
+- Every failure is one line, `catbuilder <command>: error: ...`, exit status 2."""
+
+
 def reference_markdown() -> str:
     """The command-line reference (``docs/cli.md``): every command's ``--help``."""
     import os
@@ -108,6 +128,8 @@ def reference_markdown() -> str:
             "",
             "Generated from the parser by `python -m catbuilder.cli --reference > docs/cli.md`;",
             "a test fails when it is out of date.",
+            "",
+            *CONVENTIONS.splitlines(),
             "",
             "```text",
             parser.format_help().rstrip(),

@@ -10,13 +10,18 @@ from catbuilder.cli.common import (
     command,
     conf,
     csv_list,
+    output_option,
+    overwrite_option,
     where_options,
 )
 
 
 def _plugins_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--kind", choices=["classifier", "embedder"], default=None, help="only plugins of this kind"
+        "--can",
+        choices=["classify", "embed", "distributed"],
+        default=None,
+        help="only plugins with this capability",
     )
 
 
@@ -24,7 +29,7 @@ def _plugins_args(p: argparse.ArgumentParser) -> None:
 def _plugins(args: argparse.Namespace) -> int:
     from catbuilder.plugins import describe
 
-    rows = describe(args.kind)
+    rows = [r for r in describe() if args.can is None or args.can in r["capabilities"]]
     if not rows:
         print("no plugins installed; see docs/plugins.md")
         return 0
@@ -73,16 +78,8 @@ def _weights(args: argparse.Namespace) -> int:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("stack", help="image stack (.zarr) with labels, or a run file (.yaml)")
-    p.add_argument(
-        "-o",
-        "--model-dir",
-        "--output",
-        dest="output",
-        metavar="DIR",
-        type=Path,
-        default=None,
-        help="directory to save the trained model in (default: <stack>.model beside the stack)",
-    )
+    output_option(p, "directory to save the trained model in (default: <stack>.model)")
+    overwrite_option(p, "a model catbuilder saved there")
     p.add_argument(
         "--model",
         default=None,
@@ -120,6 +117,10 @@ def _train(args: argparse.Namespace) -> int:
         log = logging.getLogger("catbuilder.training")
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+    if args.output is not None and args.output.exists() and not args.overwrite:
+        from catbuilder.errors import OutputExistsError
+
+        raise OutputExistsError(f"{args.output} exists; add --overwrite to replace the model there")
     result = run_training(
         args.stack,
         output=args.output,

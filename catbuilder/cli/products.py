@@ -7,7 +7,36 @@ from pathlib import Path
 
 from catbuilder.cli.common import (
     command,
+    output_option,
+    overwrite_option,
 )
+
+
+def _table_output(path: Path | None, what: str, overwrite: bool) -> None:
+    """Before any work: a table output is absent, or replaceable with --overwrite
+    (Parquet: only one catbuilder wrote; CSV carries no mark, --overwrite says so)."""
+    if path is None:
+        return
+    from catbuilder.cli.common import check_output
+
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise ValueError(f"-o {path}: a {what} table is written as .csv or .parquet")
+    if path.suffix.lower() == ".parquet":
+        check_output(path, what, overwrite)
+    elif path.exists() and not overwrite:
+        from catbuilder.errors import OutputExistsError
+
+        raise OutputExistsError(f"{path} exists; add --overwrite to replace it")
+
+
+def _write_table(df, path: Path, what: str) -> None:
+    from catbuilder.outputs import atomic_path, write_parquet
+
+    if path.suffix.lower() == ".parquet":
+        write_parquet(df, path, what)
+    else:
+        with atomic_path(path) as tmp:
+            df.to_csv(tmp, index=False)
 
 
 def _similar_args(p: argparse.ArgumentParser) -> None:
@@ -18,8 +47,10 @@ def _similar_args(p: argparse.ArgumentParser) -> None:
         "--position", nargs=2, type=float, metavar=("RA", "DEC"), help="query by position (deg)"
     )
     p.add_argument("-k", type=int, default=10, help="neighbours")
-    p.add_argument("-o", "--output", type=Path, default=None, help="table (.csv or .parquet)")
+    output_option(p, "table of the neighbours (.csv or .parquet)")
     p.add_argument("--gallery", type=Path, default=None, help="PNG of the query and neighbours")
+    overwrite_option(p, "tables and PNGs catbuilder wrote")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 @command("similar", "objects whose embeddings are nearest a given object's")(_similar_args)
@@ -31,14 +62,14 @@ def _similar(args: argparse.Namespace) -> int:
         query = tuple(args.position)
     elif args.objid is not None and args.objid.lstrip("-").isdigit():
         query = int(args.objid)
+    _table_output(args.output, "similar", args.overwrite)
+    if args.gallery is not None and args.gallery.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.gallery} exists; add --overwrite to replace it")
     res = similar(args.predictions, query, args.k)
     print(f"query: {res.attrs['query']} ({res.attrs['method']} search)")
     print(res.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.output is not None:
-        if args.output.suffix == ".parquet":
-            res.to_parquet(args.output, index=False)
-        else:
-            res.to_csv(args.output, index=False)
+        _write_table(res, args.output, "similar")
     if args.gallery is not None:
         from catbuilder.evaluation.plots import plot_thumbnails
         from catbuilder.infer import open_predictions
@@ -60,15 +91,18 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truth-col", default="label", help="column of true classes")
     p.add_argument("--id-col", default="objid", help="id column of the truth table")
     p.add_argument("--by", default="split", help="column to report groups of (default split)")
-    p.add_argument("-o", "--output", type=Path, default=None, help="metrics table (.csv)")
+    output_option(p, "metrics table (.csv or .parquet)")
     p.add_argument("--plots", type=Path, default=None, help="directory for PNG figures")
     p.add_argument("--stack", default=None, help="stack, for a gallery of cutouts")
+    overwrite_option(p, "a metrics table catbuilder wrote")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 @command("evaluate", "accuracy, ROC, confidence curves of a catalog against truth")(_evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
     from catbuilder.evaluation import evaluate
 
+    _table_output(args.output, "metrics", args.overwrite)
     ev = evaluate(
         args.catalog, args.truth, truth_col=args.truth_col, id_col=args.id_col, by=args.by or None
     )
@@ -92,7 +126,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     )
     if args.output is not None:
-        ev.metrics.to_csv(args.output, index=False)
+        _write_table(ev.metrics, args.output, "metrics")
     if args.plots is not None:
         stack = None
         if args.stack:

@@ -7,23 +7,31 @@ from pathlib import Path
 
 from catbuilder.cli.common import (
     command,
+    output_option,
+    resolved_output,
+    where_options,
 )
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pipeline", type=Path, help="pipeline file (YAML; see examples/pipeline.yaml)")
     p.add_argument(
+        "-o",
+        "--output",
         "--workdir",
+        dest="workdir",
         type=Path,
         default=None,
-        help="output directory (default: the file's workdir, else <file name>-run beside it)",
+        help="the run's work directory, where every output goes (default: the file's "
+        "workdir, else <file name>-run beside it)",
     )
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the plan (and a jobqueue cluster's batch script) and run nothing",
+        help="check the run whole, print the plan (and a jobqueue cluster's batch script), "
+        "run nothing",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    where_options(p, "the file's cluster section")
 
 
 @command(
@@ -33,7 +41,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from catbuilder.pipeline import Pipeline
 
-    pipe = Pipeline.from_yaml(args.pipeline, workdir=args.workdir, progress=not args.no_progress)
+    where = {k: v for k, v in (("kind", args.cluster), ("workers", args.workers)) if v is not None}
+    pipe = Pipeline.from_yaml(
+        args.pipeline,
+        workdir=args.workdir,
+        overrides={"cluster": where} if where else None,
+        progress=not args.no_progress,
+    )
     result = pipe.run(dry_run=args.dry_run)
     if args.no_progress and not args.dry_run:
         print(result.summary())
@@ -41,12 +55,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("outdir", type=Path, nargs="?", default=Path("catbuilder-demo"))
+    output_option(p, "the run's work directory (default: catbuilder-demo)", positional=True)
     p.add_argument("--n-objects", type=int, default=600, help="mock survey size")
     p.add_argument("--seed", type=int, default=42, help="random seed")
     p.add_argument("--epochs", type=int, default=12, help="small-CNN training epochs")
-    p.add_argument("--workers", type=int, default=2, help="Dask workers")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    where_options(p, "a LocalCluster of 2 workers")
 
 
 @command(
@@ -58,11 +71,12 @@ def _demo(args: argparse.Namespace) -> int:
     from catbuilder.pipeline import demo
 
     result = demo(
-        args.outdir,
+        resolved_output(args, Path("catbuilder-demo")),
+        cluster=args.cluster,
         n_objects=args.n_objects,
         seed=args.seed,
         epochs=args.epochs,
-        workers=args.workers,
+        workers=2 if args.workers is None else args.workers,
         progress=not args.no_progress,
     )
     if args.no_progress:

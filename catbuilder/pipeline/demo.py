@@ -35,6 +35,7 @@ def demo(
     *,
     epochs: int = 12,
     workers: int | None = 2,
+    cluster: str | None = None,
     progress: bool = True,
 ):
     """Run catbuilder end to end on a mock survey it makes itself.
@@ -52,6 +53,9 @@ def demo(
         Training epochs of the small CNN.
     workers
         Dask worker processes (a LocalCluster on 127.0.0.1).
+    cluster
+        Where the run's Dask work goes instead: a dask-jobqueue name
+        (``"slurm"``, configured as usual) or a scheduler address.
     progress
         Show progress bars and a line per step.
 
@@ -70,7 +74,7 @@ def demo(
     overrides = {
         "mock": {"n-objects": int(n_objects), "seed": int(seed)},
         "model": {"params": {"epochs": int(epochs)}},
-        "cluster": {"workers": workers},
+        "cluster": {"workers": workers, **({"kind": cluster} if cluster else {})},
     }
     pipe = Pipeline.from_yaml(demo_file(), workdir=outdir, overrides=overrides, progress=progress)
     return pipe.run()

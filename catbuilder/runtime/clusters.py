@@ -214,7 +214,7 @@ def make_cluster(
             threads_per_worker=threads,
             processes=True,
             memory_limit=c("cluster.memory-limit", memory_limit),
-            dashboard_address=None,
+            dashboard_address=_dashboard(config.get("cluster.dashboard")),
             env=env,
         )
         if host:
@@ -240,6 +240,14 @@ def make_cluster(
         f"unknown cluster kind {kind!r}; use local, {', '.join(JOBQUEUE_CLASSES)}, a scheduler "
         "address (tcp://host:port), a Cluster or a Client"
     )
+
+
+def _dashboard(value: Any) -> str | None:
+    """The dashboard address for ``cluster.dashboard``: on loopback unless a host is named."""
+    if value in (None, False, ""):
+        return None
+    text = str(value)
+    return f"127.0.0.1{text}" if text.startswith(":") else text
 
 
 def _jobqueue(kind: str, interface, env: dict, trim: bool, kwargs: dict):
