@@ -25,9 +25,11 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
         ``predicted`` (class name), ``confidence`` (its probability), the
         flags (``flags`` bits and each flag), ``tile``, ``label``, ``split``,
         and the label survey's ``label_objid`` and ``label_prob`` where the
-        stack has them. Unknown values are nulls: objects off the footprint
-        have NaN probabilities and a null ``predicted``; unlabelled objects a
-        null ``label``, ``split`` and ``label_objid``. Units, UCDs and
+        stack has them, then the source columns the stack carries
+        (``extra_columns``), in their own types. Unknown values are nulls:
+        objects off the footprint have NaN probabilities and a null
+        ``predicted``; unlabelled objects a null ``label``, ``split`` and
+        ``label_objid``. Units, UCDs and
         descriptions of every column: :mod:`catbuilder.catalog.schema`.
         ``df.attrs["catbuilder"]`` holds the model's and the stack's provenance.
 
@@ -79,6 +81,8 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
         cat["label_objid"] = objects["label_objid"].reset_index(drop=True)
     if "label_prob" in objects:
         cat["label_prob"] = objects["label_prob"].astype(np.float32)
+    for name in stack.meta.get("extra_columns") or {}:  # the source's, as it gave them
+        cat[name] = objects[name].array
     cat.attrs["catbuilder"] = {
         "model": meta.get("model"),
         "predictions": str(predictions.path),

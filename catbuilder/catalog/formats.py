@@ -283,7 +283,11 @@ def _fits_hdus(catalog: pd.DataFrame, meta: dict):
 def _votable(catalog: pd.DataFrame, meta: dict):
     from astropy.io.votable.tree import Info, VOTableFile
 
-    vot = VOTableFile.from_table(catalog_schema.to_astropy(catalog))
+    t = catalog_schema.to_astropy(catalog)
+    for name in t.colnames:  # VOTable has no unsigned 64-bit integer: its digits, as text
+        if t[name].dtype == np.uint64:
+            t[name] = t[name].astype(str)
+    vot = VOTableFile.from_table(t)
     table = vot.get_first_table()
     table.description = "catbuilder catalog: one row per object; provenance in the INFO elements"
     for field in table.fields:

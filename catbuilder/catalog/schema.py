@@ -103,7 +103,16 @@ def _masked(values: pd.Series):
         mask = values.isna().to_numpy()
         data = values.to_numpy(dtype=values.dtype.numpy_dtype, na_value=0)
         return np.ma.MaskedArray(data, mask=mask) if mask.any() else data
-    if values.dtype == object:
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
+        # FITS and VOTable have no datetime column: ISO 8601 text in UTC (Parquet
+        # and HATS keep the datetime itself)
+        mask = values.isna().to_numpy()
+        utc = (
+            values.dt.tz_convert("UTC") if isinstance(values.dtype, pd.DatetimeTZDtype) else values
+        )
+        text = np.array(["" if m else t.isoformat() for t, m in zip(utc, mask)], dtype=str)
+        return np.ma.MaskedArray(text, mask=mask) if mask.any() else text
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
         mask = values.isna().to_numpy()
         data = np.asarray(values.where(~values.isna(), "").astype(str).to_numpy(), dtype=str)
         return np.ma.MaskedArray(data, mask=mask) if mask.any() else data

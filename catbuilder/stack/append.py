@@ -93,6 +93,12 @@ def append_to_stack(
     src, src_name = prepare_sources(
         sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
     )
+    have_extra = meta.get("extra_columns") or {}
+    if src.attrs.get("extra_columns", {}) != have_extra:
+        raise ValueError(
+            f"{src_name}: the stack carries extra columns {have_extra or 'none'}; append with "
+            f"the same (extra_columns={sorted(have_extra)}, of the same types)"
+        )
     ds = zs.open_zarr(path, live=True)
     have = ds["objid"].values
     already = src["objid"].isin(have).to_numpy()

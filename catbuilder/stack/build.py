@@ -27,6 +27,7 @@ from catbuilder.provenance import now, versions
 from catbuilder.runtime import check_cluster
 from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
+from catbuilder.stack.columns import encode as encode_column
 from catbuilder.stack.describe import cutout_wcs_values, describe_dataset
 from catbuilder.stack.extract import extract_chunk
 from catbuilder.stack.flags import FLAG_BITS
@@ -91,10 +92,16 @@ def prepare_sources(
         out["label_objid"] = _label_ids(src["label_objid"])
     if "label_prob" in src.columns:
         out["label_prob"] = src["label_prob"].to_numpy(dtype=np.float32)
+    specs = {}
     for col in extra_columns or []:
         if col not in src.columns:
             raise ValueError(f"{name}: no column {col!r} to carry into the stack")
-        out[col] = src[col].to_numpy()
+        if col in out.columns:
+            raise ValueError(f"{name}: {col!r} is one of the stack's own columns")
+        stored, specs[col] = encode_column(col, src[col], name)
+        for key, values in stored.items():
+            out[key] = values
+    out.attrs["extra_columns"] = specs  # read right away by the caller
     return out, name
 
 
@@ -332,6 +339,7 @@ def build_stack(
     src, src_name = prepare_sources(
         sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
     )
+    extra_specs = dict(src.attrs.get("extra_columns", {}))
     check_cluster(cluster)
     check_cutout_memory(npix, len(bands), chunk, index, reference_band, cluster)
     path = Path(output)
@@ -371,6 +379,8 @@ def build_stack(
         "created": now(),
         "history": [{"action": "build", "n_objects": len(src)}],
         "flag_bits": dict(FLAG_BITS),
+        # the source columns carried along, and how to read them back exactly
+        "extra_columns": extra_specs,
     }
     ds = stack_template(plan, bands, npix, chunk, 0, index, reference_band)
     ds.attrs["catbuilder"] = meta

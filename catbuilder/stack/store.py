@@ -236,6 +236,11 @@ class ImageStack:
                 cols[f"{name}_{b}"] = vals[:, i]
         if "label_objid" in cols:  # integer ids: nulls where the stack stores its sentinel
             cols["label_objid"] = label_ids(cols["label_objid"]).array
+        from catbuilder.stack.columns import NULL_SUFFIX, decode
+
+        for name, spec in (self.meta.get("extra_columns") or {}).items():
+            if name in cols:  # the source's own type, value and nulls
+                cols[name] = decode(cols[name], cols.pop(name + NULL_SUFFIX, None), spec).array
         return pd.DataFrame(cols, index=pd.Index(self.ds["object"].values, name="object"))
 
     # -- selection --------------------------------------------------------------
