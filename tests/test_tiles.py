@@ -137,3 +137,41 @@ def test_bad_files_are_reported_not_dropped_silently(mock_survey, tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(FileNotFoundError):
             TileIndex.build(tmp_path / "nothing-here")
+
+
+def test_a_header_band_that_contradicts_the_file_name_is_a_warning_naming_both(tmp_path):
+    """Files named *_g/_r/_i whose headers all say FILTER = 'g' (as some sample data
+    ships): each is a warning naming both bands and how to choose; band_pattern
+    takes the file name's."""
+    import warnings as w
+
+    from astropy.io import fits
+    from test_bad_input import _header, _pixels
+
+    from catbuilder.errors import InputWarning
+    from catbuilder.sky import TileIndex
+
+    for k, band in enumerate("gri"):
+        fits.PrimaryHDU(_pixels(k), _header("g")).writeto(tmp_path / f"T1_{band}.fits")
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        index = TileIndex.build(tmp_path, progress=False)
+    said = [str(c.message) for c in caught if issubclass(c.category, InputWarning)]
+    assert len(said) == 2 and all("the header says band 'g'" in s for s in said), said
+    assert any("the file name 'r'" in s for s in said) and "band-pattern" in said[0]
+    assert index.bands == ["g"]
+    named = TileIndex.build(tmp_path, band_pattern=r"_(?P<band>[a-z])\.fits", progress=False)
+    assert sorted(named.bands) == ["g", "i", "r"] and len(named.tiles) == 1
+
+
+def test_single_band_data_needs_no_reference_band(tmp_path):
+    from astropy.io import fits
+    from test_bad_input import SIZE, _header, _pixels, _sources
+
+    from catbuilder import build_stack
+
+    (tmp_path / "tiles").mkdir()
+    fits.PrimaryHDU(_pixels(0), _header("u")).writeto(tmp_path / "tiles" / "T1_u.fits")
+    stack = build_stack(_sources(), tmp_path / "tiles", tmp_path / "u.zarr", size=SIZE,
+                        bands=["u"], cluster="sync", progress=False)  # fmt: skip
+    assert stack.bands == ["u"] and len(stack) == 5

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catbuilder.errors import InputWarning
 from catbuilder.sky.geometry import pixel_to_world, sky_to_xyz
 
 #: file names indexed in a directory; the longest match is stripped from tile names
@@ -61,6 +62,12 @@ def _band_of(header, keywords: list[str], primary) -> str | None:
             if isinstance(value, str) and value.strip():
                 return value.strip().split()[0]
     return None
+
+
+def _band_token(stem: str) -> str | None:
+    """A one-letter band at the end of a file name (``tile_g``, ``tile-r``), if any."""
+    m = re.search(r"[_\-.]([ugrizyY])$", stem)
+    return m.group(1) if m else None
 
 
 def _magzero(header, primary) -> float:
@@ -126,6 +133,8 @@ def scan_file(path: Path, keywords, band_re, tile_re, sci, wext) -> list[dict]:
         stem = _strip_suffix(path.name)
         m = band_re.search(path.name)
         file_band = m.group("band") if m else None
+        named = file_band is not None  # a band_pattern the user gave: the file name decides
+        token = file_band or _band_token(stem)
         out = []
         # several science HDUs with different bands: bands as extensions
         hdu_bands = {}
@@ -140,7 +149,17 @@ def scan_file(path: Path, keywords, band_re, tile_re, sci, wext) -> list[dict]:
         use = images if multi else images[:1]
         for i in use:
             hdr = hdul[i].header
-            band = hdu_bands[i] or _band_of({}, keywords, primary) or file_band
+            header_band = hdu_bands[i] or _band_of({}, keywords, primary)
+            band = (file_band if named else header_band) or file_band
+            if not multi and header_band and token and header_band != token and not named:
+                warnings.warn(
+                    f"{path.name}: the header says band {header_band!r}, the file name "
+                    f"{token!r}; using the header's. To take the file name's, give "
+                    f"tiles.band-pattern (band_pattern=, --band-pattern), e.g. "
+                    f"'[_-](?P<band>[a-zA-Z])\\.fits'",
+                    InputWarning,
+                    stacklevel=2,
+                )
             if band is None:
                 raise UnusableFile(
                     f"HDU {i}: band unknown (no {'/'.join(keywords)} keyword and the "

@@ -331,6 +331,8 @@ def build_stack(
     where = (cluster, workers)
     index = TileIndex.from_any(tiles)
     bands = parse_bands(c("cutouts.bands", bands))
+    if reference_band is None and len(bands) == 1:
+        reference_band = bands[0]  # single-band data: its band is the reference
     reference_band = str(c("cutouts.reference-band", reference_band)).strip()
     check_bands(index, bands, reference_band)
     chunk = positive_int(c("cutouts.chunk-objects", chunk_objects), "chunk_objects")

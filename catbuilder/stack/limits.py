@@ -48,7 +48,10 @@ def check_bands(index: TileIndex, bands: list[str], reference_band: str) -> None
             f"band(s) {absent} are in no tile; the tile index has bands {', '.join(sorted(have))}"
         )
     if reference_band not in bands:
-        raise ValueError(f"reference band {reference_band!r} is not among bands {bands}")
+        raise ValueError(
+            f"reference band {reference_band!r} is not among bands {bands}; name the band whose "
+            "pixel grid the others follow with reference_band= (--reference-band)"
+        )
 
 
 def _worker_memory(cluster: Any) -> tuple[float, str]:
