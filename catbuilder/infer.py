@@ -354,6 +354,9 @@ def predict(
         client = active_client() if cluster is None else None
         ctx = nullcontext(client) if client is not None else connect(cluster, workers)
         with ctx as c:
+            from catbuilder.runtime.devices import pin_gpus
+
+            pin_gpus(c)  # one GPU per worker on a multi-GPU node (a user's client too)
             if todo is None:  # a new store: its shape is the model's classes and width
                 meta = _template(
                     target, stack, positions, chunk, classes, n_feat, params, model_meta

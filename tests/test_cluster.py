@@ -172,3 +172,28 @@ def test_workers_now_sees_every_worker_while_the_client_refreshes(dask_client):
             counts = [len(workers_now(client)) for _ in range(500)]
             assert set(workers_now(client)) == expected
     assert len(expected) == 2 and set(counts) == {2}
+
+
+def test_each_worker_of_a_multi_gpu_node_gets_its_own_gpu():
+    """Tested on CPU through the environment each worker receives: a node that
+    shows two GPUs gives worker 0 the first and worker 1 the second."""
+    import os
+
+    from distributed import Client
+
+    from catbuilder.runtime import connect, make_cluster
+    from catbuilder.runtime.devices import gpu_for_slot, visible_gpus
+
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert [gpu_for_slot(s, ["2", "3"]) for s in range(3)] == ["2", "3", "2"]
+    assert gpu_for_slot(1, ["0"]) is None  # one GPU (or none): nothing to choose
+    cluster = make_cluster("local", workers=2, env={"CUDA_VISIBLE_DEVICES": "2,3"})
+    with cluster, Client(cluster) as given, connect(given, workers=2) as client:
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        names = client.run(lambda dask_worker: dask_worker.name)
+        assert sorted(seen.values()) == ["2", "3"]
+        assert {names[a]: v for a, v in seen.items()} == {0: "2", 1: "3"}
+        # the Keras plugin's workers grow GPU memory as needed
+        grow = client.run(lambda: os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH"))
+        assert set(grow.values()) == {"true"}

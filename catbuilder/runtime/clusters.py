@@ -201,7 +201,7 @@ def make_cluster(
     threads = int(c("cluster.threads-per-worker", threads_per_worker))
     interface = c("cluster.interface", interface) if interface is None else interface
     n = workers if workers is not None else config.get("cluster.workers")
-    env = worker_env(threads)
+    env = {**worker_env(threads), **kwargs.pop("env", {})}
     trim = bool(config.get("cluster.trim-memory"))
     if kind == "local":
         import dask
@@ -327,6 +327,9 @@ def connect(
     try:
         if workers:
             client.wait_for_workers(int(workers), timeout=timeout)
+        from catbuilder.runtime.devices import pin_gpus
+
+        pin_gpus(client)  # before any task imports a framework
         yield client
     finally:
         if own_client:

@@ -177,6 +177,11 @@ def run_rank(entry: str, env: dict[str, str], payload: dict) -> dict:
     does not borrow another's.
     """
     os.environ.update(env)
+    from catbuilder.runtime.devices import gpu_for_slot, visible_gpus
+
+    gpu = gpu_for_slot(int(env.get("HOROVOD_LOCAL_RANK", 0)), visible_gpus())
+    if gpu is not None:  # a rank on a worker that still sees several GPUs takes its own
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     cores = None
     if payload.get("bind_cores"):

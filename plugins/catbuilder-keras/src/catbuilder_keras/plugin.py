@@ -44,6 +44,8 @@ class _KerasPlugin(ModelPlugin):
                 "TF_CPP_MIN_LOG_LEVEL", "0" if debugging() else "3"
             ),
             "TF_USE_LEGACY_KERAS": "1",
+            # take GPU memory as it is needed, not all of it at start
+            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
         }
 
 
