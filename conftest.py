@@ -147,3 +147,20 @@ def dask_client():
     yield client
     client.close()
     cluster.close()
+
+
+#: fixtures that need more than a pip install, and the marker their tests carry,
+#: so that `pytest -m "not root and not horovod and not browser"` (docs/install.md)
+#: selects every test a user without root can run, and none it cannot
+_NEEDS = {"slurm": "root", "mount": "root"}
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = [
+        f"{item.nodeid} uses {name} but is not marked {marker}"
+        for item in items
+        for name, marker in _NEEDS.items()
+        if name in getattr(item, "fixturenames", ()) and item.get_closest_marker(marker) is None
+    ]
+    if missing:
+        raise pytest.UsageError("; ".join(missing))

@@ -612,6 +612,7 @@ def mount(tmp_path):
         subprocess.run(["umount", str(d)], check=False)
 
 
+@pytest.mark.root
 def test_read_only_output(work, capsys, mount):
     d = mount("size=4m,ro")
     rc, err = cut(capsys, "sources.csv", "tiles", d / "s.zarr")
@@ -619,6 +620,7 @@ def test_read_only_output(work, capsys, mount):
               r"writable output path")  # fmt: skip
 
 
+@pytest.mark.root
 def test_full_disk_is_one_line(work, capsys, mount):
     d = mount("size=64k")
     rc, err = cut(

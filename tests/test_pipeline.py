@@ -359,6 +359,7 @@ def _chromium() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 def test_report_renders_every_section_and_image_in_headless_chromium(resumed_run):
     from catbuilder.pipeline.report import SECTIONS
 

@@ -16,7 +16,7 @@ from catbuilder.runtime import workers_now
 from catbuilder.training import train
 from catbuilder.training.distributed import DistributedTrainingError
 
-pytestmark = [pytest.mark.slurm, pytest.mark.horovod, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.root, pytest.mark.horovod, pytest.mark.slow]
 
 
 def jobqueue_settings(slurm, tmp_path) -> dict:
