@@ -202,9 +202,14 @@ def _env_config(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _apply_env(environ: Mapping[str, str] | None = None) -> None:
-    env = _env_config(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    env = _env_config(environ)
     if env:
-        validate(env, PREFIX)
+        try:
+            validate(env, PREFIX)
+        except ConfigKeyError as err:  # say which variable: the key is its spelling
+            names = sorted(n for n in environ if n.startswith(ENV_PREFIX) and "__" in n)
+            raise ConfigKeyError(f"{err} (from the environment: {', '.join(names)})") from None
         dask.config.update(dask.config.config, {PREFIX: env}, priority="new")
 
 

@@ -240,6 +240,7 @@ def test_nan_and_off_footprint_positions_are_flagged(work, capsys):
     _write(src, "t.csv")
     rc, err = cut(capsys, "t.csv")
     assert rc == 0, err
+    assert "1 row(s) have no position (ra or dec is NaN; rows [1])" in err  # said, not silent
     obj = open_stack("../out.zarr").objects().sort_values("row")
     assert obj["off_footprint"].tolist() == [False, True, True, False, False]
     assert (obj["flags"].to_numpy()[[1, 2]] & 1).all()
@@ -363,7 +364,7 @@ def test_tile_without_wcs_is_reported_and_no_usable_tile_is_an_error(work, capsy
     os.mkdir("bad")
     fits.PrimaryHDU(_pixels(), fits.Header({"BAND": "r"})).writeto("bad/T1_r.fits")
     rc, err = cut(capsys, "sources.csv", "bad")
-    one_error(rc, err, r"no usable FITS images in .*no celestial WCS")
+    one_error(rc, err, r"no usable FITS image: .*no celestial WCS")
     shutil.rmtree("bad")
 
 
@@ -749,3 +750,22 @@ def test_scheduler_address_is_accepted(work, capsys, dask_client):
     assert len(stack) == 5 and [h["action"] for h in stack.meta["history"]] == ["build"]
 
 
+def test_first_contact_errors_are_one_line(work, capsys, monkeypatch):
+    """A non-FITS tile, a stack that is not there, a bad demo size, a misspelt
+    environment variable: one line each, naming what to do, exit 2."""
+    Path("junk.fits").write_text("not fits")
+    rc, err = cli(capsys, "tiles", "junk.fits", "-o", "i.parquet", "--no-progress")
+    one_error(rc, err, r"no usable FITS image: junk\.fits: corrupt or not FITS", "tiles")
+    assert "[(" not in err and "warning" not in err
+    rc, err = cli(capsys, "predict", "absent.zarr", "--model-dir", "m", "-o", "c.parquet")
+    one_error(rc, err, r"no image stack at absent\.zarr", "predict")
+    assert "writing" not in err
+    rc, err = cli(capsys, "demo", "d", "--n-objects", "-5")
+    one_error(rc, err, r"n_objects \(--n-objects\) is -5; a mock survey needs at least 10", "demo")
+    assert "demo.yaml" not in err and not Path("d").exists()
+    Path("junk.fits").unlink()
+    env = {**os.environ, "CATBUILDER_CUTOUTS__SIZ": "32"}
+    res = subprocess.run([sys.executable, "-m", "catbuilder.cli", "plugins"], env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "Did you mean 'size'?" in res.stderr and "CATBUILDER_CUTOUTS__SIZ" in res.stderr

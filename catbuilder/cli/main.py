@@ -184,7 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import warnings
 
-    parser = build_parser()
+    try:  # the parser reads the configuration (for --help defaults): a bad key is one line
+        parser = build_parser()
+    except Exception as err:
+        print(f"catbuilder: error: {error_message(err)}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     name = f"catbuilder {args.command}"
     if args.debug:  # before any framework loads, here and in worker processes
@@ -223,8 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from catbuilder.errors import CatbuilderError
 
         own = isinstance(err, CatbuilderError)  # its messages name the path already
-        if (
+        if (  # an OS error that names no file happened writing the output
             isinstance(err, OSError)
+            and not isinstance(err, FileNotFoundError)  # an input that is not there
             and not own
             and not err.filename
             and getattr(args, "output", None)

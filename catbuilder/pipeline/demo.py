@@ -71,6 +71,11 @@ def demo(
     """
     from catbuilder.pipeline.run import Pipeline
 
+    if int(n_objects) < 10:
+        raise ValueError(f"n_objects (--n-objects) is {n_objects}; a mock survey needs at least 10")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs (--epochs) is {epochs}; train for at least 1")
+
     overrides = {
         "mock": {"n-objects": int(n_objects), "seed": int(seed)},
         "model": {"params": {"epochs": int(epochs)}},

@@ -304,6 +304,13 @@ def read_sources(
     if bad_dec.any():
         rows = np.flatnonzero(bad_dec)[:5].tolist()
         raise ValueError(f"{source}: |{dec_name}| > 90 deg in rows {rows}")
+    unplaced = np.isnan(out["ra"].to_numpy()) | np.isnan(dec)
+    if unplaced.any():  # kept (a cutout flags them off the footprint), but said
+        warn(
+            f"{source}: {int(unplaced.sum())} row(s) have no position ({ra_name} or {dec_name} "
+            f"is NaN; rows {np.flatnonzero(unplaced)[:5].tolist()}): they are kept and flagged "
+            "off_footprint"
+        )
     rest = [c for c in df.columns if c not in {ra_name, dec_name, id_name, "objid", "ra", "dec"}]
     if keep is not None:
         missing = [c for c in keep if c not in df.columns]

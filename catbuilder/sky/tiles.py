@@ -137,14 +137,16 @@ class TileIndex:
                 (r.path, f"duplicate tile {r.tile!r} band {r.band!r}; using {first.path}")
             )
         table = table[~dup]
+        if table.empty and all(why == "file not found" for _, why in problems):
+            raise FileNotFoundError(f"no FITS files found in {inputs!r}")
+        if table.empty:  # one line: the first reason, and how many more
+            path, why = problems[0]
+            more = f" (and {len(problems) - 1} more not indexed)" if len(problems) > 1 else ""
+            raise ValueError(f"no usable FITS image: {path}: {why}{more}")
         if problems:
             shown = "; ".join(f"{p}: {why}" for p, why in problems[:5])
             more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
             warnings.warn(f"{len(problems)} FITS input(s) not indexed: {shown}{more}", stacklevel=2)
-        if table.empty and all(why == "file not found" for _, why in problems):
-            raise FileNotFoundError(f"no FITS files found in {inputs!r}")
-        if table.empty:
-            raise ValueError(f"no usable FITS images in {inputs!r}: {problems[:5]}")
         return cls(table, problems)
 
     @classmethod
@@ -276,5 +278,3 @@ class TileIndex:
                 "margin": np.where(found, best_margin, np.nan),
             }
         )
-
-
