@@ -102,6 +102,7 @@ def test_crossmatch_with_astropy_and_lsdb_agree(catalog, mock_survey, tmp_path):
 
 
 def test_a_catalog_converts_to_a_qtable_with_units_ucds_and_descriptions(catalog):
+    catalog, _ = catalog
     from astropy import units as u
     from astropy.table import QTable
 

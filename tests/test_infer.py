@@ -215,7 +215,7 @@ def test_workers_that_fill_the_machine_are_bound_one_core_each_then_freed(dask_c
 def test_a_workers_cpu_time_is_accounted_by_activity(hp_stack, small_model, dask_client, tmp_path):
     """catbuilder.runtime.thread_cpu: the read-ahead, model and Dask threads of a
     predicting worker each show up, and they add up to the process's CPU time."""
-    from catbuilder import thread_cpu
+    from catbuilder.runtime import thread_cpu
 
     before = dask_client.run(thread_cpu.snapshot)
     predict(hp_stack, small_model, output=tmp_path / "p.zarr", cluster=dask_client, progress=False)
@@ -229,3 +229,23 @@ def test_a_workers_cpu_time_is_accounted_by_activity(hp_stack, small_model, dask
     assert total["Dask: event loop + helpers"] > 0
     spent = sum(after[w]["total"] - before[w]["total"] for w in after)
     assert sum(total.values()) == pytest.approx(spent, abs=0.05 * spent + 0.05)
+
+
+def test_predict_starts_no_task_but_its_chunk_tasks(hp_stack, small_model, dask_client, tmp_path):
+    """The output's shape (classes, embedding width) comes from the saved model's
+    manifest: no task runs to ask a worker, only the chunk tasks run."""
+    from distributed import get_task_stream
+
+    from catbuilder.models import read_manifest
+
+    manifest = read_manifest(small_model)
+    assert manifest["classes"] == ["elliptical", "spiral"] and manifest["embedding_dim"] > 0
+    with get_task_stream(dask_client) as stream:
+        preds = predict(hp_stack, small_model, output=tmp_path / "p.zarr", cluster=dask_client,
+                        progress=False)  # fmt: skip
+    keys = [t["key"] for t in stream.data]
+    assert keys, "no task ran"
+    assert all(str(k).startswith("catbuilder-predict-") for k in keys), keys
+    n_chunks = -(-len(hp_stack) // int(hp_stack.meta["parameters"]["chunk_objects"]))
+    assert len(keys) <= n_chunks  # at most one task per output chunk, none besides
+    assert preds.embeddings().shape[1] == manifest["embedding_dim"]

@@ -65,11 +65,11 @@ def main() -> int:
     args = ap.parse_args()
     from distributed import Client
 
-    from catbuilder import config, thread_cpu
+    from catbuilder import config
     from catbuilder.catalog import build_catalog
     from catbuilder.infer import predict
     from catbuilder.models import load_model
-    from catbuilder.runtime import make_cluster
+    from catbuilder.runtime import make_cluster, thread_cpu
     from catbuilder.stack import build_stack
 
     work = Path(tempfile.mkdtemp(prefix="catbuilder-infer-"))

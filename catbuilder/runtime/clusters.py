@@ -225,12 +225,16 @@ def make_cluster(
         if sec is not None:
             local.update(security=sec, protocol="tls://")
         local.update(kwargs)
-        if trim:
-            return LocalCluster(**local)
-        _forget_leaked_trim()
-        # read by each Nanny when it is created, and set before its worker spawns
-        with dask.config.set({f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None}):
-            return LocalCluster(**local)
+        with warnings.catch_warnings():
+            # a taken dashboard port moves to a free one: the client's
+            # dashboard_link says where, no warning needed
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            if trim:
+                return LocalCluster(**local)
+            _forget_leaked_trim()
+            # read by each Nanny when it is created, and set before its worker spawns
+            with dask.config.set({f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None}):
+                return LocalCluster(**local)
     if kind in JOBQUEUE_CLASSES:
         cls, params = _jobqueue(kind, interface, env, trim, kwargs)
         cluster = cls(**params)

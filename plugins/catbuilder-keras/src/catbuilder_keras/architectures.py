@@ -73,7 +73,7 @@ def resolve_weights(architecture: str, weights: str | os.PathLike[str] | None) -
             raise FileNotFoundError(
                 f"ImageNet weights for {architecture} are not on this machine and catbuilder "
                 f"never downloads them unasked: `catbuilder weights add keras.{architecture} "
-                f"FILE` registers {name} (from {files.url(architecture)}), "
+                f"FILE` registers {name} (from {files.url(architecture)}) at {path}, "
                 f"`catbuilder weights fetch keras.{architecture}` downloads it, or pass "
                 f"weights='/path/to/{name}'."
             )
