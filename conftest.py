@@ -89,7 +89,6 @@ def hp_stack(hp_survey, tmp_path_factory):
         out,
         size=64,
         chunk_objects=64,
-        extra_columns=["label_prob"],
         progress=False,
     )
 

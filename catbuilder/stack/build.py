@@ -97,7 +97,7 @@ def prepare_sources(
         if col not in src.columns:
             raise ValueError(f"{name}: no column {col!r} to carry into the stack")
         if col in out.columns:
-            raise ValueError(f"{name}: {col!r} is one of the stack's own columns")
+            continue  # one of the stack's own columns (label_prob ...): carried already
         stored, specs[col] = encode_column(col, src[col], name)
         for key, values in stored.items():
             out[key] = values
