@@ -157,7 +157,7 @@ def test_every_option_says_its_default_and_the_reference_is_current():
     assert (root / "docs" / "catalog-columns.md").read_text() == columns()
     text = reference_markdown()
     assert "(default: 64; configuration" in text and "cutouts.chunk-objects)" in text
-    assert "--radius-arcsec" in text and "--model-dir" in text
+    assert "--radius RADIUS" in text and "--radius-arcsec" not in text and "--model-dir" in text
     # one meaning each: --model is a plugin name, --model-dir a saved model
     assert "model plugin name" in text.split("## catbuilder train")[1].split("## ")[0]
     predict = text.split("## catbuilder predict")[1].split("## ")[0]
