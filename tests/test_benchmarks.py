@@ -38,6 +38,7 @@ def _asv(*args, cwd, env, timeout=900):
 
 
 @pytest.mark.slow
+@pytest.mark.horovod  # the suite measures 2-rank training
 def test_quick_asv_run_of_every_benchmark_does_not_crash(tmp_path):
     """What CI runs of asv: every benchmark once (quick parameters), none failing."""
     env = _asv_env(tmp_path / "home")
