@@ -25,6 +25,7 @@ from catbuilder.stack.describe import WCS_VARS
 from catbuilder.stack.limits import check_bands
 from catbuilder.stack.plan import plan_objects
 from catbuilder.stack.store import ImageStack
+from catbuilder.stack.variables import CUTOUT_VARIABLES
 
 
 def _roll_back_unfinished_append(path: Path) -> None:
@@ -114,10 +115,7 @@ def append_to_stack(
         "tile_y",
         "off_footprint",
         "object",
-        "edge",
-        "nan_fraction",
-        "saturated",
-        "flags",
+        *(v.name for v in CUTOUT_VARIABLES if v.flag and not v.dims),
         *WCS_VARS,
     }
     if extra - {"written"}:

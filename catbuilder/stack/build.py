@@ -34,6 +34,7 @@ from catbuilder.stack.flags import FLAG_BITS
 from catbuilder.stack.limits import check_bands, check_cutout_memory, parse_bands, positive_int
 from catbuilder.stack.plan import plan_objects, size_in_pixels
 from catbuilder.stack.store import NO_LABEL_ID, ImageStack
+from catbuilder.stack.variables import CUTOUT_VARIABLES, DATA_VARS
 
 __all__ = [
     "KIND",
@@ -45,9 +46,6 @@ __all__ = [
     "stack_template",
 ]
 
-_DATA_VARS = (
-    "images", "edge", "nan_fraction", "nan", "missing_band", "saturated", "flags", "magzero",
-)  # fmt: skip
 KIND = "image-stack"
 #: the packages a stack's pixels depend on, recorded in its provenance
 _PACKAGES = ("catbuilder", "numpy", "astropy", "xarray", "zarr", "dask", "reproject")
@@ -142,17 +140,12 @@ def stack_template(
         coords[col] = ("object", vals)
     for name, vals in cutout_wcs_values(plan, index, size).items():
         coords[name] = ("object", vals)
+    sizes = {"band": nb, "y": size, "x": size}
     data = {
-        "images": (("object", "band", "y", "x"), lazy((n, nb, size, size), np.float32, np.nan)),
-        "edge": (("object",), lazy((n,), bool, False)),
-        "nan_fraction": (("object",), lazy((n,), np.float32, np.nan)),
-        "nan": (("object", "band"), lazy((n, nb), bool, False)),
-        "missing_band": (("object", "band"), lazy((n, nb), bool, False)),
-        "saturated": (("object",), lazy((n,), bool, False)),
-        "flags": (("object",), lazy((n,), np.uint8, 0)),
-        "magzero": (("object", "band"), lazy((n, nb), np.float32, np.nan)),
-        "written": (("object",), lazy((n,), bool, False)),
+        v.name: (("object", *v.dims), lazy((n, *(sizes[d] for d in v.dims)), v.dtype, v.fill))
+        for v in CUTOUT_VARIABLES
     }
+    data["written"] = (("object",), lazy((n,), bool, False))
     ds = xr.Dataset(data, coords=coords)
     # noise-dominated float pixels: byte shuffle + lz4 is ~3x faster than
     # zarr's default zstd at the same size
@@ -183,7 +176,7 @@ def _write_chunk(
     with zarr.config.set({"async.concurrency": 4}):
         group = zarr.open_group(path, mode="r+", use_consolidated=False)
         region = slice(start, start + len(plan))
-        for v in _DATA_VARS:
+        for v in DATA_VARS:
             group[v][region] = res[v]
         zs.mark_written(group, region)
     return res["problems"]

@@ -28,6 +28,7 @@ import pandas as pd
 
 from catbuilder.errors import IncompleteStoreError
 from catbuilder.stack.flags import FLAG_BITS
+from catbuilder.stack.variables import FLAG_VARS, PER_BAND_FLAGS
 from catbuilder.zarr_store import as_strings, open_zarr, read_meta, read_values, sibling
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 # variables written per chunk that are per-object metadata, shown as coordinates
-FLAG_VARS = ("edge", "nan_fraction", "nan", "missing_band", "saturated", "flags", "magzero")
 
 
 #: stored in a stack's integer ``label_objid`` where there is no label object
@@ -217,7 +217,7 @@ class ImageStack:
         import dask
 
         one = [n for n, v in self.ds.coords.items() if v.dims == ("object",) and n != "object"]
-        per_band = [n for n in ("nan", "missing_band", "magzero") if n in self.ds.coords]
+        per_band = [n for n in PER_BAND_FLAGS if n in self.ds.coords]
         values = [self._read_stored(n) for n in one + per_band]
         lazy = [i for i, v in enumerate(values) if v is None]
         # one synchronous compute for the rest: a graph each costs more than the read
