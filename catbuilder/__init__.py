@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from catbuilder._version import __version__ as __version__
 from catbuilder.importing import import_object
 
-# public name -> "module:attribute" (attribute None: the module itself)
+# public name -> "module:attribute" (a plain "module" is the module itself)
 _LAZY: dict[str, str] = {
     # the sky: tiles, source tables, labels
     "TileIndex": "catbuilder.sky.tiles:TileIndex",

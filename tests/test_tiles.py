@@ -105,7 +105,7 @@ def test_survey_file_layouts(mock_survey, tmp_path):
         assert r["ra"] == pytest.approx(
             files.read_sources().query("tile == @tile").ra.mean(), abs=0.02
         )
-    with pytest.raises(ValueError, match="no usable FITS image: .*band unknown"):
+    with pytest.raises(ValueError, match=r"no usable FITS image: .*band unknown"):
         TileIndex.build(tmp_path / "named")  # no keyword, no pattern: one line, the reason
 
 
