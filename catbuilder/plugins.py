@@ -355,9 +355,7 @@ def get_plugin(
             what = f"{kind} plugin" if kind else "plugin"
             near = difflib.get_close_matches(str(name), names, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ValueError(
-                f"unknown {what} {name!r}{hint} Installed: {have}. {_INSTALL_HINT}"
-            )
+            raise ValueError(f"unknown {what} {name!r}{hint} Installed: {have}. {_INSTALL_HINT}")
         if len(entries) > 1:
             raise ValueError(_duplicate_message(str(name), entries))
         entry = entries[0]

@@ -449,8 +449,6 @@ def _nulls(t) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-
-
 def to_table(catalog: pd.DataFrame, *, quantities: bool = True) -> Any:
     """The catalog as an astropy ``QTable`` (or ``Table``), with units, UCDs and
     descriptions from the column schema and the provenance in ``meta``.

@@ -252,5 +252,3 @@ def similar(
     out.attrs["query"] = how
     out.attrs["method"] = index.method_
     return out
-
-
