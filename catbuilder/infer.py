@@ -15,7 +15,6 @@ import hashlib
 import os
 import threading
 import uuid
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,11 +351,10 @@ def predict(
     todo = None if meta is None else np.flatnonzero(~zs.written(target))
     if todo is None or len(todo):
         client = active_client() if cluster is None else None
-        ctx = nullcontext(client) if client is not None else connect(cluster, workers)
+        # the active client too goes through connect: it stays open, and its workers
+        # are given their GPUs as those of a cluster connect makes
+        ctx = connect(client, None) if client is not None else connect(cluster, workers)
         with ctx as c:
-            from catbuilder.runtime.devices import pin_gpus
-
-            pin_gpus(c)  # one GPU per worker on a multi-GPU node (a user's client too)
             if todo is None:  # a new store: its shape is the model's classes and width
                 meta = _template(
                     target, stack, positions, chunk, classes, n_feat, params, model_meta

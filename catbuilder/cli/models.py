@@ -59,8 +59,9 @@ def _plugin_named(name: str):
     """A plugin by its name, or by the last part of one (``xception``) when unique."""
     from catbuilder.plugins import get_plugin, list_plugins
 
-    names = [n for n in list_plugins() if n.rsplit(".", 1)[-1] == name]
-    return get_plugin(names[0] if len(names) == 1 and name not in list_plugins() else name)
+    installed = list_plugins()
+    names = [n for n in installed if n.rsplit(".", 1)[-1] == name]
+    return get_plugin(names[0] if len(names) == 1 and name not in installed else name)
 
 
 @command("weights", "register or fetch a plugin's pretrained (ImageNet) weights")(_weights_args)

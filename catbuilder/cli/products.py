@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from catbuilder.cli.common import (
+    check_output,
     command,
     output_option,
     overwrite_option,
@@ -17,8 +18,6 @@ def _table_output(path: Path | None, what: str, overwrite: bool) -> None:
     (Parquet: only one catbuilder wrote; CSV carries no mark, --overwrite says so)."""
     if path is None:
         return
-    from catbuilder.cli.common import check_output
-
     if path.suffix.lower() not in (".csv", ".parquet"):
         raise ValueError(f"-o {path}: a {what} table is written as .csv or .parquet")
     if path.suffix.lower() == ".parquet":

@@ -348,28 +348,30 @@ class Step:
     listed: tuple[str, ...] = ()
 
 
-_ALL = ("mock", "tiles", "labels", "cutouts", "train", "predict", "catalog", "evaluate",
-        "embeddings")  # fmt: skip
+_MAKERS = (
+    Step("mock", _mock, (), {"survey": "mock"}, listed=("survey",)),
+    Step("tiles", _tiles, ("mock",), {"index": "tiles.parquet"}),
+    Step("labels", _labels, ("mock",), {"sources": "sources.parquet"}),
+    Step("cutouts", _cutouts, ("tiles", "labels"), {"stack": "stack.zarr"}),
+    Step("train", _train, ("cutouts",),
+         {"model": "model", "history": "history.csv", "checkpoints": "model.checkpoints"}),
+    Step("predict", _predict, ("cutouts", "train"), {"predictions": "predictions.zarr"}),
+    Step("catalog", _catalog, ("predict", "cutouts")),
+    Step("evaluate", _evaluate, ("catalog", "cutouts"),
+         {"metrics": "metrics.csv", "confidence": "confidence.csv",
+          "plots": "plots/evaluation"}),
+    Step("embeddings", _embeddings, ("catalog", "predict", "cutouts"),
+         {"map": "embeddings.parquet", "plots": "plots/embeddings"}),
+)  # fmt: skip
 
 #: every step, in the order a run makes them: the one table the pipeline file's
-#: schema, the planner, the runner and the report read
+#: schema, the planner, the runner and the report read (the report reads them all)
 STEPS: dict[str, Step] = {
     s.name: s
     for s in (
-        Step("mock", _mock, (), {"survey": "mock"}, listed=("survey",)),
-        Step("tiles", _tiles, ("mock",), {"index": "tiles.parquet"}),
-        Step("labels", _labels, ("mock",), {"sources": "sources.parquet"}),
-        Step("cutouts", _cutouts, ("tiles", "labels"), {"stack": "stack.zarr"}),
-        Step("train", _train, ("cutouts",),
-             {"model": "model", "history": "history.csv", "checkpoints": "model.checkpoints"}),
-        Step("predict", _predict, ("cutouts", "train"), {"predictions": "predictions.zarr"}),
-        Step("catalog", _catalog, ("predict", "cutouts")),
-        Step("evaluate", _evaluate, ("catalog", "cutouts"),
-             {"metrics": "metrics.csv", "confidence": "confidence.csv",
-              "plots": "plots/evaluation"}),
-        Step("embeddings", _embeddings, ("catalog", "predict", "cutouts"),
-             {"map": "embeddings.parquet", "plots": "plots/embeddings"}),
-        Step("report", _report, _ALL, {"report": "report.html", "plots": "plots/report"}),
+        *_MAKERS,
+        Step("report", _report, tuple(s.name for s in _MAKERS),
+             {"report": "report.html", "plots": "plots/report"}),
     )
 }  # fmt: skip
 STEP_NAMES = tuple(STEPS)

@@ -17,6 +17,8 @@ import shutil
 import subprocess
 from typing import Any
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 __all__ = ["PinGPU", "gpu_for_slot", "pin_gpus", "visible_gpus"]
 
 
@@ -49,13 +51,7 @@ def _slot(name: Any) -> int:
     return int(m.group(1)) if m else 0
 
 
-try:
-    from distributed.diagnostics.plugin import WorkerPlugin
-except ImportError:  # pragma: no cover - distributed is a dependency
-    WorkerPlugin = object  # type: ignore[assignment,misc]
-
-
-class PinGPU(WorkerPlugin):  # type: ignore[misc]
+class PinGPU(WorkerPlugin):
     """Give each worker its own GPU (``CUDA_VISIBLE_DEVICES``), when it sees several."""
 
     name = "catbuilder-pin-gpu"

@@ -91,11 +91,11 @@ def append_to_stack(
     index = TileIndex.from_any(tiles)
     bands, chunk, npix = params["bands"], params["chunk_objects"], params["size"]
     check_bands(index, bands, params["reference_band"])
-    src, src_name = prepare_sources(
+    src, src_name, extra_specs = prepare_sources(
         sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
     )
     have_extra = meta.get("extra_columns") or {}
-    if src.attrs.get("extra_columns", {}) != have_extra:
+    if extra_specs != have_extra:
         raise ValueError(
             f"{src_name}: the stack carries extra columns {have_extra or 'none'}; append with "
             f"the same (extra_columns={sorted(have_extra)}, of the same types)"

@@ -66,7 +66,9 @@ def _index_digest(index: TileIndex) -> str:
 
 def prepare_sources(
     sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
-) -> tuple[pd.DataFrame, str]:
+) -> tuple[pd.DataFrame, str, dict[str, dict]]:
+    """The sources as a stack stores them, their name for the provenance, and the
+    extra columns' specs (how to read each back exactly)."""
     src = read_sources(sources, ra_col=ra_col, dec_col=dec_col, id_col=id_col)
     if isinstance(sources, (str, os.PathLike)):
         name = str(Path(sources).resolve())
@@ -99,8 +101,7 @@ def prepare_sources(
         stored, specs[col] = encode_column(col, src[col], name)
         for key, values in stored.items():
             out[key] = values
-    out.attrs["extra_columns"] = specs  # read right away by the caller
-    return out, name
+    return out, name, specs
 
 
 def _label_ids(values: pd.Series) -> np.ndarray:
@@ -331,10 +332,9 @@ def build_stack(
     chunk = positive_int(c("cutouts.chunk-objects", chunk_objects), "chunk_objects")
     npix = size_in_pixels(c("cutouts.size", size), index, reference_band)
     nan_max = float(config.get("cutouts.nan-fraction-max"))
-    src, src_name = prepare_sources(
+    src, src_name, extra_specs = prepare_sources(
         sources, ra_col, dec_col, id_col, label_col, split_col, extra_columns
     )
-    extra_specs = dict(src.attrs.get("extra_columns", {}))
     check_cluster(cluster)
     check_cutout_memory(npix, len(bands), chunk, index, reference_band, cluster)
     path = Path(output)

@@ -43,9 +43,7 @@ def encode(name: str, values: pd.Series, source: str = "source table") -> tuple[
         spec["dtype"] = "datetime64[ns]"
     elif isinstance(dtype, pd.BooleanDtype) or dtype.kind == "b":
         stored = s.to_numpy(dtype=bool, na_value=False)
-    elif dtype.kind in "iu" or (
-        isinstance(dtype, pd.api.extensions.ExtensionDtype) and getattr(dtype, "kind", "") in "iu"
-    ):
+    elif dtype.kind in "iu":  # numpy integers and pandas' nullable ones (Int64, UInt64 ...)
         np_dtype = np.dtype(dtype.numpy_dtype if hasattr(dtype, "numpy_dtype") else dtype)
         stored = s.to_numpy(dtype=np_dtype, na_value=0)
     elif dtype.kind == "f":

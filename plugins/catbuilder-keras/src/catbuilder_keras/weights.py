@@ -62,6 +62,16 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check(architecture: str, path: Path) -> None:
+    """Raise ValueError unless ``path`` has the MD5 Keras publishes for the file."""
+    _, name, md5 = _entry(architecture)
+    got = _md5(path)
+    if got != md5:
+        raise ValueError(
+            f"{path} is not Keras's {name} (MD5 {got}, published {md5}): check the download"
+        )
+
+
 def add(architecture: str, file: str | os.PathLike[str]) -> Path:
     """Check ``file`` against the hash Keras publishes and copy it into the cache.
 
@@ -76,12 +86,8 @@ def add(architecture: str, file: str | os.PathLike[str]) -> Path:
     src = Path(file)
     if not src.is_file():
         raise FileNotFoundError(f"weights file not found: {src}")
+    _check(architecture, src)
     _, name, md5 = _entry(architecture)
-    got = _md5(src)
-    if got != md5:
-        raise ValueError(
-            f"{src} is not Keras's {name} (MD5 {got}, published {md5}): check the download"
-        )
     dst = cache_path(architecture)
     if dst.is_file() and _md5(dst) == md5:
         return dst
@@ -117,7 +123,9 @@ def fetch(architecture: str, timeout: float = 30.0) -> Path:
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(address, timeout=timeout) as r:
             shutil.copyfileobj(r, out)
-        return add(architecture, tmp)
+        _check(architecture, Path(tmp))
+        os.replace(tmp, dst)  # downloaded beside it: moved, not copied again
+        return dst
     except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
         reason = getattr(err, "reason", err)
         raise CatbuilderError(
