@@ -317,6 +317,7 @@ def test_a_node_lost_midway_leaves_the_cutouts_and_predictions_complete_and_iden
             cluster=client,
             batch_size=64,
             chunks_per_task=1,
+            tta=True,  # eight views an object: a window the watcher cannot miss
             progress=False,
         )
         watcher.join()
@@ -343,6 +344,7 @@ def test_a_node_lost_midway_leaves_the_cutouts_and_predictions_complete_and_iden
         cluster="local",
         workers=1,
         batch_size=64,
+        tta=True,
         progress=False,
     )
     assert preds.meta["complete"] and len(preds) == len(sources)
