@@ -94,6 +94,19 @@ def hp_stack(hp_survey, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fo_stack(hp_survey, tmp_path_factory):
+    """Every Galaxy Zoo galaxy labelled by its larger vote fraction (the "fo"
+    sample), 200 of them cut at 32 px."""
+    from catbuilder.sky import label_sources
+    from catbuilder.stack import build_stack
+
+    table = label_sources(hp_survey.read_labels(), hp_survey["des-like"].sources, sample="fo")
+    out = tmp_path_factory.mktemp("fo") / "fo.zarr"
+    return build_stack(table.iloc[:200], hp_survey["des-like"].directory / "tiles", out,
+                       size=32, chunk_objects=64, progress=False)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
     """A real SLURM controller and three nodes on localhost, for @pytest.mark.slurm tests.
 

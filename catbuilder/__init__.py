@@ -29,7 +29,7 @@ _LAZY: dict[str, str] = {
     "load_model": "catbuilder.models.saved:load_model",
     "train": "catbuilder.training.api:train",
     "predict": "catbuilder.infer:predict",
-    "open_predictions": "catbuilder.infer:open_predictions",
+    "open_predictions": "catbuilder.predictions:open_predictions",
     # products
     "build_catalog": "catbuilder.catalog.build:build_catalog",
     "write_catalog": "catbuilder.catalog.formats:write_catalog",

@@ -15,7 +15,6 @@ import hashlib
 import os
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,13 @@ import numpy as np
 
 from catbuilder import config
 from catbuilder import zarr_store as zs
-from catbuilder.errors import IncompleteStoreError, warn
+from catbuilder.errors import warn
+from catbuilder.predictions import KIND, Predictions, open_predictions
 from catbuilder.runtime.affinity import bind_workers
 from catbuilder.runtime.thread_cpu import thread_ended
 
 __all__ = ["Predictions", "open_predictions", "predict"]
 
-KIND = "predictions"
 _MODELS: dict[tuple[str, int], Any] = {}
 _STACKS: dict[str, Any] = {}
 _LOCK = threading.Lock()
@@ -95,35 +94,31 @@ def _predict_chunks(
     group = zarr.open_group(out_path, mode="r+", use_consolidated=False)
     positions = np.concatenate([np.asarray(p) for _, p in pieces])
     ends = np.cumsum([len(p) for _, p in pieces])
-    proba: list[np.ndarray] = []
-    emb: list[np.ndarray] = []
+    held: dict[str, list[np.ndarray]] = {}  # predicted, not yet written: per variable
     done = k = 0  # objects predicted; pieces written
 
-    def write(region: slice, P: np.ndarray, E: np.ndarray | None) -> None:
-        group["probabilities"][region] = P
-        if E is not None:
-            group["embeddings"][region] = E
-        group["written"][region] = np.ones(len(P), dtype=bool)  # last: the chunk is done
+    def write(region: slice, values: dict[str, np.ndarray]) -> None:
+        for name, v in values.items():
+            group[name][region] = v
+        group["written"][region] = np.ones(region.stop - region.start, dtype=bool)  # last
 
     writes = []
     writer = ThreadPoolExecutor(1, "catbuilder-writer")
     with writer, dask.config.set(scheduler="synchronous"):
         X = _stack(stack_path).isel(positions)
-        batches = model.iter_predictions(X, batch_size=batch_size, embed=embed, tta=tta)
-        for p, e in batches:
-            proba.append(p)
-            if embed:
-                emb.append(e)
-            done += len(p)
+        for out in _outputs(model, X, batch_size, embed, tta):
+            for name, v in out.items():
+                held.setdefault(name, []).append(v)
+            done += len(out["probabilities"])
             while k < len(pieces) and done >= ends[k]:
                 n = int(ends[k]) - (0 if k == 0 else int(ends[k - 1]))
-                P = np.concatenate(proba)
-                E = np.concatenate(emb) if embed else None
-                proba = [P[n:]]
-                emb = [E[n:]] if embed else []
+                whole = {name: np.concatenate(v) for name, v in held.items()}
+                held = {name: [v[n:]] for name, v in whole.items()}
                 start = pieces[k][0]
                 region = slice(start, start + n)
-                writes.append(writer.submit(write, region, P[:n], None if E is None else E[:n]))
+                writes.append(
+                    writer.submit(write, region, {name: v[:n] for name, v in whole.items()})
+                )
                 k += 1
         for w in writes:
             w.result()  # raise a failed write here
@@ -131,69 +126,36 @@ def _predict_chunks(
     return len(positions)
 
 
-@dataclass
-class Predictions:
-    """Probabilities (and embeddings) of a stack's objects, on Zarr.
+def _outputs(model: Any, X: Any, batch_size: int, embed: bool, tta: bool):
+    """Per batch, the arrays written to the store's variables.
 
-    Attributes
-    ----------
-    path
-        The Zarr store.
-    ds
-        The lazy dataset: ``probabilities (object, class)``, ``embeddings
-        (object, feature)``, coordinates ``position`` (in the stack) and ``objid``.
+    ``probabilities`` (calibrated when the model carries a calibration, with
+    the model's own in ``raw_probabilities``), ``embeddings`` when asked, and
+    for an ensemble ``member_std``, the spread of its members' probabilities.
     """
-
-    path: Path
-    ds: Any
-
-    @property
-    def classes(self) -> list[str]:
-        return [str(c) for c in self.ds["class"].values]
-
-    @property
-    def meta(self) -> dict:
-        return zs.read_meta(self.ds)
-
-    def probabilities(self) -> np.ndarray:
-        return zs.read_values(self.ds["probabilities"])
-
-    def embeddings(self) -> np.ndarray | None:
-        return zs.read_values(self.ds["embeddings"]) if "embeddings" in self.ds else None
-
-    def __len__(self) -> int:
-        return int(self.ds.sizes["object"])
+    cal = getattr(model, "calibration_", None)
+    if hasattr(model, "iter_member_predictions"):
+        batches = model.iter_member_predictions(X, batch_size=batch_size, embed=embed, tta=tta)
+    else:
+        batches = (
+            (p, e, None)
+            for p, e in model.iter_predictions(X, batch_size=batch_size, embed=embed, tta=tta)
+        )
+    for p, e, members in batches:
+        p = np.asarray(p, np.float32)
+        out = {"probabilities": p if cal is None else cal.apply(p)}
+        if cal is not None:
+            out["raw_probabilities"] = p
+        if embed:
+            out["embeddings"] = np.asarray(e, np.float32)
+        if members is not None:
+            out["member_std"] = np.asarray(members, np.float32).std(axis=0)
+        yield out
 
 
-def open_predictions(path: str | os.PathLike[str]) -> Predictions:
-    """Open a predictions store written by :func:`predict`.
-
-    Parameters
-    ----------
-    path
-        The predictions' Zarr directory.
-
-    Returns
-    -------
-    Predictions
-        ``probabilities()``, ``embeddings()``, ``classes`` and the provenance.
-
-    Examples
-    --------
-    >>> from catbuilder import open_predictions
-    >>> preds = open_predictions("des.predictions.zarr")  # doctest: +SKIP
-    >>> preds.classes, preds.probabilities().shape  # doctest: +SKIP
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no predictions at {path}")
-    ds = zs.open_zarr(path)
-    if not zs.read_meta(ds).get("complete"):
-        raise IncompleteStoreError(f"predictions {path} are incomplete: run predict again")
-    return Predictions(path, ds.drop_vars("written"))
-
-
-def check_model_fits_stack(model_meta: dict, stack: Any, model_path: str) -> None:
+def check_model_fits_stack(
+    model_meta: dict, stack: Any, model_path: str, tta: bool | None = None
+) -> None:
     """Check, before any worker starts, that a saved model can read this stack.
 
     Raises
@@ -206,7 +168,8 @@ def check_model_fits_stack(model_meta: dict, stack: Any, model_path: str) -> Non
     InputWarning
         When the stack's cutouts differ in size from those the model was
         trained on (they are resized to the model's input, so objects appear
-        at another angular scale).
+        at another angular scale), or when ``tta`` differs from what the
+        model's calibration was fitted with.
     """
     params = model_meta.get("params") or {}
     fit_input = model_meta.get("fit_input") or {}
@@ -217,6 +180,15 @@ def check_model_fits_stack(model_meta: dict, stack: Any, model_path: str) -> Non
             f"the model at {model_path} uses band(s) {', '.join(map(str, need))} but the stack "
             f"{stack.path} has only {', '.join(stack.bands)} (missing {', '.join(absent)}); "
             "predict on a stack cut in those bands"
+        )
+    cal = model_meta.get("calibration") or {}
+    if cal and tta is not None and bool(cal.get("tta")) != bool(tta):
+        warn(
+            f"the model at {model_path} was calibrated on probabilities "
+            f"{'with' if cal.get('tta') else 'without'} test-time augmentation, and predicts "
+            f"{'with' if tta else 'without'} it: averaging views makes probabilities less "
+            "confident, so the calibration fits them less well; predict with "
+            f"tta={bool(cal.get('tta'))}"
         )
     trained = fit_input.get("cutout_size")
     if trained and int(trained) != stack.size:
@@ -344,8 +316,9 @@ def predict(
         "embed": embed,
         "tta": tta,
         "batch_size": batch_size,
+        "calibration": model_meta.get("calibration"),
     }
-    check_model_fits_stack(model_meta, stack, model_path)
+    check_model_fits_stack(model_meta, stack, model_path, tta)
     classes, n_feat = _output_shape(model_meta, model_path, embed)
     target, meta = zs.prepare(out, KIND, params, overwrite)
     todo = None if meta is None else np.flatnonzero(~zs.written(target))
@@ -408,6 +381,15 @@ def _template(out, stack, positions, chunk, classes, n_feat, params, model_meta)
         ),
         "written": (("object",), da.zeros(n, dtype=bool, chunks=chunk)),
     }
+    per_class = {  # the model's own probabilities beside calibrated ones; ensemble spread
+        "raw_probabilities": bool(model_meta.get("calibration")),
+        "member_std": bool(model_meta.get("ensemble_size")),
+    }
+    for name in (k for k, v in per_class.items() if v):
+        data[name] = (
+            ("object", "class"),
+            da.full((n, len(classes)), np.nan, dtype=np.float32, chunks=(chunk, -1)),
+        )
     if n_feat:
         data["embeddings"] = (
             ("object", "feature"),

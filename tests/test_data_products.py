@@ -299,5 +299,7 @@ def test_figures_say_what_they_show(catalog, labelled, tmp_path):
     assert everything.describe().startswith("all splits, n=")
     assert everything.describe("validation").startswith("validation split, n=")
     paths = everything.plot(tmp_path, stack=stack)
-    assert [p.name for p in paths] == ["roc.png", "confidence.png", "confusion.png", "gallery.png"]
+    assert [p.name for p in paths] == [
+        "roc.png", "confidence.png", "reliability.png", "confusion.png", "gallery.png"
+    ]  # fmt: skip
     assert all(p.stat().st_size > 5000 for p in paths)

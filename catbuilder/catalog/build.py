@@ -14,17 +14,19 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
     Parameters
     ----------
     predictions
-        :class:`catbuilder.infer.Predictions` (or the path of one).
+        :class:`catbuilder.predictions.Predictions` (or the path of one).
     stack
         The stack predicted on (default: the one recorded in the predictions).
 
     Returns
     -------
     pandas.DataFrame
-        One row per object: ``objid, ra, dec``, ``p_<class>`` for each class,
-        ``predicted`` (class name), ``confidence`` (its probability), the
+        One row per object: ``objid, ra, dec``, ``p_<class>`` for each class
+        (calibrated when the model was), ``predicted`` (class name),
+        ``confidence`` (its probability), ``entropy``, for an ensemble
+        ``member_std``, for a calibrated model ``raw_p_<class>``, the
         flags (``flags`` bits and each flag), ``tile``, ``label``, ``split``,
-        and the label survey's ``label_objid`` and ``label_prob`` where the
+        and the label survey's ``label_objid``, ``label_prob`` and ``label_votes`` where the
         stack has them, then the source columns the stack carries
         (``extra_columns``), in their own types. Unknown values are nulls:
         objects off the footprint have NaN probabilities and a null
@@ -39,7 +41,7 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
     >>> catalog = build_catalog("des.predictions.zarr")  # doctest: +SKIP
     >>> write_catalog(catalog, "des-catalog.fits")  # doctest: +SKIP
     """
-    from catbuilder.infer import Predictions, open_predictions
+    from catbuilder.predictions import Predictions, open_predictions
     from catbuilder.stack.store import ImageStack
 
     if not isinstance(predictions, Predictions):
@@ -67,6 +69,17 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
     )
     cat["confidence"] = np.where(off, np.nan, np.nanmax(np.where(off[:, None], 0, proba), axis=1))
     cat["confidence"] = cat["confidence"].astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(proba > 0, proba * np.log(proba), 0.0)
+    cat["entropy"] = np.where(off, np.nan, -plogp.sum(axis=1)).astype(np.float32)
+    spread = predictions.member_std()
+    if spread is not None:
+        picked = np.take_along_axis(spread.astype(np.float32), best[:, None], axis=1)[:, 0]
+        cat["member_std"] = np.where(off, np.nan, picked).astype(np.float32)
+    if predictions.calibrated:
+        raw = predictions.probabilities(calibrated=False).astype(np.float32)
+        for i, c in enumerate(classes):
+            cat[f"raw_p_{c}"] = np.where(off, np.nan, raw[:, i]).astype(np.float32)
     cat["flags"] = objects["flags"].astype(np.uint8)
     for name in ("off_footprint", "edge", "saturated"):
         cat[name] = objects[name].astype(bool)
@@ -79,8 +92,9 @@ def build_catalog(predictions, stack=None) -> pd.DataFrame:
             cat[col] = vals.where(vals != "", None).astype(object)  # unknown is null, not ""
     if "label_objid" in objects:  # nulls already where the stack has no label object
         cat["label_objid"] = objects["label_objid"].reset_index(drop=True)
-    if "label_prob" in objects:
-        cat["label_prob"] = objects["label_prob"].astype(np.float32)
+    for col in ("label_prob", "label_votes"):
+        if col in objects:
+            cat[col] = objects[col].astype(np.float32)
     for name in stack.meta.get("extra_columns") or {}:  # the source's, as it gave them
         cat[name] = objects[name].array
     cat.attrs["catbuilder"] = {

@@ -100,7 +100,28 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         "train.checkpoint-dir, else <stack>.checkpoints)",
     )
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
-    where_options(p, "this process; with a cluster, one Horovod rank per worker")
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"train K models with successive seeds, saved as one {conf('train.ensemble')}",
+    )
+    p.add_argument(
+        "--calibration",
+        choices=["auto", "temperature", "isotonic", "none"],
+        default=None,
+        help=f"calibration fitted on the validation split {conf('train.calibration')}",
+    )
+    p.add_argument(
+        "--soft-labels",
+        action="store_true",
+        default=None,
+        help=f"train on the labels' vote fractions, weighted by votes {conf('train.soft-labels')}",
+    )
+    where_options(
+        p, "this process; with a cluster, one Horovod rank (or ensemble member) per worker"
+    )
 
 
 @command("train", "train a plugin model on a labelled image stack")(_train_args)
@@ -132,6 +153,9 @@ def _train(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         cluster=args.cluster,
         workers=args.workers,
+        ensemble=args.ensemble,
+        calibration=args.calibration,
+        soft_labels=args.soft_labels,
     )
     h = result.history
     cols = [

@@ -71,7 +71,7 @@ def _similar(args: argparse.Namespace) -> int:
         _write_table(res, args.output, "similar")
     if args.gallery is not None:
         from catbuilder.evaluation.plots import plot_thumbnails
-        from catbuilder.infer import open_predictions
+        from catbuilder.predictions import open_predictions
         from catbuilder.stack import open_stack
 
         stack = open_stack(open_predictions(args.predictions).meta["stack"]["path"])

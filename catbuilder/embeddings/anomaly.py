@@ -44,7 +44,7 @@ def with_anomaly_scores(catalog: pd.DataFrame, predictions: Any, **kwargs: Any) 
         A catalog built from ``predictions`` (:func:`catbuilder.build_catalog`):
         one row per predicted object, in the same order.
     predictions
-        The :class:`catbuilder.infer.Predictions` (or its path), with embeddings.
+        The :class:`catbuilder.predictions.Predictions` (or its path), with embeddings.
     **kwargs
         Passed to :func:`anomaly_scores` (``seed``, ``n_estimators``).
 
@@ -59,7 +59,7 @@ def with_anomaly_scores(catalog: pd.DataFrame, predictions: Any, **kwargs: Any) 
     ValueError
         When the predictions hold no embeddings, or another number of objects.
     """
-    from catbuilder.infer import Predictions, open_predictions
+    from catbuilder.predictions import Predictions, open_predictions
 
     if not isinstance(predictions, Predictions):
         predictions = open_predictions(predictions)

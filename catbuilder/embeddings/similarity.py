@@ -138,7 +138,7 @@ class SimilarityIndex:
 
 
 def _predictions(predictions):
-    from catbuilder.infer import Predictions, open_predictions
+    from catbuilder.predictions import Predictions, open_predictions
 
     return predictions if isinstance(predictions, Predictions) else open_predictions(predictions)
 

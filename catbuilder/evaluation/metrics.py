@@ -3,7 +3,9 @@
 Per class (one class against the rest): precision, recall, specificity, F1,
 false-positive rate, ROC AUC and support; overall: accuracy and macro F1; and
 accuracy as a function of the fraction of most confident objects kept (the
-paper's Table II "top half" figures and Fig. 6).
+paper's Table II "top half" figures and Fig. 6); calibration (ECE) and how
+well per-object uncertainty finds the errors
+(:mod:`catbuilder.evaluation.reliability`).
 """
 
 from __future__ import annotations
@@ -135,6 +137,10 @@ class Evaluation:
         The evaluated rows (catalog joined with the truth).
     model
         The model's plugin name, from the catalog's provenance ("" if unknown).
+    reliability
+        ``group, probabilities, lower, upper, confidence, accuracy, n``:
+        accuracy against confidence per bin, of the calibrated and the
+        model's own probabilities (:mod:`catbuilder.evaluation.reliability`).
     """
 
     metrics: pd.DataFrame
@@ -144,6 +150,7 @@ class Evaluation:
     classes: list[str]
     data: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     model: str = ""
+    reliability: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
     def describe(self, group: str = "all") -> str:
         """What a group's figures are of: ``"test split, n=35, keras.small-cnn"``."""
@@ -178,16 +185,19 @@ class Evaluation:
         return f"n={int(get[('all', 'n')])} accuracy {get[('all', 'accuracy')]:.4f}{top}"
 
     def summary(self) -> str:
-        """A few lines: accuracy and top-half accuracy per group, AUC per class."""
+        """A few lines: accuracy and top-half accuracy per group, AUC per class, ECE."""
         lines = []
         for g, m in self.metrics.groupby("group", sort=False):
             get = {(c, k): v for c, k, v in zip(m["class"], m["metric"], m["value"])}
             aucs = ", ".join(f"AUC {c} {get.get((c, 'auc'), np.nan):.4f}" for c in self.classes)
-            lines.append(f"{g}: {self.headline(g)}; {aucs}")
+            ece = f"; ECE {get.get(('all', 'ece'), np.nan):.4f}"
+            if ("all", "ece_uncalibrated") in get:
+                ece += f" (uncalibrated {get[('all', 'ece_uncalibrated')]:.4f})"
+            lines.append(f"{g}: {self.headline(g)}; {aucs}{ece}")
         return "\n".join(lines)
 
     def plot(self, outdir: str | os.PathLike[str], stack: Any = None) -> list[Path]:
-        """Write ROC, confidence-curve, confusion-matrix PNGs, and with ``stack``
+        """Write ROC, confidence-curve, reliability, confusion-matrix PNGs, and with ``stack``
         (an ImageStack or its path) a gallery of cutouts, most confidently wrong first."""
         from catbuilder.evaluation import plots
         from catbuilder.stack.store import ImageStack
@@ -200,6 +210,7 @@ class Evaluation:
         out = [
             plots.plot_roc(self, outdir / "roc.png"),
             plots.plot_confidence(self, outdir / "confidence.png"),
+            plots.plot_reliability(self, outdir / "reliability.png"),
             plots.plot_confusion(self, outdir / "confusion.png"),
         ]
         if stack is not None:
@@ -253,6 +264,8 @@ def evaluate(
     from catbuilder.catalog import read_catalog
 
     cat = catalog if isinstance(catalog, pd.DataFrame) else read_catalog(catalog)
+    from catbuilder.evaluation.reliability import reliability_metrics
+
     classes = [c[2:] for c in cat.columns if c.startswith("p_")]
     if not classes:
         raise ValueError("the catalog has no p_<class> columns")
@@ -279,11 +292,17 @@ def evaluate(
     groups = [("all", data)]
     if by is not None and by in data.columns:
         groups += [(str(g), d) for g, d in data.groupby(by, sort=True) if str(g)]
-    mets, confs, rocs, curves = [], [], [], []
+    mets, confs, rocs, curves, reliab = [], [], [], [], []
     for g, d in groups:
         y = d["_truth"].astype(str).to_numpy()
         proba = d[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
-        mets.append(per_class_metrics(y, proba, classes).assign(group=g))
+        rel_rows, rel_table = reliability_metrics(d, y, classes)
+        mets.append(
+            pd.concat(
+                [per_class_metrics(y, proba, classes), pd.DataFrame(rel_rows)], ignore_index=True
+            ).assign(group=g)
+        )
+        reliab.append(rel_table.assign(group=g))
         pred = d["predicted"].astype(str).to_numpy()
         cm = pd.crosstab(pd.Categorical(y, classes), pd.Categorical(pred, classes), dropna=False)
         confs.append(
@@ -307,4 +326,5 @@ def evaluate(
         classes,
         data,
         str(((cat.attrs.get("catbuilder") or {}).get("model") or {}).get("plugin") or ""),
+        front(pd.concat(reliab, ignore_index=True)),
     )

@@ -69,6 +69,27 @@ def plot_confidence(ev, path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_reliability(ev, path) -> Path:
+    """Reliability diagram: accuracy against confidence, before and after calibration."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated exactly")
+    rel = ev.reliability
+    eces = ev.metrics[(ev.metrics["group"] == "all") & (ev.metrics["class"] == "all")]
+    ece = dict(zip(eces["metric"], eces["value"]))
+    for kind, d in rel[rel["group"] == "all"].groupby("probabilities", sort=False):
+        key = "ece" if kind == "calibrated" or "ece_uncalibrated" not in ece else "ece_uncalibrated"
+        ax.plot(
+            d["confidence"], d["accuracy"], marker="o",
+            label=f"{kind} (ECE {ece.get(key, float('nan')):.3f})",
+        )  # fmt: skip
+    ax.set(xlabel="confidence (probability of the predicted class)", ylabel="accuracy")
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02))
+    ax.legend(fontsize=8)
+    ax.set_title(f"Reliability\n{ev.describe()}", fontsize=10)
+    return save_figure(fig, path)
+
+
 def plot_confusion(ev, path) -> Path:
     """Confusion matrix of all objects."""
     plt = pyplot()

@@ -32,8 +32,11 @@ __all__ = [
     "fit_input",
     "iter_inputs",
     "labels_of",
+    "mean_votes",
     "n_inputs",
     "prefetch",
+    "soft_targets",
+    "vote_weights",
 ]
 
 
@@ -132,6 +135,74 @@ def iter_inputs(
         yield InputBatch(arr[idx], None, None if labels is None else labels[idx], None)
 
 
+def soft_targets(labels: np.ndarray, objects: Any, classes: list[str]) -> np.ndarray:
+    """Training targets ``(n, classes)`` from labels and their vote fractions.
+
+    The label's class gets its vote fraction ``label_prob`` (at least
+    ``1 / len(classes)``: the label is the class most voted for) and the other
+    classes share the rest equally; a label without a vote fraction (or
+    ``objects`` without ``label_prob``) is one-hot. Rows of labels outside
+    ``classes`` are zero.
+
+    Parameters
+    ----------
+    labels
+        Class names.
+    objects
+        The batch's per-object table (its ``label_prob`` column), or None.
+    classes
+        The model's classes, in output order.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from catbuilder.models.estimator import soft_targets
+    >>> soft_targets(np.array(["spiral", "elliptical"]),
+    ...              pd.DataFrame({"label_prob": [0.7, np.nan]}), ["elliptical", "spiral"])
+    array([[0.3, 0.7],
+           [1. , 0. ]], dtype=float32)
+    """
+    k = len(classes)
+    lookup = {c: i for i, c in enumerate(classes)}
+    idx = np.array([lookup.get(str(v), -1) for v in labels], dtype=np.int64)
+    q = np.ones(len(idx))
+    if objects is not None and "label_prob" in objects:
+        q = np.asarray(objects["label_prob"], dtype=np.float64)
+        q = np.where(np.isfinite(q), np.clip(q, 1.0 / k, 1.0), 1.0)
+    out = np.repeat(((1.0 - q) / max(k - 1, 1))[:, None], k, axis=1)
+    known = idx >= 0
+    out[np.flatnonzero(known), idx[known]] = q[known]
+    out[~known] = 0.0
+    return out.astype(np.float32)
+
+
+def mean_votes(X: Any) -> float | None:
+    """The mean ``label_votes`` of a stack's labelled objects (None without votes).
+
+    The scale of :func:`vote_weights`: a label of average votes weighs 1.
+    """
+    if not _is_stack(X):
+        return None
+    t = X.objects()
+    if "label_votes" not in t:
+        return None
+    v = t.loc[t["label"].astype(str) != "", "label_votes"].to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else None
+
+
+def vote_weights(objects: Any, mean_votes: float | None) -> np.ndarray | None:
+    """Per-object training weights: votes over the training set's mean votes.
+
+    None when ``objects`` has no ``label_votes`` column (or ``mean_votes`` is
+    unknown); a label without a vote count weighs 1.
+    """
+    if objects is None or "label_votes" not in objects or not mean_votes:
+        return None
+    v = np.asarray(objects["label_votes"], dtype=np.float64) / float(mean_votes)
+    return np.where(np.isfinite(v), v, 1.0).astype(np.float32)
+
+
 def prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """Run ``iterator`` in a background thread, ``depth`` items ahead.
 
@@ -222,6 +293,9 @@ class ImageEstimator(BaseEstimator):
 
     #: ``"module:function"`` run by every rank of a distributed fit (None: unsupported)
     distributed_entry: ClassVar[str | None] = None
+    #: the calibration :func:`catbuilder.train` fits by default (``train.calibration: auto``):
+    #: ``"temperature"`` suits a softmax, ``"isotonic"`` other scores
+    calibration_method: ClassVar[str] = "temperature"
 
     # -- what a plugin implements ------------------------------------------------
 

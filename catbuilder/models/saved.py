@@ -4,7 +4,8 @@ A saved model is a directory. The plugin writes its own files into it
 (:meth:`~catbuilder.models.estimator.ImageEstimator.save_state`); catbuilder writes
 ``catbuilder-model.json`` beside them: which plugin (and which installed
 distribution) made it, the estimator class, its parameters and classes, what
-it was fitted on (cutout size, bands), the SHA-256 of every file and of all
+it was fitted on (cutout size, bands), its calibration map
+(:mod:`catbuilder.models.calibration`), the SHA-256 of every file and of all
 of them together (the *weights hash* that predictions record), and the
 versions of Python, catbuilder and the plugin's packages. Loading reads the
 manifest and hands the directory back to the same plugin; a plugin never
@@ -51,6 +52,12 @@ def _embedding_dim(est: Any) -> int | None:
         return None
     n = getattr(est, "n_features_out_", None)
     return None if n is None else int(n)
+
+
+def _calibration_of(est: Any) -> dict[str, Any] | None:
+    """The estimator's calibration map (``calibration_``) as the manifest stores it."""
+    cal = getattr(est, "calibration_", None)
+    return None if cal is None else _jsonable(cal.to_dict())
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -151,6 +158,8 @@ def save_model(est: Any, path: str | os.PathLike[str], plugin: str | None = None
             "classes": [str(c) for c in getattr(est, "classes_", [])],
             "embedding_dim": _embedding_dim(est),
             "fit_input": _jsonable(getattr(est, "fit_input_", None)),
+            "calibration": _calibration_of(est),
+            "ensemble_size": len(est.members_) if hasattr(est, "members_") else None,
             "files": files,
             "weights_sha256": combined,
             "versions": {
@@ -236,4 +245,8 @@ def load_model(path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"{path / MANIFEST} names neither a plugin nor an estimator class")
     if m.get("fit_input") and not getattr(est, "fit_input_", None):
         est.fit_input_ = m["fit_input"]
+    if m.get("calibration"):
+        from catbuilder.models.calibration import Calibration
+
+        est.calibration_ = Calibration.from_dict(m["calibration"])
     return est

@@ -131,6 +131,16 @@ def _read_table(path: Path | None) -> pd.DataFrame | None:
         return None
 
 
+#: the per-split calibration and uncertainty figures the report shows
+_TRUST = (
+    "ece_uncalibrated",
+    "ece",
+    "error_auroc_confidence",
+    "error_auroc_entropy",
+    "error_auroc_member_std",
+)
+
+
 def table_two(metrics: pd.DataFrame, confidence: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's Table II: per split, precision, recall, FPR, accuracy and F1
     (macro over classes), and the same split's top half most confident."""
@@ -339,16 +349,26 @@ def write_report(workdir: Path, path: Path, *, plots: Path, ctx: Any = None) -> 
                       "support")
             if c in per_class
         ]  # fmt: skip
+        trust = [c for c in _TRUST if c in per_class]
+        overall = per_class[per_class["class"] == "all"][["group", *trust]]
         body["metrics"] = (
             "<h3>Per split (macro averages over classes)</h3>"
             + _table(t2)
             + "<h3>Per class</h3>"
             + _table(per_class[cols].astype({"support": "Int64"}, errors="ignore"))
+            + (
+                "<h3>Calibration (ECE) and uncertainty (ROC AUC of each uncertainty for "
+                "the errors)</h3>" + _table(overall)
+                if trust
+                else ""
+            )
         )
     else:
         body["metrics"] = "<p class='missing'>No object with a true class: no metrics.</p>"
-    body["curves"] = _img(ev_dir / "roc.png" if ev_dir else None, "ROC curves") + _img(
-        ev_dir / "confidence.png" if ev_dir else None, "confidence curve"
+    body["curves"] = (
+        _img(ev_dir / "roc.png" if ev_dir else None, "ROC curves")
+        + _img(ev_dir / "confidence.png" if ev_dir else None, "confidence curve")
+        + _img(ev_dir / "reliability.png" if ev_dir else None, "reliability diagram")
     )
     body["confusion"] = _img(ev_dir / "confusion.png" if ev_dir else None, "confusion matrix")
     body["wrong"] = _img(ev_dir / "gallery.png" if ev_dir else None, "most confidently wrong")

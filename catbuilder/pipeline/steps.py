@@ -219,7 +219,7 @@ def _predict(ctx: StepContext) -> dict[str, Path]:
 def _catalog(ctx: StepContext) -> dict[str, Path]:
     from catbuilder import config
     from catbuilder.catalog import build_catalog, write_catalog
-    from catbuilder.infer import open_predictions
+    from catbuilder.predictions import open_predictions
 
     anomaly = bool(ctx.spec.section("embeddings").get("anomaly", True))
     preds = open_predictions(ctx.input("predict", "predictions"))
@@ -276,8 +276,8 @@ def _embeddings(ctx: StepContext) -> dict[str, Path]:
 
     from catbuilder.evaluation.embeddings import cluster_embeddings
     from catbuilder.evaluation.plots import plot_embedding_map
-    from catbuilder.infer import open_predictions
     from catbuilder.outputs import write_parquet
+    from catbuilder.predictions import open_predictions
     from catbuilder.stack import open_stack
 
     emb_cfg = ctx.spec.section("embeddings")

@@ -84,8 +84,9 @@ def select_galaxy_zoo(
     Returns
     -------
     pandas.DataFrame
-        The selected rows with a ``label`` column (``"spiral"``/``"elliptical"``)
-        and ``label_prob``, the vote fraction of the chosen class.
+        The selected rows with a ``label`` column (``"spiral"``/``"elliptical"``),
+        ``label_prob``, the vote fraction of the chosen class, and
+        ``label_votes``, the number of votes, where the table has a vote count.
 
     Examples
     --------
@@ -124,7 +125,22 @@ def select_galaxy_zoo(
     out = labels[keep].copy()
     out["label"] = np.where(spiral[keep], "spiral", "elliptical")
     out["label_prob"] = np.where(spiral[keep], ps[keep], pe[keep])
+    votes = next((v for v in _VOTE_COUNTS if v in out.columns), None)
+    if votes is not None:
+        out["label_votes"] = pd.to_numeric(out[votes], errors="coerce").astype(np.float32)
     return out.reset_index(drop=True)
+
+
+#: vote-count columns of Galaxy Zoo tables (GZ1 NVOTE, GZ2 total_votes, DECaLS/DESI),
+#: carried as ``label_votes`` so soft-label training can weigh each label by them
+_VOTE_COUNTS = (
+    "n_votes",
+    "NVOTE",
+    "nvote",
+    "total_votes",
+    "t01_smooth_or_features_total_votes",
+    "smooth-or-featured_total-votes",
+)
 
 
 def _unit_hash(values: np.ndarray, seed: int) -> np.ndarray:
@@ -203,8 +219,9 @@ def label_sources(
     Returns
     -------
     pandas.DataFrame
-        Target sources with ``label``, ``label_prob``, ``label_objid`` (the
-        Galaxy Zoo object) and ``split`` (empty for unlabelled sources).
+        Target sources with ``label``, ``label_prob``, ``label_votes`` (where
+        the table counts votes), ``label_objid`` (the Galaxy Zoo object) and
+        ``split`` (empty for unlabelled sources).
 
     Examples
     --------
@@ -225,6 +242,9 @@ def label_sources(
     li, ri = res.matches["left"].to_numpy(), res.matches["right"].to_numpy()
     out.loc[li, "label"] = chosen["label"].to_numpy()[ri]
     out.loc[li, "label_prob"] = chosen["label_prob"].to_numpy()[ri]
+    if "label_votes" in chosen:
+        out["label_votes"] = np.nan
+        out.loc[li, "label_votes"] = chosen["label_votes"].to_numpy()[ri]
     ids = chosen["objid"].to_numpy()[ri]
     if np.asarray(ids).dtype.kind in "iu":  # integer ids (SDSS OBJID): nullable, exact
         col = pd.array(np.zeros(len(out), dtype=np.int64), dtype="Int64")

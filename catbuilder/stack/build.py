@@ -90,8 +90,9 @@ def prepare_sources(
             out[std] = np.array([""] * len(src), dtype=object)
     if "label_objid" in src.columns:  # the label survey's id (crossmatched labels)
         out["label_objid"] = _label_ids(src["label_objid"])
-    if "label_prob" in src.columns:
-        out["label_prob"] = src["label_prob"].to_numpy(dtype=np.float32)
+    for col in ("label_prob", "label_votes"):  # vote fraction and count of the label
+        if col in src.columns:
+            out[col] = src[col].to_numpy(dtype=np.float32)
     specs = {}
     for col in extra_columns or []:
         if col not in src.columns:

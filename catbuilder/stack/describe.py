@@ -39,6 +39,7 @@ _OBJECT_ATTRS: dict[str, dict[str, Any]] = {
         "comment": "integer ids: -9223372036854775808 where there is none; text ids: empty",
     },
     "label_prob": {"long_name": "vote fraction of the label", "units": "1"},
+    "label_votes": {"long_name": "votes the label's fraction is of", "units": "1"},
     "off_footprint": {"long_name": "position on no reference-band tile"},
     "edge": {"long_name": "cutout crosses its tile's edge"},
     "nan_fraction": {"long_name": "fraction of NaN pixels over all bands", "units": "1"},

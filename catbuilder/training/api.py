@@ -72,6 +72,20 @@ def split_for_training(stack, exclude_flags=None, validation_fraction=None, seed
     return usable.isel(np.flatnonzero(s == "train")), usable.isel(np.flatnonzero(s != "train"))
 
 
+def _history(est: Any) -> pd.DataFrame:
+    """The fit's history; an ensemble's members' one after another (``member``)."""
+    members = getattr(est, "members_", None)
+    if members is None:
+        history = getattr(est, "history_", None)
+        return pd.DataFrame() if history is None else history
+    parts = [
+        m.history_.assign(member=i)
+        for i, m in enumerate(members)
+        if getattr(m, "history_", None) is not None
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def train(
     stack: Any,
     model: str | Any | None = None,
@@ -84,6 +98,9 @@ def train(
     workers: int | None = None,
     exclude_flags: list[str] | None = None,
     output: str | os.PathLike[str] | None = None,
+    ensemble: int | None = None,
+    calibration: str | None = None,
+    soft_labels: bool | None = None,
 ) -> TrainResult:
     """Train a plugin model on the labelled objects of an image stack.
 
@@ -106,16 +123,32 @@ def train(
     resume
         Continue from the checkpoints in ``checkpoint_dir`` when they match.
     cluster
-        None: train in this process. Otherwise Horovod ranks on Dask workers:
+        None: train in this process. Otherwise Horovod ranks on Dask workers
+        (with ``ensemble`` > 1: one Dask task per member instead):
         ``"local"``, a dask-jobqueue name (``"slurm"`` ...), a scheduler
         address, a Cluster or a Client (see :mod:`catbuilder.runtime`).
     workers
-        Ranks to train with on ``cluster``.
+        Ranks (or, for an ensemble, worker processes) on ``cluster``.
     exclude_flags
         Objects with these flags are left out (default ``train.exclude-flags``).
     output
         Save the fitted model there (:func:`catbuilder.save_model`: the
         plugin's files and the manifest); None keeps it in memory only.
+    ensemble
+        Train this many models with successive seeds and return their mean
+        as one :class:`~catbuilder.models.ensemble.Ensemble` (default
+        ``train.ensemble``); predictions then carry the members' spread.
+    calibration
+        How the probabilities are calibrated on the validation split:
+        ``"temperature"``, ``"isotonic"``, ``"none"`` or ``"auto"`` (the
+        plugin's choice; default ``train.calibration``). See
+        :mod:`catbuilder.models.calibration`.
+    soft_labels
+        Train on the labels' vote fractions as soft targets, weighted by
+        vote counts (default ``train.soft-labels``): with every Galaxy Zoo
+        galaxy labelled (``label_sources(..., sample="fo")``) instead of the
+        high-probability few. The plugin's estimator must take a
+        ``soft_labels`` parameter.
 
     Returns
     -------
@@ -131,6 +164,9 @@ def train(
     """
     from catbuilder.plugins import ModelPlugin, make_model
     from catbuilder.stack.store import ImageStack
+    from catbuilder.training.ensemble import calibrate, calibration_method
+
+    calibration = calibration_method(calibration)
 
     if not isinstance(stack, ImageStack):
         stack = ImageStack.open(stack)
@@ -142,6 +178,13 @@ def train(
         est = make_model(config.resolve("train.model", model), **(params or {}))
     else:
         est = model
+    if config.resolve("train.soft-labels", soft_labels):
+        if "soft_labels" not in est.get_params(deep=False):
+            raise ValueError(
+                f"{type(est).__name__} does not train on soft labels (it has no soft_labels "
+                "parameter); train on the labels as they are (soft_labels=False)"
+            )
+        est.set_params(soft_labels=True)
     train_set, val_set = split_for_training(stack, exclude_flags)
     if validation is None:
         val_set = None
@@ -153,7 +196,19 @@ def train(
 
         ckpt = sibling(stack.path, ".checkpoints")
     ckpt = Path(ckpt) if ckpt is not None else None
-    if cluster is None:
+    k = int(config.resolve("train.ensemble", ensemble))
+    if k > 1:
+        from catbuilder.models.ensemble import Ensemble
+        from catbuilder.training.ensemble import fit_members
+
+        if ckpt is None:
+            raise ValueError("an ensemble needs a checkpoint_dir (its members are saved there)")
+        members = fit_members(
+            est, k, train_set, val_set, workdir=ckpt, resume=resume, cluster=cluster,
+            workers=workers,
+        )  # fmt: skip
+        est = Ensemble(members).fit()
+    elif cluster is None:
         est.fit(train_set, validation_data=val_set, checkpoint_dir=ckpt, resume=resume)
     else:
         from catbuilder.training.distributed import fit_distributed
@@ -167,9 +222,8 @@ def train(
             checkpoint_dir=ckpt,
             resume=resume,
         )
-    history = getattr(est, "history_", None)
-    if history is None:
-        history = pd.DataFrame()
+    calibrate(est, val_set, calibration)
+    history = _history(est)
     saved = None
     if output is not None:
         from catbuilder.models.saved import save_model

@@ -24,6 +24,9 @@ _RUN_KEYS = {
     "resume",
     "cluster",
     "workers",
+    "ensemble",
+    "calibration",
+    "soft-labels",
     "catbuilder",
 }
 
@@ -66,12 +69,16 @@ def run_training(
     resume: bool = True,
     cluster: Any = None,
     workers: int | None = None,
+    ensemble: int | None = None,
+    calibration: str | None = None,
+    soft_labels: bool | None = None,
 ) -> RunResult:
     """Train and save a model; arguments override a run file's values.
 
     ``stack`` is an image stack, or a YAML run file with keys ``stack``,
     ``model``, ``params``, ``output``, ``epochs``, ``checkpoint-dir``,
-    ``resume``, ``cluster``, ``workers`` and an optional ``catbuilder:``
+    ``resume``, ``cluster``, ``workers``, ``ensemble``, ``calibration``, ``soft-labels`` and an
+    optional ``catbuilder:``
     section of configuration overrides.
     """
     from catbuilder.training.api import train
@@ -99,5 +106,8 @@ def run_training(
         cluster=cluster or spec.get("cluster"),
         workers=workers or spec.get("workers"),
         output=out,
+        ensemble=ensemble or spec.get("ensemble"),
+        calibration=calibration or spec.get("calibration"),
+        soft_labels=soft_labels if soft_labels is not None else spec.get("soft-labels"),
     )
     return RunResult(result.model, result.history, out)

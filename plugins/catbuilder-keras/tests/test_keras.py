@@ -392,3 +392,22 @@ def test_weights_add_checks_the_published_hash(tmp_path, monkeypatch):
     )
     with pytest.raises(ValueError, match="small-cnn has no ImageNet weights"):
         get_plugin("keras.small-cnn").add_weights(str(fake))
+
+
+def test_soft_targets_and_vote_weights_reach_the_network(fo_stack):
+    from catbuilder_keras.data import make_dataset
+
+    from catbuilder.models.estimator import mean_votes, soft_targets
+    from catbuilder.stack.preprocess import Preprocessor
+
+    classes = ["elliptical", "spiral"]
+    ds = make_dataset(fo_stack, bands=fo_stack.bands, size=32, preprocessor=Preprocessor(),
+                      batch_size=50, classes=classes, soft=True,
+                      mean_votes=mean_votes(fo_stack))  # fmt: skip
+    images, targets, weights = (np.concatenate(a) for a in zip(*ds.as_numpy_iterator()))
+    t = fo_stack.objects()
+    want = soft_targets(t["label"].to_numpy(), t, classes)
+    np.testing.assert_allclose(targets, want, atol=1e-6)
+    np.testing.assert_allclose(weights, t["label_votes"] / t["label_votes"].mean(), rtol=1e-5)
+    assert images.shape == (len(fo_stack), 32, 32, 3)
+    assert ((targets > 0) & (targets < 1)).any()  # soft, not one-hot

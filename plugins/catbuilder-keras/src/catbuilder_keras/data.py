@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from catbuilder.models.estimator import input_bands, iter_inputs
+from catbuilder.models.estimator import input_bands, iter_inputs, soft_targets, vote_weights
 from catbuilder_keras.tf import keras, tf
 
 __all__ = ["augmenter", "make_dataset"]
@@ -50,8 +50,15 @@ def make_dataset(
     seed: int = 0,
     augment: bool | str = False,
     repeat: bool = False,
+    soft: bool = False,
+    mean_votes: float | None = None,
 ) -> tf.data.Dataset:
     """A dataset of ``(images, one-hot labels)`` (or images only without ``classes``).
+
+    With ``soft``, the targets are the labels' vote fractions
+    (:func:`catbuilder.models.estimator.soft_targets`) and a third element
+    weighs each object by its votes over ``mean_votes`` (1 where a stack has
+    no ``label_votes``).
 
     Batches are read from the stack or array lazily by a Python generator
     (:func:`catbuilder.models.estimator.iter_inputs`), preprocessed to ``size`` px
@@ -77,20 +84,29 @@ def make_dataset(
             imgs = preprocessor.transform(
                 b.pixels[keep], xb, None if b.magzero is None else b.magzero[keep], size=size
             )
-            yield imgs, np.eye(len(classes), dtype=np.float32)[idx[keep]]
+            if not soft:
+                yield imgs, np.eye(len(classes), dtype=np.float32)[idx[keep]]
+                continue
+            objects = None if b.objects is None else b.objects[keep]
+            weights = vote_weights(objects, mean_votes)
+            if weights is None:
+                weights = np.ones(int(keep.sum()), dtype=np.float32)
+            yield imgs, soft_targets(b.labels[keep], objects, classes), weights
 
     img_spec = tf.TensorSpec((None, size, size, 3), tf.float32)
     if classes is None:
         ds = tf.data.Dataset.from_generator(images_only, output_signature=img_spec)
     else:
+        target_spec = tf.TensorSpec((None, len(classes)), tf.float32)
+        weight_spec = (tf.TensorSpec((None,), tf.float32),) if soft else ()
         ds = tf.data.Dataset.from_generator(
-            with_labels,
-            output_signature=(img_spec, tf.TensorSpec((None, len(classes)), tf.float32)),
+            with_labels, output_signature=(img_spec, target_spec, *weight_spec)
         )
         if augment:
             aug = augmenter("paper" if augment is True else augment, seed)
             ds = ds.map(
-                lambda x, t: (aug(x, training=True), t), num_parallel_calls=tf.data.AUTOTUNE
+                lambda x, *rest: (aug(x, training=True), *rest),
+                num_parallel_calls=tf.data.AUTOTUNE,
             )
     if repeat:
         ds = ds.repeat()

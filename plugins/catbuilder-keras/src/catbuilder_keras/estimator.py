@@ -19,6 +19,7 @@ from catbuilder.models.estimator import (
     input_bands,
     iter_inputs,
     labels_of,
+    mean_votes,
     prefetch,
 )
 from catbuilder_keras import architectures as arch
@@ -74,6 +75,10 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         When fitted already, start the next :meth:`fit` from the current
         weights instead of new ones (fine-tuning; scikit-learn's meaning).
         The classes must be the same.
+    soft_labels
+        Train on the labels' vote fractions (``label_prob``) as soft targets,
+        weighted by votes (``label_votes``) over their mean, instead of
+        one-hot labels (:func:`catbuilder.models.estimator.soft_targets`).
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         seed: int = 0,
         verbose: int = 0,
         warm_start: bool = False,
+        soft_labels: bool = False,
     ):
         self.architecture = architecture
         self.input_size = input_size
@@ -115,6 +121,7 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         self.seed = seed
         self.verbose = verbose
         self.warm_start = warm_start
+        self.soft_labels = soft_labels
 
     #: the rank function of a distributed fit (see catbuilder.training.distributed)
     distributed_entry = "catbuilder_keras.distributed:rank_main"
@@ -169,8 +176,9 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             "batch_size": self._batch(),
             "n_train": int(n_train),
             "seed": self.seed,
-            # a warm start's checkpoints are not a new fit's
+            # a warm start's checkpoints are not a new fit's, nor a soft-label fit's
             **({"warm_start": True} if warm else {}),
+            **({"soft_labels": True} if self.soft_labels else {}),
         }
 
     # -- fitting --------------------------------------------------------------
@@ -247,6 +255,8 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
             seed=int(self.seed) + rank.rank,
             augment=augment,
             repeat=repeat,
+            soft=bool(self.soft_labels),
+            mean_votes=mean_votes(X) if self.soft_labels else None,
         )
         val_ds = None
         if validation_data is not None:

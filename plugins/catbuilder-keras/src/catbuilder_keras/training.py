@@ -34,15 +34,15 @@ class CatbuilderModel(keras.Model):
     hvd: Any = None
 
     def train_step(self, data):
-        x, y = data
+        x, y, w = keras.utils.unpack_x_y_sample_weight(data)  # w: soft labels' vote weights
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            loss = self.compiled_loss(y, y_pred, regularization_losses=self.losses)
+            loss = self.compiled_loss(y, y_pred, w, regularization_losses=self.losses)
         if self.hvd is not None:
             tape = self.hvd.DistributedGradientTape(tape)
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        self.compiled_metrics.update_state(y, y_pred)
+        self.compiled_metrics.update_state(y, y_pred, w)
         return {m.name: m.result() for m in self.metrics}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import ClassifierMixin, TransformerMixin
@@ -82,6 +82,9 @@ class MorphologyClassifier(ClassifierMixin, ImageEstimator):
     random_state
         Seed of the classifier.
     """
+
+    #: a forest's vote fractions are no softmax: scikit-learn's isotonic calibration
+    calibration_method: ClassVar[str] = "isotonic"
 
     def __init__(
         self,
