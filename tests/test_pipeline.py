@@ -294,7 +294,8 @@ def test_manifest_records_inputs_parameters_versions_timings_outputs(resumed_run
     m = _manifest(resumed_run["wd"])
     assert m["catbuilder"]["kind"] == "pipeline-manifest" and m["finished"]
     tiles = [k for k in m["inputs"] if k.endswith(".fits")]
-    assert tiles and all(len(m["inputs"][k]["sha256"]) == 64 for k in tiles)
+    # the mock's tiles carry FITS checksums: known by their headers, not read whole
+    assert tiles and all(m["inputs"][k]["fingerprint"].startswith("fits:") for k in tiles)
     assert m["pipeline"]["sections"]["model"]["params"] == {"epochs": 3}
     assert m["pipeline"]["configuration"]["cutouts"]["size"] == 64
     assert {"catbuilder", "numpy", "dask", "tensorflow"} <= set(m["versions"])

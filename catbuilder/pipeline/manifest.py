@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from catbuilder.outputs import file_sha256
 from catbuilder.provenance import fingerprint, versions
 
 __all__ = ["Manifest", "fingerprint", "versions"]
@@ -58,13 +57,30 @@ class Manifest:
         self.data["written"] = sorted(set(self.data.get("written", [])) | set(rels))
 
     def checksum(self, path: Path) -> dict[str, Any]:
-        """SHA-256 of an input file, reused while its size and mtime are unchanged."""
+        """The fingerprint of an input file (:mod:`catbuilder.fingerprints`, method
+        ``pipeline.input-fingerprint``), reused while its size and mtime are unchanged.
+
+        The record's ``fingerprint`` is what step fingerprints use; a record of a
+        run that hashed every byte (``sha256`` only) stays valid as it was.
+        """
+        from catbuilder import config
+        from catbuilder.fingerprints import file_fingerprint
+
+        method = config.get("pipeline.input-fingerprint")
         st = path.stat()
         key = str(path.resolve())
         old = self.data["checksums"].get(key)
         if old and old["bytes"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns:
-            return old
-        new = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
+            if "fingerprint" not in old:  # recorded with every byte hashed
+                return {**old, "fingerprint": old["sha256"]}
+            if old.get("method") == method:
+                return old
+        new = {
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "method": method,
+            "fingerprint": file_fingerprint(path, method),
+        }
         self.data["checksums"][key] = new
         return new
 

@@ -124,7 +124,7 @@ class Pipeline:
             elif not f.is_file():
                 return None if "mock" in upstream else "missing:" + key
             else:
-                files[key] = self.manifest.checksum(f)["sha256"]
+                files[key] = self.manifest.checksum(f)["fingerprint"]
         return fingerprint(
             {"step": name, "params": S.step_params(name, self.spec), "upstream": upstream,
              "files": files}

@@ -231,7 +231,9 @@ def render_tile(
         pext.header["PSF_FWHM"] = fwhm
         path = outdir / f"{tile.name}_{band}.fits"
         tmp = path.with_suffix(".fits.part")
-        fits.HDUList([primary, wext, pext]).writeto(tmp, overwrite=True)
+        # with the FITS checksum keywords, as survey pipelines write them: a run
+        # knows the tile by its headers (catbuilder.fingerprints)
+        fits.HDUList([primary, wext, pext]).writeto(tmp, overwrite=True, checksum=True)
         tmp.replace(path)  # readers never see a half-written file
         paths[band] = str(path)
         n_sat[band] = int(saturated.sum())
