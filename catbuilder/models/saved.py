@@ -94,6 +94,16 @@ def _replaceable(path: Path) -> list[Path]:
         listed = set(read_manifest(path).get("files", {})) | {MANIFEST}
         root = path.resolve()
         inside = [path / n for n in sorted(listed) if (path / n).resolve().is_relative_to(root)]
+        mine = set(inside)
+        others = [
+            p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and p not in mine
+        ]
+        if others:  # checked before anything is replaced: the saved model stays whole
+            names = ", ".join(str(p.relative_to(path)) for p in others[:5])
+            raise OutputExistsError(
+                f"{path} holds files its manifest does not list ({names}); move them out or "
+                "choose another path"
+            )
         return [p for p in inside if p.exists() and p.resolve() != root]
     raise OutputExistsError(
         f"{path} exists and is not a model catbuilder saved (it holds "
@@ -178,6 +188,11 @@ def save_model(est: Any, path: str | os.PathLike[str], plugin: str | None = None
                 shutil.rmtree(p)
             else:
                 p.unlink()
+        # the folders those files were in (an ensemble's members), once empty
+        folders = {q for p in old for q in p.parents if q != path and q.is_relative_to(path)}
+        for d in sorted(folders, key=lambda q: -len(q.parts)):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         if path.exists():
             leftover = [p.name for p in path.iterdir()]
             if leftover:
