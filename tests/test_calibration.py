@@ -28,7 +28,8 @@ def test_temperature_scaling_calibrates_held_out_objects_without_changing_classe
     p_fit, y_fit = _overconfident(3000, 0)
     p_new, y_new = _overconfident(3000, 1)
     cal = fit_calibration(p_fit, y_fit, "temperature")
-    assert cal.temperature > 1.5  # overconfident: softened
+    assert cal.temperature > 1.5 and cal.applied  # overconfident: softened
+    assert cal.held_out_ece < 0.05 < cal.ece_before
     before = expected_calibration_error(y_new, p_new)
     after = expected_calibration_error(y_new, cal.apply(p_new))
     assert before > 0.15 and after < 0.02, (before, after)
@@ -36,6 +37,17 @@ def test_temperature_scaling_calibrates_held_out_objects_without_changing_classe
     np.testing.assert_allclose(cal.apply(p_new).sum(1), 1, atol=1e-6)
     again = Calibration.from_dict(cal.to_dict())  # as the manifest stores it
     np.testing.assert_array_equal(again.apply(p_new), cal.apply(p_new))
+
+
+def test_a_map_that_would_not_help_on_held_out_objects_is_not_applied():
+    rng = np.random.default_rng(3)
+    p1 = rng.uniform(0.02, 0.98, 600)  # calibrated already: class 1 with probability p1
+    y = (rng.random(600) < p1).astype(int)
+    p = np.c_[1 - p1, p1]
+    cal = fit_calibration(p, y, "isotonic")  # a step function fits the noise
+    assert cal.ece_after < cal.ece_before <= cal.held_out_ece and not cal.applied
+    np.testing.assert_array_equal(cal.apply(p), p.astype(np.float32))
+    assert Calibration.from_dict(cal.to_dict()).applied is False
 
 
 def test_isotonic_calibration_for_scores_that_are_no_softmax():
@@ -148,6 +160,17 @@ def test_an_ensemble_trains_on_workers_and_predicts_as_one_model(hp_stack, dask_
         cat["member_std"], np.std(members, 0)[np.arange(len(one)), best], atol=1e-5
     )
     assert "error_auroc_member_std" in set(evaluate(cat).metrics["metric"])
+    from catbuilder import save_model
+    from catbuilder.errors import OutputExistsError
+
+    stray = tmp_path / "pair.model" / "member-0" / "notes.txt"
+    stray.write_text("not catbuilder's")
+    with pytest.raises(OutputExistsError, match=r"member-0/notes\.txt"):
+        save_model(model, tmp_path / "pair.model")
+    assert len(load_model(tmp_path / "pair.model").members_) == 2  # left whole
+    stray.unlink()
+    save_model(model, tmp_path / "pair.model")  # its own files: replaced
+    assert len(load_model(tmp_path / "pair.model").members_) == 2
 
 
 def test_an_ensemble_of_one_model_or_of_disagreeing_classes_is_an_error():

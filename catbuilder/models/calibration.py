@@ -162,6 +162,14 @@ class Calibration:
         Objects it was fitted on.
     ece_before, ece_after
         Expected calibration error on those objects, uncalibrated and calibrated.
+    held_out_ece
+        The ECE of the same objects, each calibrated by a map fitted on the
+        other folds (5-fold cross-validation): what the map does on objects it
+        has not seen.
+    applied
+        Whether :meth:`apply` changes probabilities: False when the held-out
+        ECE is not below ``ece_before`` (the map would not improve on the
+        model's own probabilities, so it is not used).
     tta
         Whether the probabilities it was fitted on averaged the eight
         dihedral views (:func:`catbuilder.predict` warns when it applies the
@@ -176,14 +184,17 @@ class Calibration:
     n: int
     ece_before: float
     ece_after: float
+    held_out_ece: float | None = None
+    applied: bool = True
     tta: bool = False
     temperature: float | None = None
     isotonic: list[dict[str, list[float]]] | None = field(default=None, repr=False)
 
     def apply(self, proba: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities ``(n, classes)`` (float32, rows summing to 1)."""
+        """Calibrated probabilities ``(n, classes)`` (float32, rows summing to 1);
+        the model's own when the map is not ``applied``."""
         proba = np.asarray(proba, dtype=np.float64)
-        if len(proba) == 0:
+        if len(proba) == 0 or not self.applied:
             return proba.astype(np.float32)
         if self.method == "temperature":
             out = _tempered(proba, float(self.temperature))
@@ -227,6 +238,7 @@ def fit_calibration(
     Returns
     -------
     Calibration or None
+        Not ``applied`` when, cross-validated, it does not lower the ECE.
 
     Examples
     --------
@@ -237,8 +249,8 @@ def fit_calibration(
     >>> right = rng.random(2000) < 0.8  # right 80% of the time, at 0.99
     >>> p1 = np.where(right == (y == 1), 0.99, 0.01)
     >>> cal = fit_calibration(np.c_[1 - p1, p1], y)
-    >>> cal.ece_before > 0.15 > 0.02 > cal.ece_after
-    True
+    >>> cal.ece_before > 0.15 > 0.02 > cal.ece_after, cal.applied
+    (True, True)
     """
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; one of {', '.join(METHODS)}")
@@ -248,10 +260,30 @@ def fit_calibration(
     y = np.asarray(y, dtype=np.int64)
     if len(y) == 0:
         raise ValueError("calibration needs labelled validation objects; there are none")
-    cal = Calibration(method, len(y), expected_calibration_error(y, proba), 0.0, bool(tta))
+    cal = _fitted(proba, y, method)
+    cal.tta = bool(tta)
+    cal.held_out_ece = _held_out_ece(proba, y, method)
+    cal.applied = bool(cal.held_out_ece < cal.ece_before)
+    return cal
+
+
+def _fitted(proba: np.ndarray, y: np.ndarray, method: str) -> Calibration:
+    cal = Calibration(method, len(y), expected_calibration_error(y, proba), 0.0)
     if method == "temperature":
         cal.temperature = _fit_temperature(proba, y)
     else:
         cal.isotonic = _fit_isotonic(proba, y)
     cal.ece_after = expected_calibration_error(y, cal.apply(proba))
     return cal
+
+
+def _held_out_ece(proba: np.ndarray, y: np.ndarray, method: str, folds: int = 5) -> float:
+    """ECE of every object calibrated by the map fitted on the other folds."""
+    fold = np.random.default_rng(0).permutation(len(y)) % folds
+    out = np.empty_like(proba)
+    for k in range(folds):
+        test = fold == k
+        if test.all() or not test.any():  # too few objects to hold any out
+            return expected_calibration_error(y, proba)
+        out[test] = _fitted(proba[~test], y[~test], method).apply(proba[test])
+    return expected_calibration_error(y, out)

@@ -95,9 +95,7 @@ def _replaceable(path: Path) -> list[Path]:
         root = path.resolve()
         inside = [path / n for n in sorted(listed) if (path / n).resolve().is_relative_to(root)]
         mine = set(inside)
-        others = [
-            p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and p not in mine
-        ]
+        others = [p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and p not in mine]
         if others:  # checked before anything is replaced: the saved model stays whole
             names = ", ".join(str(p.relative_to(path)) for p in others[:5])
             raise OutputExistsError(
