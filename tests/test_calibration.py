@@ -173,8 +173,12 @@ def test_an_ensemble_trains_on_workers_and_predicts_as_one_model(hp_stack, dask_
     assert len(load_model(tmp_path / "pair.model").members_) == 2
 
 
-def test_an_ensemble_of_one_model_or_of_disagreeing_classes_is_an_error():
+def test_an_ensemble_of_one_model_or_of_disagreeing_classes_is_an_error(hp_stack, tmp_path):
+    from catbuilder import train
     from catbuilder.models.ensemble import Ensemble
+
+    with pytest.raises(ValueError, match="ensemble must be a number of models, 1 or more; got 0"):
+        train(hp_stack, "keras.small-cnn", ensemble=0, checkpoint_dir=tmp_path / "ck")
 
     class Fitted:
         def __init__(self, classes):

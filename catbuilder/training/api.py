@@ -197,6 +197,8 @@ def train(
         ckpt = sibling(stack.path, ".checkpoints")
     ckpt = Path(ckpt) if ckpt is not None else None
     k = int(config.resolve("train.ensemble", ensemble))
+    if k < 1:
+        raise ValueError(f"ensemble must be a number of models, 1 or more; got {k}")
     if k > 1:
         from catbuilder.models.ensemble import Ensemble
         from catbuilder.training.ensemble import fit_members
