@@ -169,6 +169,12 @@ def test_an_ensemble_trains_on_workers_and_predicts_as_one_model(hp_stack, dask_
         save_model(model, tmp_path / "pair.model")
     assert len(load_model(tmp_path / "pair.model").members_) == 2  # left whole
     stray.unlink()
+    scratch = tmp_path / "pair.model" / "scratch"  # an empty folder is someone's too
+    scratch.mkdir()
+    with pytest.raises(OutputExistsError, match="scratch"):
+        save_model(model, tmp_path / "pair.model")
+    assert len(load_model(tmp_path / "pair.model").members_) == 2
+    scratch.rmdir()
     save_model(model, tmp_path / "pair.model")  # its own files: replaced
     assert len(load_model(tmp_path / "pair.model").members_) == 2
 

@@ -94,8 +94,9 @@ def _replaceable(path: Path) -> list[Path]:
         listed = set(read_manifest(path).get("files", {})) | {MANIFEST}
         root = path.resolve()
         inside = [path / n for n in sorted(listed) if (path / n).resolve().is_relative_to(root)]
-        mine = set(inside)
-        others = [p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and p not in mine]
+        # the listed files and the folders they are in (an ensemble's members)
+        mine = set(inside) | {q for p in inside for q in p.parents if q.is_relative_to(path)}
+        others = [p for p in path.rglob("*") if p not in mine]
         if others:  # checked before anything is replaced: the saved model stays whole
             names = ", ".join(str(p.relative_to(path)) for p in others[:5])
             raise OutputExistsError(
@@ -186,18 +187,9 @@ def save_model(est: Any, path: str | os.PathLike[str], plugin: str | None = None
                 shutil.rmtree(p)
             else:
                 p.unlink()
-        # the folders those files were in (an ensemble's members), once empty
-        folders = {q for p in old for q in p.parents if q != path and q.is_relative_to(path)}
-        for d in sorted(folders, key=lambda q: -len(q.parts)):
-            if d.is_dir() and not any(d.iterdir()):
+        if path.exists():  # only the listed files' folders are left (_replaceable)
+            for d in sorted(path.rglob("*"), key=lambda q: -len(q.parts)):
                 d.rmdir()
-        if path.exists():
-            leftover = [p.name for p in path.iterdir()]
-            if leftover:
-                raise OutputExistsError(
-                    f"{path} holds files its manifest does not list ({', '.join(leftover[:5])});"
-                    " move them out or choose another path"
-                )
             path.rmdir()
         os.rename(tmp, path)
     finally:
