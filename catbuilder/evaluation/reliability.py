@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from catbuilder.models.calibration import expected_calibration_error, reliability_table
+from catbuilder.models.calibration import reliability_table, table_ece
 
 __all__ = ["UNCERTAINTIES", "reliability_metrics"]
 
@@ -60,14 +60,13 @@ def reliability_metrics(
     index = {c: i for i, c in enumerate(classes)}
     yi = np.array([index[str(v)] for v in y], dtype=np.int64)
     proba = data[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
-    rows = [{"class": "all", "metric": "ece", "value": expected_calibration_error(yi, proba)}]
     tables = [reliability_table(yi, proba).assign(probabilities="calibrated")]
+    rows = [{"class": "all", "metric": "ece", "value": table_ece(tables[0])}]
     raw_cols = [f"raw_p_{c}" for c in classes]
     if all(c in data.columns for c in raw_cols):
-        raw = data[raw_cols].to_numpy(dtype=float)
-        ece = expected_calibration_error(yi, raw)
-        rows.append({"class": "all", "metric": "ece_uncalibrated", "value": ece})
-        tables.append(reliability_table(yi, raw).assign(probabilities="uncalibrated"))
+        tables.append(reliability_table(yi, data[raw_cols].to_numpy(dtype=float)))
+        tables[1]["probabilities"] = "uncalibrated"
+        rows.append({"class": "all", "metric": "ece_uncalibrated", "value": table_ece(tables[1])})
     else:
         tables[0]["probabilities"] = "uncalibrated"
     wrong = proba.argmax(axis=1) != yi if len(yi) else np.zeros(0, bool)

@@ -40,6 +40,7 @@ __all__ = [
     "expected_calibration_error",
     "fit_calibration",
     "reliability_table",
+    "table_ece",
 ]
 
 METHODS = ("temperature", "isotonic", "none")
@@ -114,10 +115,15 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = N
     >>> round(expected_calibration_error(np.array([0] * 5 + [1] * 5), p), 3)
     0.4
     """
-    t = reliability_table(y, proba, n_bins)
-    if t.empty:
+    return table_ece(reliability_table(y, proba, n_bins))
+
+
+def table_ece(table: pd.DataFrame) -> float:
+    """The ECE of a :func:`reliability_table`: its bins' gaps weighted by their counts."""
+    if table.empty:
         return float("nan")
-    return float(np.sum(t["n"] * np.abs(t["accuracy"] - t["confidence"])) / t["n"].sum())
+    gaps = np.abs(table["accuracy"] - table["confidence"])
+    return float(np.sum(table["n"] * gaps) / table["n"].sum())
 
 
 def _tempered(proba: np.ndarray, temperature: float) -> np.ndarray:
