@@ -277,3 +277,66 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         make_survey(tmp_path, n_objects=10, bands=("g", "y"))
     with pytest.raises(ValueError, match="n_objects"):
         make_survey(tmp_path, n_objects=0, cluster="sync", progress=False)
+
+
+def test_hard_regime_makes_every_condition_it_names(mock_survey, tmp_path):
+    """Fainter galaxies, lower S/N, a PSF per tile, hot columns, unlisted
+    neighbours and labels only to r < 17.7, against the default regime's
+    survey of the same seed."""
+    from catbuilder.synth.presets import PRESETS
+    from catbuilder.synth.regimes import REGIMES
+
+    hard = make_survey(
+        tmp_path / "hard", presets="des-like", n_objects=200, seed=7, regime="hard",
+        progress=False,
+    )  # fmt: skip
+    rules = REGIMES["hard"]
+    assert hard.params["regime"] == "hard" and mock_survey.params["regime"] == "default"
+    truth, easy = hard.read_truth(), mock_survey.read_truth()
+    gal, easy_gal = truth[truth["cls"] != "star"], easy[easy["cls"] != "star"]
+    assert gal["mag_r"].median() > easy_gal["mag_r"].median() + 0.7
+    assert gal["hlr"].median() < easy_gal["hlr"].median()
+    # neighbours no table lists, each next to a listed galaxy
+    unlisted = truth[~truth["catalogued"]]
+    assert len(unlisted) == round(
+        rules.uncatalogued_fraction * (truth["catalogued"] & (truth["cls"] != "star")).sum()
+    )
+    assert truth.set_index("truth_id").loc[unlisted["blend"], "catalogued"].all()
+    sources = hard["des-like"].read_sources()
+    assert not set(unlisted["truth_id"]) & set(sources["truth_id"])
+    labels = hard.read_labels()
+    assert not set(unlisted["truth_id"]) & set(labels["truth_id"])
+    # labels only as deep as Galaxy Zoo's: fewer than the overlap's galaxies, all bright
+    overlap = gal[(gal["area"] == "overlap") & gal["catalogued"]]
+    assert 0 < len(labels) < len(overlap)
+    assert truth.set_index("truth_id").loc[labels["truth_id"], "mag_r"].max() < 17.7 + 0.3
+    # a PSF per tile, the same in every band's file of a tile, within the regime's range
+    fwhm = {}
+    for f in hard["des-like"].tile_paths():
+        _, hdr, weight = _open(f)
+        band = hdr["BAND"]
+        fwhm.setdefault(hdr["TILENAME"], set()).add(
+            hdr["PSF_FWHM"] / PRESETS["des-like"].seeing[band]
+        )
+        assert (weight == 0).all(axis=0).sum() >= rules.hot_columns  # hot columns, masked
+        easy_hdr = _open(mock_survey["des-like"].tile_paths(band)[0])[1]
+        # sky sigma over the flux of an r = 20 source: S/N lower by the depth offset
+        noise, easy = (h["SKYSIGMA"] * 10 ** (0.4 * (20 - h["MAGZERO"])) for h in (hdr, easy_hdr))
+        assert noise > 1.5 * easy
+    factors = [round(next(iter(v)), 3) for v in fwhm.values()]
+    assert all(len({round(x, 3) for x in v}) == 1 for v in fwhm.values())
+    assert len(set(factors)) == len(factors) > 1
+    assert all(rules.seeing_range[0] - 1e-3 <= f <= rules.seeing_range[1] + 1e-3 for f in factors)
+
+
+def test_label_noise_swaps_the_vote_fractions_of_that_fraction(mock_survey):
+    from catbuilder.synth.labels import galaxy_zoo_votes
+
+    truth = mock_survey.read_truth()
+    truth = pd.concat([truth] * 40, ignore_index=True).assign(truth_id=lambda d: d.index)
+    clean = galaxy_zoo_votes(truth, 1.4, seed=3)
+    noisy = galaxy_zoo_votes(truth, 1.4, seed=3, label_noise=0.05)
+    flipped = noisy["flipped"].to_numpy()
+    assert not clean["flipped"].any() and 0.03 < flipped.mean() < 0.07
+    assert np.array_equal(noisy["p_spiral"][flipped], clean["p_elliptical"][flipped])
+    assert np.array_equal(noisy["p_spiral"][~flipped], clean["p_spiral"][~flipped])

@@ -36,6 +36,13 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
         "--bands", type=csv_list, default=None, help=f"comma-separated {conf('synth.bands')}"
     )
     p.add_argument(
+        "--regime",
+        choices=["default", "hard"],
+        default=None,
+        help=f"observing regime (hard: faint, noisy, varying PSF, wrong labels) "
+        f"{conf('synth.regime')}",
+    )
+    p.add_argument(
         "--table-format", choices=["parquet", "fits"], default="parquet", help="source tables"
     )
     p.add_argument("--preview", action="store_true", help="write PNGs of a tile and of objects")
@@ -55,6 +62,7 @@ def _synth(args: argparse.Namespace) -> int:
         n_objects=args.n_objects,
         seed=args.seed,
         bands=args.bands,
+        regime=args.regime,
         table_format=args.table_format,
         cluster=args.cluster,
         workers=args.workers,

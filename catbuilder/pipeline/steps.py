@@ -100,6 +100,7 @@ def _make_mock(ctx: StepContext, out: Path):
         presets=m.get("presets"),
         n_objects=m.get("n-objects"),
         seed=m.get("seed"),
+        regime=m.get("regime"),
         cluster=ctx.client(),
         progress=ctx.progress,
         preview=True,

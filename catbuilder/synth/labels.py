@@ -24,7 +24,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def galaxy_zoo_votes(
-    truth: pd.DataFrame, seeing: float, seed: int, mean_votes: float = 45.0
+    truth: pd.DataFrame,
+    seeing: float,
+    seed: int,
+    mean_votes: float = 45.0,
+    label_noise: float = 0.0,
 ) -> pd.DataFrame:
     """Simulate debiased vote fractions for the galaxies in ``truth``.
 
@@ -39,12 +43,15 @@ def galaxy_zoo_votes(
         Random seed.
     mean_votes
         Mean number of votes per galaxy.
+    label_noise
+        Fraction of galaxies whose spiral and elliptical fractions are
+        swapped: wrong labels, as a few percent of any label set has.
 
     Returns
     -------
     pandas.DataFrame
         ``truth_id, p_spiral, p_elliptical, p_dontknow, n_votes`` and the
-        underlying ``clarity``.
+        underlying ``clarity`` and ``flipped`` (the swapped ones).
     """
     gal = truth[truth["cls"] != "star"]
     rng = np.random.default_rng([seed, 7])
@@ -77,6 +84,12 @@ def galaxy_zoo_votes(
     shift = np.clip(0.4 * gal["z"].to_numpy(), 0, 0.1) * raw_el * (raw_sp > 0)
     p_spiral = np.clip(raw_sp + shift, 0.0, 1.0)
     p_elliptical = np.clip(raw_el - shift, 0.0, 1.0)
+    # wrong labels from their own random stream: the votes are those of the same seed
+    flipped = np.random.default_rng([seed, 13]).random(n) < label_noise
+    p_spiral, p_elliptical = (
+        np.where(flipped, p_elliptical, p_spiral),
+        np.where(flipped, p_spiral, p_elliptical),
+    )
     return pd.DataFrame(
         {
             "truth_id": gal["truth_id"].to_numpy(),
@@ -85,5 +98,6 @@ def galaxy_zoo_votes(
             "p_dontknow": (counts[:, 2] / n_votes).round(4),
             "n_votes": n_votes.astype(np.int32),
             "clarity": clarity.round(4),
+            "flipped": flipped,
         }
     )

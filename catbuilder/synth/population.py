@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from catbuilder.synth.layout import SkyLayout
+from catbuilder.synth.regimes import Regime
 
 __all__ = ["COLOURS", "make_population"]
 
@@ -33,12 +34,14 @@ def _cosmology_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return zg, dm, kpc_per_arcsec
 
 
-def _galaxies(rng: np.random.Generator, n: int, spiral_fraction: float) -> pd.DataFrame:
+def _galaxies(
+    rng: np.random.Generator, n: int, spiral_fraction: float, z_max: float = _Z_MAX
+) -> pd.DataFrame:
     zg, dm_t, kpc_t = _cosmology_tables()
     is_spiral = rng.random(n) < spiral_fraction
     # volume-weighted redshifts between the limits
     u = rng.random(n)
-    z = (_Z_MIN**3 + u * (_Z_MAX**3 - _Z_MIN**3)) ** (1 / 3)
+    z = (_Z_MIN**3 + u * (z_max**3 - _Z_MIN**3)) ** (1 / 3)
     dm = np.interp(z, zg, dm_t)
     kpc = np.interp(z, zg, kpc_t)
 
@@ -74,8 +77,8 @@ def _galaxies(rng: np.random.Generator, n: int, spiral_fraction: float) -> pd.Da
     return df
 
 
-def _stars(rng: np.random.Generator, n: int) -> pd.DataFrame:
-    bright = rng.random(n) < 0.15
+def _stars(rng: np.random.Generator, n: int, bright_fraction: float = 0.15) -> pd.DataFrame:
+    bright = rng.random(n) < bright_fraction
     mag_r = np.where(bright, rng.uniform(12.5, 16.0, n), rng.uniform(16.0, 21.5, n))
     return pd.DataFrame(
         {
@@ -125,6 +128,7 @@ def make_population(
     blend_fraction: float,
     seed: int,
     bands: tuple[str, ...] = ("u", "g", "r", "i", "z"),
+    regime: Regime | None = None,
 ) -> pd.DataFrame:
     """Draw the truth table for a mock survey.
 
@@ -143,21 +147,33 @@ def make_population(
         The same seed gives the same table.
     bands
         Bands to give magnitudes in.
+    regime
+        Redshift limit, bright stars and uncatalogued neighbours (default:
+        the ``default`` regime).
 
     Returns
     -------
     pandas.DataFrame
         One row per object: ``truth_id, area, ra, dec, cls, z, mag_<band>, hlr
         (arcsec), q, pa (deg), sersic_n, bulge_frac, bulge_hlr, n_arms, pitch,
-        arm_strength, arm_phase, blend`` (``blend`` is the truth_id of the
-        neighbour the object was placed next to, or -1).
+        arm_strength, arm_phase, blend, catalogued`` (``blend`` is the truth_id
+        of the neighbour the object was placed next to, or -1; objects with
+        ``catalogued`` False are the regime's unlisted neighbours, numbered
+        after the ``n_objects`` others).
     """
+    regime = regime or Regime("default")
     if n_objects < 1:
         raise ValueError(f"n_objects must be at least 1, got {n_objects}")
     rng = np.random.default_rng(seed)
     n_star = round(n_objects * star_fraction)
     n_gal = n_objects - n_star
-    df = pd.concat([_galaxies(rng, n_gal, spiral_fraction), _stars(rng, n_star)], ignore_index=True)
+    df = pd.concat(
+        [
+            _galaxies(rng, n_gal, spiral_fraction, regime.z_max),
+            _stars(rng, n_star, regime.bright_star_fraction),
+        ],
+        ignore_index=True,
+    )
     df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
     _band_mags(df, tuple(dict.fromkeys(("g", "r", "i", *bands))))
 
@@ -196,5 +212,39 @@ def make_population(
     df.insert(2, "ra", ra)
     df.insert(3, "dec", dec)
     df["blend"] = blend
+    df["catalogued"] = True
     df = df.drop(columns=[c for c in ("star_gr",) if c in df])
-    return df
+    extra = _uncatalogued(df, layout, x, y, gal_idx, spiral_fraction, seed, regime, bands)
+    return pd.concat([df, extra], ignore_index=True) if len(extra) else df
+
+
+def _uncatalogued(
+    df: pd.DataFrame,
+    layout: SkyLayout,
+    x: np.ndarray,
+    y: np.ndarray,
+    gal_idx: np.ndarray,
+    spiral_fraction: float,
+    seed: int,
+    regime: Regime,
+    bands: tuple[str, ...],
+) -> pd.DataFrame:
+    """Galaxies next to catalogued ones that no source table lists (their own
+    random stream, so the catalogued objects are those of the same seed)."""
+    n = round(len(gal_idx) * regime.uncatalogued_fraction)
+    if n == 0 or len(gal_idx) == 0:
+        return df.iloc[:0]
+    rng = np.random.default_rng([seed, 11])
+    extra = _galaxies(rng, n, spiral_fraction, regime.z_max)
+    _band_mags(extra, tuple(dict.fromkeys(("g", "r", "i", *bands))))
+    host = rng.choice(gal_idx, n)
+    sep = (extra["hlr"].to_numpy() + df["hlr"].to_numpy()[host]) * rng.uniform(0.8, 2.0, n)
+    theta = rng.uniform(0, 2 * np.pi, n)
+    ra, dec = layout.to_sky(x[host] + sep * np.cos(theta), y[host] + sep * np.sin(theta))
+    extra.insert(0, "truth_id", np.arange(len(df), len(df) + n, dtype=np.int64))
+    extra.insert(1, "area", df["area"].to_numpy()[host])
+    extra.insert(2, "ra", ra)
+    extra.insert(3, "dec", dec)
+    extra["blend"] = df["truth_id"].to_numpy()[host]
+    extra["catalogued"] = False
+    return extra[df.columns]

@@ -137,6 +137,8 @@ def render_tile(
     outdir: str | Path,
     survey_index: int = 0,
     tile_index: int = 0,
+    seeing_factor: float = 1.0,
+    hot_columns: int = 0,
 ) -> dict:
     """Render ``objects`` onto one tile in every band and write the files.
 
@@ -154,6 +156,11 @@ def render_tile(
         Seed the noise of each (survey, tile, band) independently.
     outdir
         Directory for ``<tile>_<band>.fits``.
+    seeing_factor
+        This tile's PSF FWHM relative to the preset's (the zero point stays
+        the preset's).
+    hot_columns
+        Columns per band set to up to the saturation level, with zero weight.
 
     Returns
     -------
@@ -177,7 +184,7 @@ def render_tile(
     n_sat: dict[str, int] = {}
 
     for bi, band in enumerate(bands):
-        fwhm = preset.seeing[band]
+        fwhm = preset.seeing[band] * seeing_factor
         psf = galsim.Moffat(beta=_PSF_BETA, fwhm=fwhm, gsparams=shapes.gsp)
         image = galsim.ImageF(tile.nx, tile.ny, wcs=gwcs)
         sat_flux = preset.flux(preset.saturation_mag, band)
@@ -205,6 +212,11 @@ def render_tile(
         sky_var = (sky * preset.gain + preset.read_noise**2) / preset.gain**2
         weight = np.full(signal.shape, 1.0 / sky_var, dtype=np.float32)
         weight[saturated] = 0.0
+        if hot_columns:
+            cols = rng.choice(signal.shape[1], hot_columns, replace=False)
+            level = (saturation - sky) * rng.uniform(0.2, 1.0, hot_columns)
+            noisy[:, cols] = level
+            weight[:, cols] = 0.0
 
         hdr = header.copy()
         hdr["BAND"] = (band, "filter band")
@@ -218,7 +230,7 @@ def render_tile(
         hdr["SKYLEVEL"] = (round(sky, 4), "ADU/pixel, subtracted")
         hdr["SKYSIGMA"] = (round(math.sqrt(sky_var), 4), "ADU/pixel")
         hdr["SATURATE"] = (round(saturation - sky, 3), "ADU, after sky subtraction")
-        hdr["PSF_FWHM"] = (fwhm, "arcsec, Moffat beta=3")
+        hdr["PSF_FWHM"] = (round(fwhm, 4), "arcsec, Moffat beta=3")
         hdr["PIXSCALE"] = (ps, "arcsec/pixel")
         hdr["SYNSEED"] = (seed, "catbuilder.synth seed")
         primary = fits.PrimaryHDU(noisy.astype(np.float32), header=hdr)
@@ -228,7 +240,7 @@ def render_tile(
         wext = fits.ImageHDU(weight, header=whdr, name="WEIGHT")
         psf_img = psf.drawImage(nx=_PSF_STAMP, ny=_PSF_STAMP, scale=ps).array.astype(np.float32)
         pext = fits.ImageHDU(psf_img, name="PSF")
-        pext.header["PSF_FWHM"] = fwhm
+        pext.header["PSF_FWHM"] = round(fwhm, 4)
         path = outdir / f"{tile.name}_{band}.fits"
         tmp = path.with_suffix(".fits.part")
         # with the FITS checksum keywords, as survey pipelines write them: a run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from catbuilder.synth.labels import galaxy_zoo_votes
 from catbuilder.synth.layout import SkyLayout, TileSpec
 from catbuilder.synth.population import make_population
 from catbuilder.synth.presets import ALL_BANDS, PRESETS, SurveyPreset, get_preset
+from catbuilder.synth.regimes import Regime, get_regime
 from catbuilder.synth.render import render_tile
 
 __all__ = ["MockSurvey", "SurveyFiles", "make_survey", "open_survey"]
@@ -195,6 +197,7 @@ def make_survey(
     star_fraction: float | None = None,
     spiral_fraction: float | None = None,
     blend_fraction: float | None = None,
+    regime: str | Regime | None = None,
     table_format: str = "parquet",
     cluster: Any = None,
     workers: int | None = None,
@@ -227,7 +230,12 @@ def make_survey(
         Sky layout: overlap-area centre (RA, Dec in deg), tile side, margin
         shared by neighbouring tiles, object density.
     unlabelled_fraction, star_fraction, spiral_fraction, blend_fraction
-        Population mix.
+        Population mix (the ``hard`` regime sets its own blend fraction).
+    regime
+        ``"default"`` or ``"hard"`` (:mod:`catbuilder.synth.regimes`): fainter
+        and smaller galaxies, lower S/N, a PSF varying per tile, saturated
+        stars, hot columns, uncatalogued neighbours, wrong labels and labels
+        only to r < 17.7. Default ``synth.regime``.
     table_format
         ``"parquet"`` or ``"fits"`` for the source tables.
     cluster, workers
@@ -256,7 +264,8 @@ def make_survey(
     c = config.resolve
     presets = c("synth.presets", presets)
     presets = [presets] if isinstance(presets, str) else list(presets)
-    preset_objs = [get_preset(p) for p in presets]
+    regime = get_regime(c("synth.regime", regime))
+    preset_objs = [_deeper(get_preset(p), regime.depth_offset) for p in presets]
     n_objects = int(c("synth.n-objects", n_objects))
     seed = int(c("synth.seed", seed))
     bands = tuple(c("synth.bands", bands))
@@ -277,7 +286,12 @@ def make_survey(
         "unlabelled_fraction": float(c("synth.unlabelled-fraction", unlabelled_fraction)),
         "star_fraction": float(c("synth.star-fraction", star_fraction)),
         "spiral_fraction": float(c("synth.spiral-fraction", spiral_fraction)),
-        "blend_fraction": float(c("synth.blend-fraction", blend_fraction)),
+        "blend_fraction": float(
+            c("synth.blend-fraction", blend_fraction)
+            if regime.blend_fraction is None or blend_fraction is not None
+            else regime.blend_fraction
+        ),
+        "regime": regime.name,
     }
     root = Path(outdir)
     root.mkdir(parents=True, exist_ok=True)
@@ -300,7 +314,9 @@ def make_survey(
         params["blend_fraction"],
         seed,
         bands=ALL_BANDS,
+        regime=regime,
     )
+    listed = truth[truth["catalogued"]]
     fx, fy = layout.to_frame(truth["ra"].to_numpy(), truth["dec"].to_numpy())
 
     tasks = []
@@ -309,6 +325,7 @@ def make_survey(
         tiles = layout.tiles(preset.name, preset.areas, preset.pixel_scale, preset.tile_scale)
         tiles_of[preset.name] = tiles
         tile_dir = root / preset.name / "tiles"
+        factors = _seeing_factors(regime, seed, pidx, len(tiles))
         for tidx, tile in enumerate(tiles):
             tx, ty = layout.to_frame(np.array([tile.ra]), np.array([tile.dec]))
             half = tile.nx * tile.pixel_scale / 2 + _MARGIN_ARCSEC
@@ -323,6 +340,8 @@ def make_survey(
                     tile_dir,
                     pidx,
                     tidx,
+                    seeing_factor=factors[tidx],
+                    hot_columns=regime.hot_columns,
                     dask_key_name=f"render-{preset.name}-{tile.name}",
                 )
             )
@@ -345,7 +364,7 @@ def make_survey(
     surveys: dict[str, SurveyFiles] = {}
     ext = ".parquet" if table_format == "parquet" else ".fits"
     for preset in preset_objs:
-        src = _source_table(truth, preset, tiles_of[preset.name], bands, seed)
+        src = _source_table(listed, preset, tiles_of[preset.name], bands, seed)
         path = _write_table(src, root / preset.name / f"sources{ext}")
         surveys[preset.name] = SurveyFiles(
             preset.name, root / preset.name, [t.name for t in tiles_of[preset.name]], path
@@ -353,10 +372,14 @@ def make_survey(
 
     # Galaxy-Zoo-like labels: galaxies of the SDSS-like footprint, with the
     # positions and ids an SDSS-like catalogue gives them
-    sdss = PRESETS["sdss-like"]
+    sdss = _deeper(PRESETS["sdss-like"], regime.depth_offset)
     sdss_tiles = layout.tiles(sdss.name, sdss.areas, sdss.pixel_scale, sdss.tile_scale)
-    sdss_src = _source_table(truth, sdss, sdss_tiles, ("r",), seed)
-    votes = galaxy_zoo_votes(truth[truth["area"] == "overlap"], sdss.seeing["r"], seed)
+    sdss_src = _source_table(listed, sdss, sdss_tiles, ("r",), seed)
+    if regime.label_mag_limit is not None:  # as deep as Galaxy Zoo's sample, by sdss-like r
+        sdss_src = sdss_src[sdss_src["mag_r"] < regime.label_mag_limit]
+    votes = galaxy_zoo_votes(
+        listed[listed["area"] == "overlap"], sdss.seeing["r"], seed, label_noise=regime.label_noise
+    )
     labels = sdss_src[["objid", "ra", "dec", "truth_id"]].merge(votes, on="truth_id")
     labels.to_parquet(root / "galaxy_zoo.parquet", index=False)
     truth.to_parquet(root / "truth.parquet", index=False)
@@ -380,6 +403,22 @@ def make_survey(
             paths = {b: str(files.directory / "tiles" / f"{first}_{b}.fits") for b in "gri"}
             survey.previews += write_previews(files.directory, paths, src, root / f"preview_{name}")
     return survey
+
+
+def _deeper(preset: SurveyPreset, offset: float) -> SurveyPreset:
+    """``preset`` with ``offset`` magnitudes added to its depth in every band."""
+    if offset == 0:
+        return preset
+    return dataclasses.replace(preset, depth={b: d + offset for b, d in preset.depth.items()})
+
+
+def _seeing_factors(regime: Regime, seed: int, survey_index: int, n_tiles: int) -> list[float]:
+    """Each tile's PSF FWHM relative to the preset's."""
+    lo, hi = regime.seeing_range
+    if lo == hi:
+        return [float(lo)] * n_tiles
+    rng = np.random.default_rng([seed, 5000 + survey_index])
+    return [round(float(f), 4) for f in rng.uniform(lo, hi, n_tiles)]
 
 
 def open_survey(root: str | Path) -> MockSurvey:
