@@ -24,6 +24,23 @@ def test_selection_is_class_balanced_and_most_confident_first():
     assert sorted(idx.tolist()) == [1, 2]
 
 
+def test_spread_takes_objects_over_the_whole_confidence_range():
+    from catbuilder.selftrain.strategies import check_strategies, spread_pseudo_labels
+
+    conf = np.linspace(0.51, 0.99, 49)
+    proba = np.concatenate([np.c_[conf, 1 - conf], np.c_[1 - conf, conf]])
+    idx, lab = spread_pseudo_labels(proba, ["a", "b"], 5, None)
+    got = proba[idx, lab]
+    assert len(idx) == 10 and (lab == 0).sum() == 5
+    assert got.max() == pytest.approx(0.99) and got.min() == pytest.approx(0.51)
+    top, tlab = select_pseudo_labels(proba, ["a", "b"], 5, None)
+    assert proba[top, tlab].min() > 0.9  # the paper's rule keeps only the easy end
+    assert check_strategies("top") == ["top"]
+    assert check_strategies(["spread", "control", "spread"]) == ["spread", "control"]
+    with pytest.raises(ValueError, match="unknown selftrain strategy 'best'"):
+        check_strategies(["top", "best"])
+
+
 def test_per_class_is_a_count_or_a_fraction_of_the_pool():
     assert [check_per_class(v) for v in (300, "300", 2.0)] == [300, 300, 2]
     assert [check_per_class(v) for v in (0.4, "0.4", 1.0)] == [0.4, 0.4, 1.0]
@@ -49,7 +66,7 @@ def unlabelled(mock_survey, tmp_path_factory):
     root = tmp_path_factory.mktemp("selftrain")
     return build_stack(
         table, mock_survey["des-like"].directory / "tiles", root / "b.zarr", size=64,
-        progress=False,
+        progress=False, extra_columns=["mag_r"],
     )  # fmt: skip
 
 
@@ -76,7 +93,7 @@ def test_rounds_add_pseudo_labels_never_from_the_evaluation_split(hp_stack, unla
     mean, spread = res.gain()
     assert np.isfinite(mean) and np.isfinite(spread)
     # a rerun resumes: every round's model is there, nothing is trained again
-    stamp = {p: p.stat().st_mtime_ns for p in out.glob("seed-*/round-*/model/*")}
+    stamp = {p: p.stat().st_mtime_ns for p in out.glob("seed-*/**/round-*/model/*")}
     again = self_train(
         hp_stack, unlabelled, "keras.small-cnn", outdir=out, params=PARAMS, rounds=2,
         per_class=5, seeds=[0, 1],
@@ -119,7 +136,7 @@ def test_fine_tune_starts_each_round_from_the_last_model(hp_stack, unlabelled, t
     )  # fmt: skip
     assert res.rounds["round"].tolist() == [0, 1]
     assert json.loads((out / "catbuilder-selftrain.json").read_text())["retrain"] == "fine-tune"
-    tuned = load_model(out / "seed-0" / "round-1" / "model")
+    tuned = load_model(out / "seed-0" / "top" / "round-1" / "model")
     assert tuned.get_params()["warm_start"] is True
     # no pseudo-label reaches the threshold: the seed stops after round 0 and says why
     none = self_train(
@@ -136,6 +153,69 @@ def test_fine_tune_starts_each_round_from_the_last_model(hp_stack, unlabelled, t
                 rounds=1, seeds=[0], retrain=bad,
             )  # fmt: skip
     assert not (tmp_path / "no").exists()
+
+
+def test_strategies_share_round_zero_and_differ_in_what_joins(hp_stack, unlabelled, tmp_path):
+    from catbuilder.models.saved import load_model
+    from catbuilder.selftrain.strategies import view_agreement
+
+    out = tmp_path / "strategies"
+    names = ["top", "spread", "agreement", "curriculum", "soft", "noisy-student", "control"]
+    res = self_train(
+        hp_stack, unlabelled, "keras.small-cnn", outdir=out, params=PARAMS, rounds=2,
+        per_class=4, seeds=[0], strategy=names, student_params={"dropout": 0.9},
+    )  # fmt: skip
+    r = res.rounds.set_index(["strategy", "round"])
+    assert res.strategies == names
+    assert len(list(out.glob("seed-0/round-*"))) == 1  # round 0 trained once, for all
+    assert r.xs(0, level="round")["accuracy"].nunique() == 1
+    assert (r.loc[("control", 1), "n_added"], r.loc[("control", 2), "n_added"]) == (0, 0)
+    for s in names[:-1]:
+        assert r.loc[(s, 1), "n_added"] > 0 and (out / "seed-0" / s / "round-1" / "model").is_dir()
+        tuned = load_model(out / "seed-0" / s / "round-1" / "model")
+        assert (tuned.get_params()["dropout"] == 0.9) is (s == "noisy-student")
+        assert tuned.get_params()["soft_labels"] is (s == "soft")
+    added = res.added[res.added["round"] == 1]
+    conf = added.groupby("strategy")["confidence"]
+    assert conf.min()["spread"] < conf.min()["top"]
+    # agreement: every pseudo-label is the class of all eight views of round 0's model
+    objs = unlabelled.objects().reset_index(drop=True)
+    chosen = added[added["strategy"] == "agreement"]
+    pos = objs.index[objs["objid"].isin(chosen["objid"])].to_numpy()
+    _, agree = view_agreement(
+        load_model(out / "seed-0" / "round-0" / "model"), unlabelled.isel(pos)
+    )
+    assert agree.all()
+    # curriculum: round 1 of 2 takes from the brighter half of the pool only
+    cur = added[added["strategy"] == "curriculum"].merge(objs[["objid", "mag_r"]], on="objid")
+    pool = objs[(objs["flags"] == 0) & (objs["split"] != "test")]
+    assert cur["mag_r"].max() <= pool["mag_r"].median() + 1e-6
+    t = res.against("control")
+    assert set(t["strategy"]) == set(names) and {"gain", "gain_std"} <= set(t.columns)
+    assert (t.loc[t["strategy"] == "control", "gain"] == 0).all()
+    assert "against the control" in str(res)
+    # another strategy joins a rerun of the same directory: nothing before is trained again
+    stamp = {p: p.stat().st_mtime_ns for p in out.glob("seed-0/**/model/*")}
+    more = self_train(
+        hp_stack, unlabelled, "keras.small-cnn", outdir=out, params=PARAMS, rounds=2,
+        per_class=4, seeds=[0], strategy=["top", "control"], student_params={"dropout": 0.9},
+    )  # fmt: skip
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    assert (
+        more.rounds["accuracy"].tolist()
+        == res.rounds[res.rounds["strategy"].isin(["top", "control"])]["accuracy"].tolist()
+    )
+    with pytest.raises(ValueError, match="needs student parameters"):
+        self_train(
+            hp_stack, unlabelled, "keras.small-cnn", outdir=tmp_path / "c", params=PARAMS,
+            seeds=[0], strategy="noisy-student",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="extra_columns=\\['mag_g'\\]"):
+        self_train(
+            hp_stack, unlabelled, "keras.small-cnn", outdir=tmp_path / "c", params=PARAMS,
+            seeds=[0], strategy="curriculum", curriculum_column="mag_g",
+        )  # fmt: skip
+    assert not (tmp_path / "c").exists()
 
 
 def test_a_user_directory_is_refused(hp_stack, unlabelled, tmp_path):
@@ -162,7 +242,9 @@ def test_selftrain_cli(hp_stack, unlabelled, tmp_path):
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert "gain of round 1 over round 0" in res.stdout
-    assert (tmp_path / "st" / "seed-4" / "round-1" / "model" / "catbuilder-model.json").exists()
+    assert (
+        tmp_path / "st" / "seed-4" / "top" / "round-1" / "model" / "catbuilder-model.json"
+    ).exists()
     # a fraction of the pool: 2% of the pool's share of each class, balanced
     objs = unlabelled.objects()
     scored = (objs["split"] == "test") & objs["label"].isin(["elliptical", "spiral"])

@@ -296,6 +296,24 @@ def _selftrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seeds", type=csv_list, default=None, help=f"comma-separated {conf('selftrain.seeds')}"
     )
+    p.add_argument(
+        "--strategy",
+        type=csv_list,
+        default=None,
+        help="which objects join: top, spread, agreement, curriculum, soft, noisy-student, or "
+        f"control (A alone); comma-separated to compare them {conf('selftrain.strategy')}",
+    )
+    p.add_argument(
+        "--student-params",
+        default=None,
+        help="the noisy student's estimator parameters, as a JSON object ('{\"dropout\": 0.85}')",
+    )
+    p.add_argument(
+        "--curriculum-column",
+        default=None,
+        help="B's magnitude column that orders the curriculum "
+        f"{conf('selftrain.curriculum-column')}",
+    )
     where_options(p, "one seed after another in this process")
 
 
@@ -318,6 +336,9 @@ def _selftrain(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         retrain=args.retrain,
         seeds=[int(s) for s in args.seeds] if args.seeds else None,
+        strategy=args.strategy,
+        student_params=json.loads(args.student_params) if args.student_params else None,
+        curriculum_column=args.curriculum_column,
         cluster=args.cluster,
         workers=args.workers,
         progress=not args.no_progress,

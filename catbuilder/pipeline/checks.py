@@ -31,8 +31,15 @@ def check_pipeline(spec: Any, steps: list[str]) -> None:
         The steps the run makes.
     """
     where = str(spec.path) if spec.path else "pipeline"
-    if "train" in steps:
+    if "train" in steps or "selftrain" in steps:
         _check_model(spec, where)
+    if "selftrain" in steps and spec.section("model").get("saved"):
+        raise CatbuilderError(
+            f"{where}: model.saved and selftrain both name the model that classifies the "
+            "survey: drop one"
+        )
+    if "selftrain" in steps and not spec.labelled_inputs():
+        raise CatbuilderError(f"{where}: the selftrain step needs a selftrain.labelled section")
     _check_cluster(where)
     _check_workdir(spec.workdir, where)
     _check_inputs(spec, steps, where)
@@ -118,6 +125,12 @@ def _check_inputs(spec: Any, steps: list[str], where: str) -> None:
     saved = spec.section("model").get("saved")
     if saved:
         paths.append(("model.saved", spec.resolve(saved)))
+    if "selftrain" in steps:
+        given = spec.labelled_inputs()
+        for key in ("sources", "labels"):
+            paths.append((f"selftrain.labelled.{key}", spec.resolve(given[key])))
+        if not made_by_run:
+            paths += [("selftrain.labelled.tiles", p) for p in spec.tile_inputs("selftrain")]
     for key, p in paths:
         if made_by_run and p.resolve().is_relative_to(mock.resolve()):
             continue  # the mock step makes it

@@ -85,8 +85,14 @@ class StepContext:
         return self.workdir / self.pipeline.outputs_of(step)[key]
 
     def model_path(self) -> Path:
+        """The model that classifies: ``model.saved``, self-training's, or the train step's."""
         saved = self.spec.section("model").get("saved")
-        return self.spec.resolve(saved) if saved else self.input("train", "model")
+        if saved:
+            return self.spec.resolve(saved)
+        done = self.pipeline.manifest.steps.get("selftrain") or {}
+        if "selftrain" in self.pipeline.spec.steps() or done.get("status") == "complete":
+            return self.input("selftrain", "model")
+        return self.input("train", "model")
 
     def catalog(self):
         from catbuilder.catalog import read_catalog

@@ -202,6 +202,20 @@ window.addEventListener('load', function () {
 """
 
 
+def _selftrain_rounds(outdir: Path | None) -> str:
+    """Self-training's accuracy per strategy and round (mean, spread over seeds)."""
+    if outdir is None or not (outdir / "rounds.csv").exists():
+        return ""
+    rounds = pd.read_csv(outdir / "rounds.csv")
+    g = rounds.groupby(["strategy", "round"], sort=False)
+    table = g["accuracy"].agg(["mean", "std", "count"]).join(g["n_added"].mean()).reset_index()
+    table.columns = ["strategy", "round", "accuracy", "std over seeds", "seeds", "added"]
+    return (
+        "<h3>Self-training (accuracy on the survey's objects with truth, per round)</h3>"
+        + _table(table, "{:.4f}")
+    )
+
+
 def write_report(workdir: Path, path: Path, *, plots: Path, ctx: Any = None) -> Path:
     """Write ``report.html`` of the run in ``workdir`` (its manifest and outputs).
 
@@ -335,8 +349,8 @@ def write_report(workdir: Path, path: Path, *, plots: Path, ctx: Any = None) -> 
     body["training"] = (
         _img(_training_curves(hist, plots / "training.png"), "training curves")
         if hist is not None and hist.exists()
-        else "<p class='missing'>No training in this run (a saved model was used).</p>"
-    )
+        else "<p class='missing'>No training step in this run.</p>"
+    ) + _selftrain_rounds(out("selftrain", "selftrain"))
 
     ev_dir = out("evaluate", "plots")
     metrics, confidence = out("evaluate", "metrics"), out("evaluate", "confidence")

@@ -96,6 +96,12 @@ class Pipeline:
             if inputs.get("labels"):
                 out.append(self.spec.resolve(inputs["labels"]))
             return out
+        if name == "selftrain":
+            from catbuilder.sky.fits import expand_inputs
+
+            given = self.spec.labelled_inputs()
+            extra = [self.spec.resolve(given[k]) for k in ("sources", "labels") if given.get(k)]
+            return expand_inputs(self.spec.tile_inputs("selftrain")) + extra
         if name == "predict" and self.spec.section("model").get("saved"):
             root = self.spec.resolve(self.spec.section("model")["saved"])
             return sorted(p for p in root.rglob("*") if p.is_file())

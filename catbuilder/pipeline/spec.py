@@ -96,9 +96,11 @@ class PipelineSpec:
         p = Path(text)
         return p if p.is_absolute() else self.base / p
 
-    def tile_inputs(self) -> list[Path]:
-        """Tile paths: directories and files as given, globs expanded (sorted)."""
-        given = self.section("inputs").get("tiles")
+    def tile_inputs(self, section: str = "inputs") -> list[Path]:
+        """Tile paths: directories and files as given, globs expanded (sorted);
+        ``section``: ``inputs`` (the survey to classify) or ``selftrain.labelled``."""
+        given = self.labelled_inputs() if section != "inputs" else self.section("inputs")
+        given = given.get("tiles")
         items = [given] if isinstance(given, str) else list(given or [])
         out: list[Path] = []
         for item in items:
@@ -110,14 +112,19 @@ class PipelineSpec:
                 out.append(p)
         return out
 
+    def labelled_inputs(self) -> dict[str, Any]:
+        """The labelled survey's inputs of a ``selftrain`` section (empty without one)."""
+        return dict(self.section("selftrain").get("labelled") or {})
+
     def steps(self) -> list[str]:
         """The steps this file asks for, in run order."""
         asked = self.data.get("steps")
         if asked is not None:
             return [s for s in STEP_NAMES if s in asked]
-        out = [s for s in STEP_NAMES if s != "mock" or "mock" in self.data]
-        if self.section("model").get("saved"):
-            out.remove("train")
+        optional = {"mock", "selftrain"}
+        out = [s for s in STEP_NAMES if s not in optional or s in self.data]
+        if self.section("model").get("saved") or "selftrain" in self.data:
+            out.remove("train")  # a saved model, or self-training's, classifies the survey
         return out
 
 

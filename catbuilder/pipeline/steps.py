@@ -57,6 +57,13 @@ def step_params(name: str, spec) -> dict[str, Any]:
             "distributed": bool(model.get("distributed")),
             **cfg("train", "preprocess", *config.plugin_sections()),
         }
+    if name == "selftrain":
+        return {
+            "section": spec.section("selftrain"),
+            "plugin": model.get("plugin") or config.get("train.model"),
+            "params": model.get("params") or {},
+            **cfg("selftrain", "train", "preprocess", "cutouts", *config.plugin_sections()),
+        }
     if name == "predict":
         return cfg("infer", "preprocess")
     if name == "catalog":
@@ -200,6 +207,64 @@ def _train(ctx: StepContext) -> dict[str, Path]:
         "history": history,
         "checkpoints": ckpt,
     }
+
+
+def _selftrain(ctx: StepContext) -> dict[str, Path]:
+    from catbuilder.selftrain import self_train
+    from catbuilder.sky.selection import label_sources
+    from catbuilder.sky.tiles import TileIndex
+    from catbuilder.stack import build_stack, open_stack
+
+    section = ctx.spec.section("selftrain")
+    given = ctx.spec.labelled_inputs()
+    b = open_stack(ctx.input("cutouts", "stack"))
+    a_path = ctx.path("labelled")
+    index = TileIndex.build(ctx.spec.tile_inputs("selftrain"), progress=ctx.progress)
+    if not len(index):
+        raise ctx.error("selftrain.labelled.tiles: no usable FITS tile found")
+    table = label_sources(
+        ctx.spec.resolve(given["labels"]),
+        ctx.spec.resolve(given["sources"]),
+        sample=given.get("label-sample", "hp"),
+    )
+    a = build_stack(
+        table, index, a_path, size=b.size, overwrite=ctx.replace, cluster=ctx.client(),
+        progress=ctx.progress,
+    )  # fmt: skip
+    model = ctx.spec.section("model")
+    outdir = ctx.path("selftrain")
+    if ctx.replace:
+        ctx.remove_own(outdir)
+    res = self_train(
+        a,
+        b,
+        model.get("plugin"),
+        outdir=outdir,
+        params=model.get("params") or None,
+        rounds=section.get("rounds"),
+        per_class=section.get("per-class"),
+        threshold=section.get("threshold"),
+        strategy=section.get("strategy"),
+        seeds=section.get("seeds"),
+        student_params=section.get("student-params"),
+        retrain=section.get("retrain"),
+        evaluation=section.get("evaluation-split"),
+        curriculum_column=section.get("curriculum-column"),
+        cluster=ctx.client(),
+        progress=ctx.progress,
+    )
+    # the survey is classified by the first strategy's last round of the first seed
+    first = res.rounds[res.rounds["strategy"] == res.strategies[0]]
+    first = first[first["seed"] == first["seed"].iloc[0]]
+    last = first.sort_values("round").iloc[-1]
+    gain, spread = res.gain(strategy=res.strategies[0])
+    ctx.log(
+        f"{len(a)} labelled objects, {int(first['round'].max())} rounds of "
+        f"{', '.join(res.strategies)}; classifying with seed {last['seed']} round "
+        f"{last['round']}; accuracy gain on the survey's truth {gain:+.4f} (std {spread:.4f})",
+        summary=True,
+    )
+    return {"labelled": a_path, "selftrain": outdir, "model": Path(last["model"])}
 
 
 def _predict(ctx: StepContext) -> dict[str, Path]:
@@ -356,7 +421,11 @@ _MAKERS = (
     Step("cutouts", _cutouts, ("tiles", "labels"), {"stack": "stack.zarr"}),
     Step("train", _train, ("cutouts",),
          {"model": "model", "history": "history.csv", "checkpoints": "model.checkpoints"}),
-    Step("predict", _predict, ("cutouts", "train"), {"predictions": "predictions.zarr"}),
+    Step("selftrain", _selftrain, ("mock", "cutouts"),
+         {"labelled": "selftrain-labelled.zarr", "selftrain": "selftrain", "model": "selftrain"},
+         listed=("selftrain",)),
+    Step("predict", _predict, ("cutouts", "train", "selftrain"),
+         {"predictions": "predictions.zarr"}),
     Step("catalog", _catalog, ("predict", "cutouts")),
     Step("evaluate", _evaluate, ("catalog", "cutouts"),
          {"metrics": "metrics.csv", "confidence": "confidence.csv",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,85 +28,17 @@ from catbuilder import config
 from catbuilder.selftrain.policy import (
     check_per_class,
     check_retrain,
+    curriculum_magnitudes,
     evaluate_round,
     is_evaluation,
     round_count,
-    select_pseudo_labels,
 )
+from catbuilder.selftrain.result import SelfTrainResult
+from catbuilder.selftrain.strategies import check_strategies, choose
 
 __all__ = ["SelfTrainResult", "self_train"]
 
 _MARKER = "catbuilder-selftrain.json"
-
-
-@dataclass
-class SelfTrainResult:
-    """What each round of each seed did.
-
-    Attributes
-    ----------
-    rounds
-        One row per seed and round: ``seed, round`` (0: trained on A only),
-        ``n_train``, ``n_added`` and ``added_<class>``, ``accuracy`` and
-        ``n_eval`` on B's evaluation objects, ``top_half_accuracy``, ``model``
-        (the saved model's directory), ``stopped`` (on a seed's last round
-        before ``rounds``: why no further round was trained).
-    added
-        The pseudo-labelled objects of B: ``seed, round, objid, pseudo_label,
-        confidence`` (and ``label``, the truth where B has one).
-    curves
-        Accuracy against the fraction of most confident evaluation objects
-        kept: ``seed, round, fraction, accuracy``.
-    outdir
-        Where models and tables are.
-    """
-
-    rounds: pd.DataFrame
-    added: pd.DataFrame
-    curves: pd.DataFrame
-    outdir: Path | None = None
-    classes: list[str] = field(default_factory=list)
-
-    def summary(self) -> pd.DataFrame:
-        """Accuracy per round over seeds: ``mean, std, min, max, seeds``."""
-        g = self.rounds.groupby("round")["accuracy"]
-        out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "min": g.min(), "max": g.max()})
-        out["seeds"] = g.count()
-        out["n_added_mean"] = self.rounds.groupby("round")["n_added"].mean()
-        return out.reset_index()
-
-    def gain(self, round: int | None = None) -> tuple[float, float]:
-        """Mean accuracy gain of a round (default: each seed's last) over round 0, and the
-        spread of that gain over seeds (standard deviation of the per-seed differences)."""
-        r = self.rounds
-        if round is None:
-            pick = r.groupby("seed")["round"].transform("max") == r["round"]
-        else:
-            pick = r["round"] == round
-        first = r[r["round"] == 0].set_index("seed")["accuracy"]
-        later = r[pick].set_index("seed")["accuracy"]
-        diff = (later - first).dropna()
-        return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else float("nan")
-
-    def __str__(self) -> str:
-        s = self.summary()
-        lines = ["round  accuracy on B (mean +- std over seeds)  added per seed"]
-        for _, r in s.iterrows():
-            lines.append(
-                f"{int(r['round']):>5}  {r['mean']:.4f} +- {r['std']:.4f} "
-                f"[{r['min']:.4f}, {r['max']:.4f}] ({int(r['seeds'])} seeds)"
-                f"  {r['n_added_mean']:.0f}"
-            )
-        why = self.rounds.get("stopped", pd.Series(dtype=str)).fillna("").astype(str)
-        for i in why[why != ""].index:
-            r = self.rounds.loc[i]
-            lines.append(f"seed {r['seed']} stopped after round {r['round']}: {r['stopped']}")
-        for r in sorted(set(self.rounds["round"]) - {0}):
-            gain, spread = self.gain(r)
-            lines.append(
-                f"gain of round {r} over round 0: {gain:+.4f} (std over seeds {spread:.4f})"
-            )
-        return "\n".join(lines)
 
 
 def _check_outdir(outdir: Path) -> None:
@@ -130,7 +61,8 @@ def _one_seed(
     settings: dict,
     outdir: str,
 ) -> dict:
-    """One seed's rounds, in this process (a Dask task when seeds run in parallel)."""
+    """One seed's rounds for every strategy, in this process (a Dask task when
+    seeds run in parallel); round 0, trained on A alone, is shared."""
     from catbuilder.models.saved import MANIFEST, load_model
     from catbuilder.stack.store import ImageStack
     from catbuilder.training.api import split_for_training, train
@@ -148,74 +80,104 @@ def _one_seed(
     if settings.get("pool") is not None:
         allowed = np.isin(read_values(b.ds["objid"]), np.asarray(settings["pool"]))
     pool = np.flatnonzero(clean_b & ~is_eval & allowed)  # never the evaluation objects
+    brightness = None
+    if "curriculum" in settings["strategies"]:
+        brightness = curriculum_magnitudes(b, settings["curriculum_column"])[pool]
     # the objects every round trains and validates on: A's labelled train and validation splits
     a_fit = a_part.select(split=["train", "validation"]) if len(a_train) else a_part
     root = Path(outdir) / f"seed-{seed}"
     root.mkdir(parents=True, exist_ok=True)
-    rows, added_rows, curves = [], [], []
-    previous: set = set()
-    est = None
     objid_b = read_values(b.ds["objid"])
-    for r in range(int(settings["rounds"]) + 1):
-        rdir = root / f"round-{r}"
+
+    def fit(make_stack, rdir: Path, est, r: int, strategy: str):
         saved = rdir / "model"
-        chosen = np.array([], dtype=int)
-        pseudo = np.array([], dtype=object)
-        if r > 0:
-            proba = est.predict_proba(b.isel(pool))
-            order = [list(est.classes_).index(c) for c in classes]
-            proba = proba[:, order]
+        if (saved / MANIFEST).exists():  # this round finished before: resume after it
+            return load_model(saved)
+        stack = make_stack()
+        student = settings["student_params"] if strategy == "noisy-student" else {}
+        p = {**params, **student, "seed": int(seed)}
+        if r > 0 and settings["retrain"] == "fine-tune":  # from the last round's weights
+            est.set_params(**p, warm_start=True)
+            p, model_r = None, est
+        else:
+            model_r = model
+        ckpt = rdir / "checkpoints"
+        out = train(
+            stack,
+            model_r,
+            params=p,
+            checkpoint_dir=ckpt,
+            output=saved,
+            soft_labels=strategy == "soft",
+        ).model
+        shutil.rmtree(rdir / "train.zarr", ignore_errors=True)
+        shutil.rmtree(ckpt, ignore_errors=True)
+        return out
+
+    def record(strategy, r, est, chosen, pseudo, rows, curves, saved):
+        acc, n_eval, half, curve = evaluate_round(est, evalset, classes, settings["fractions"])
+        rows.append(
+            {
+                "strategy": strategy,
+                "seed": seed,
+                "round": r,
+                "n_train": len(a_train) + len(chosen),
+                "n_added": len(chosen),
+                **{f"added_{c}": int((pseudo == c).sum()) for c in classes},
+                "accuracy": acc,
+                "n_eval": n_eval,
+                "top_half_accuracy": half,
+                "model": str(saved),
+                "stopped": "",
+            }
+        )
+        if len(curve):
+            curves.append(
+                curve.assign(strategy=strategy, seed=seed, round=r)[
+                    ["strategy", "seed", "round", "fraction", "accuracy"]
+                ]
+            )
+
+    est0 = fit(lambda: a, root / "round-0", None, 0, "")
+    rows, added_rows, curves = [], [], []
+    none = np.array([], dtype=object)
+    for strategy in settings["strategies"]:
+        record(strategy, 0, est0, none, none, rows, curves, root / "round-0" / "model")
+        # fine-tuning changes a model in place: every strategy starts from round 0's file
+        est, previous = load_model(root / "round-0" / "model"), None
+        for r in range(1, int(settings["rounds"]) + 1):
+            rdir = root / strategy / f"round-{r}"
             k = round_count(settings["per_class"], r, len(pool), len(classes))
-            pick, lab = select_pseudo_labels(proba, classes, k, settings["threshold"])
+            pick, lab, conf = choose(
+                strategy, est, b.isel(pool), classes, k, settings["threshold"], r,
+                int(settings["rounds"]), brightness,
+            )  # fmt: skip
             chosen, pseudo = pool[pick], np.asarray(classes, dtype=object)[lab]
             now = set(zip(objid_b[chosen].tolist(), pseudo.tolist()))
-            if now == previous:  # this round would train on what the last one did
+            if strategy != "control" and now == (previous or set()):
                 rows[-1]["stopped"] = (
                     "the added set stopped changing" if now else "no object to add"
                 )
                 break
             previous = now
-            for o, lab_, p in zip(objid_b[chosen], pseudo, proba[pick].max(axis=1)):
+            for o, lab_, p in zip(objid_b[chosen], pseudo, conf):
                 added_rows.append(
-                    {"seed": seed, "round": r, "objid": o, "pseudo_label": lab_, "confidence": p}
-                )
-        if (saved / MANIFEST).exists():  # this round finished before: resume after it
-            est = load_model(saved)
-        else:
-            if r == 0:
-                stack = a
-            else:
+                    {"strategy": strategy, "seed": seed, "round": r, "objid": o,
+                     "pseudo_label": lab_, "confidence": p}
+                )  # fmt: skip
+
+            def make_stack(chosen=chosen, pseudo=pseudo, conf=conf, rdir=rdir, s=strategy):
+                if s == "control":
+                    return a
                 from catbuilder.stack.combine import training_stack
 
-                stack = training_stack(a_fit, b, chosen, pseudo, rdir / "train.zarr")
-            p = {**params, "seed": int(seed)}
-            if r > 0 and settings["retrain"] == "fine-tune":  # from the last round's weights
-                est.set_params(**p, warm_start=True)
-                p, model_r = None, est
-            else:
-                model_r = model
-            ckpt = rdir / "checkpoints"
-            est = train(stack, model_r, params=p, checkpoint_dir=ckpt, output=saved).model
-            shutil.rmtree(rdir / "train.zarr", ignore_errors=True)
-            shutil.rmtree(rdir / "checkpoints", ignore_errors=True)
-        acc, n_eval, half, curve = evaluate_round(est, evalset, classes, settings["fractions"])
-        row = {
-            "seed": seed,
-            "round": r,
-            "n_train": len(a_train) + len(chosen),
-            "n_added": len(chosen),
-            **{f"added_{c}": int((pseudo == c).sum()) for c in classes},
-            "accuracy": acc,
-            "n_eval": n_eval,
-            "top_half_accuracy": half,
-            "model": str(saved),
-            "stopped": "",
-        }
-        rows.append(row)
-        if len(curve):
-            curves.append(
-                curve.assign(seed=seed, round=r)[["seed", "round", "fraction", "accuracy"]]
-            )
+                return training_stack(
+                    a_fit, b, chosen, pseudo, rdir / "train.zarr",
+                    confidence=conf if s == "soft" else None,
+                )  # fmt: skip
+
+            est = fit(make_stack, rdir, est, r, strategy)
+            record(strategy, r, est, chosen, pseudo, rows, curves, rdir / "model")
     return {
         "rounds": rows,
         "added": added_rows,
@@ -238,6 +200,9 @@ def self_train(
     seeds: list[int] | int | None = None,
     evaluation: str | None = None,
     pool: Any = None,
+    strategy: str | list[str] | None = None,
+    student_params: dict | None = None,
+    curriculum_column: str | None = None,
     cluster: Any = None,
     workers: int | None = None,
     progress: bool = True,
@@ -284,6 +249,19 @@ def self_train(
         clean objects outside the evaluation split), e.g. B's galaxies by
         the survey's star/galaxy separation, as the paper's unlabelled
         sample was.
+    strategy
+        Which objects become pseudo-labels, or a list of strategies to
+        compare on the same round-0 models (:mod:`catbuilder.selftrain.strategies`:
+        ``top``, ``spread``, ``agreement``, ``curriculum``, ``soft``, and
+        ``control``, which trains on A alone as long). Default
+        ``selftrain.strategy``.
+    student_params
+        Estimator parameters of the ``noisy-student`` strategy's rounds after
+        the first, e.g. a stronger dropout; default ``selftrain.student-params``.
+    curriculum_column
+        B's per-object magnitude column (an extra column of its stack) that
+        orders the ``curriculum`` strategy, bright to faint; default
+        ``selftrain.curriculum-column``.
     cluster, workers
         Where the seeds run, one Dask task each (default: one after another
         in this process).
@@ -327,8 +305,18 @@ def self_train(
         "threshold": c("selftrain.threshold", threshold),
         "retrain": check_retrain(c("selftrain.retrain", retrain), model, params),
         "evaluation": str(c("selftrain.evaluation-split", evaluation)),
+        "strategies": check_strategies(c("selftrain.strategy", strategy)),
+        "student_params": dict(c("selftrain.student-params", student_params) or {}),
+        "curriculum_column": str(c("selftrain.curriculum-column", curriculum_column)),
         "fractions": (1.0, 0.75, 0.5, 0.25),
     }
+    if "curriculum" in settings["strategies"]:
+        curriculum_magnitudes(ImageStack.open(paths[1]), settings["curriculum_column"])
+    if "noisy-student" in settings["strategies"] and not settings["student_params"]:
+        raise ValueError(
+            "the noisy-student strategy needs student parameters (its stronger noise), e.g. "
+            "student_params={'dropout': 0.85} or selftrain.student-params"
+        )
     outdir.mkdir(parents=True, exist_ok=True)
     record = json.loads(
         json.dumps(
@@ -339,7 +327,12 @@ def self_train(
                 "params": params or {},
                 "seeds": seeds,
                 "pool": None if pool is None else len(settings["pool"]),
-                **{k: v for k, v in settings.items() if k not in ("fractions", "pool")},
+                # each strategy has its own rounds: another strategy may join a rerun
+                **{
+                    k: v
+                    for k, v in settings.items()
+                    if k not in ("fractions", "pool", "strategies")
+                },
             }
         )
     )
@@ -365,7 +358,7 @@ def self_train(
     rounds_df = pd.DataFrame([r for res in results for r in res["rounds"]])
     added = pd.DataFrame(
         [a for res in results for a in res["added"]],
-        columns=["seed", "round", "objid", "pseudo_label", "confidence"],
+        columns=["strategy", "seed", "round", "objid", "pseudo_label", "confidence"],
     )
     b = ImageStack.open(paths[1])
     truth = b.objects()[["objid", "label"]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from catbuilder import config
 
@@ -155,3 +156,22 @@ def evaluate_round(model, evalset, classes, fractions) -> tuple[float, int, floa
     curve = confidence_curve(y, proba, classes, fractions)
     half = curve.loc[np.isclose(curve["fraction"], 0.5), "accuracy"]
     return acc, len(y), float(half.iloc[0]) if len(half) else float("nan"), curve
+
+
+def curriculum_magnitudes(stack: Any, column: str) -> np.ndarray:
+    """Per object of ``stack``, the magnitude column that orders a curriculum.
+
+    Raises
+    ------
+    ValueError
+        When the stack does not carry ``column`` (build it with
+        ``extra_columns=[column]``).
+    """
+    table = stack.objects()
+    if column not in table:
+        raise ValueError(
+            f"the curriculum strategy orders survey B by {column!r}, which its stack does not "
+            f"carry: build it with build_stack(..., extra_columns=[{column!r}]) or set "
+            "selftrain.curriculum-column"
+        )
+    return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)

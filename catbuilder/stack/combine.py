@@ -9,8 +9,13 @@ from pathlib import Path
 import numpy as np
 
 
-def training_stack(a_train, b_stack, b_pos, pseudo, path: Path):
-    """A's training objects plus B's chosen ones (resampled to A's grid) as a Zarr stack."""
+def training_stack(a_train, b_stack, b_pos, pseudo, path: Path, confidence=None):
+    """A's training objects plus B's chosen ones (resampled to A's grid) as a Zarr stack.
+
+    With ``confidence`` (the model's probability of each pseudo-label) the
+    stack carries ``label_prob`` (and A's ``label_votes``) for soft targets:
+    A's vote fractions and B's probabilities.
+    """
     import dask.array as da
     import xarray as xr
 
@@ -20,6 +25,8 @@ def training_stack(a_train, b_stack, b_pos, pseudo, path: Path):
 
     size = a_train.size
     keep = ["objid", "ra", "dec", "label", "split", "flags", "magzero"]
+    if confidence is not None:
+        keep += ["label_prob", "label_votes"]
     a = a_train.ds[["images"]].assign_coords({k: a_train.ds[k] for k in keep if k in a_train.ds})
     b = b_stack.isel(np.asarray(b_pos)).ds
     imgs = b["images"].data
@@ -41,6 +48,15 @@ def training_stack(a_train, b_stack, b_pos, pseudo, path: Path):
             "band": a["band"].values,
         },
     )
+    if confidence is not None:
+        n = len(b_pos)
+        b_ds = b_ds.assign_coords(
+            label_prob=("object", np.asarray(confidence, dtype=np.float32)),
+            label_votes=("object", np.full(n, np.nan, dtype=np.float32)),
+        )
+        for k in ("label_prob", "label_votes"):  # A without votes: soft targets of one-hot
+            if k not in a.coords:
+                a = a.assign_coords({k: ("object", np.full(a.sizes["object"], np.nan, np.float32))})
     a = a.drop_vars([v for v in a.coords if v not in keep + ["band"]])
     a_split = as_strings(np.asarray(a["split"].values))
     if not (a_split == "train").any():  # A without splits: hold out validation by id
