@@ -79,6 +79,29 @@ def test_edge_and_saturation_flags(des_stack):
     assert sat.any() == bool((obj["flags"] & FLAG_BITS["saturated"]).any())
 
 
+def test_zero_weight_pixels_become_nan_only_when_asked(des_stack, mock_survey, tmp_path):
+    """cutouts.mask-zero-weight: the mock's saturated cores have zero weight; with the
+    option they are NaN (still flagged saturated), every other pixel is unchanged."""
+    from catbuilder import config
+    from catbuilder.stack import build_stack
+
+    files = mock_survey["des-like"]
+    with config.set({"cutouts.mask-zero-weight": True}):
+        masked = build_stack(
+            files.sources, files.directory / "tiles", tmp_path / "m.zarr", size=32,
+            chunk_objects=16, progress=False,
+        )  # fmt: skip
+    assert masked.ds.attrs["catbuilder"]["parameters"]["mask_zero_weight"] is True
+    assert "mask_zero_weight" not in des_stack.ds.attrs["catbuilder"]["parameters"]
+    before, after = des_stack.images.values, masked.images.values
+    gone = np.isnan(after) & ~np.isnan(before)
+    assert gone.any() and np.array_equal(after[~gone], before[~gone], equal_nan=True)
+    sat = des_stack.objects()["saturated"].to_numpy()
+    assert gone.any(axis=(1, 2, 3))[~sat].sum() == 0  # only where a star saturates
+    assert (masked.objects()["saturated"].to_numpy() == sat).all()
+    assert (masked.objects()["nan_fraction"] >= des_stack.objects()["nan_fraction"]).all()
+
+
 def test_off_footprint_and_nan_positions_are_kept_and_flagged(mock_survey, tmp_path):
     files = mock_survey["des-like"]
     src = files.read_sources()[["objid", "ra", "dec"]].head(20)

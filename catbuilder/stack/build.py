@@ -190,12 +190,15 @@ def run_chunks(path, pieces, index, bands, size, nan_max, where, progress) -> li
 
     from catbuilder.runtime import compute
 
+    mask = bool(config.get("cutouts.mask-zero-weight"))
     tasks = []
     for a, part in pieces:
         rows = set()
         for col in ["ref_row"] + [f"src_{b}" for b in bands]:
             rows.update(int(r) for r in part[col].to_numpy() if r >= 0)
         records = {r: index.table.loc[r].to_dict() for r in rows}
+        if not mask:  # the weight maps are not read
+            records = {r: {**rec, "weight_hdu": -1} for r, rec in records.items()}
         tasks.append(
             dask.delayed(_write_chunk, pure=False)(
                 os.path.abspath(path),  # workers elsewhere have another working directory
@@ -344,6 +347,7 @@ def build_stack(
         "bands": bands,
         "reference_band": reference_band,
         "chunk_objects": chunk,
+        **({"mask_zero_weight": True} if config.get("cutouts.mask-zero-weight") else {}),
         "n_objects": len(src),
         "objects_digest": _digest(
             src["objid"].tolist(),

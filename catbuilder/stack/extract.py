@@ -157,7 +157,9 @@ def extract_chunk(
     plan
         Rows of :func:`catbuilder.stack.plan.plan_objects` for this chunk.
     records
-        Tile-index rows (as dicts) by index row number, for every image used.
+        Tile-index rows (as dicts) by index row number, for every image used;
+        where a row's ``weight_hdu`` is an HDU (>= 0), pixels whose weight is
+        zero become NaN (bands on the reference grid).
     bands
         Band order of the output.
     size
@@ -224,6 +226,12 @@ def extract_chunk(
                         cols = (x_lo[sel] - x0)[:, None] + offs
                         cut = box[rows[:, :, None], cols[:, None, :]]
                         images[objs, bi] = cut
+                        if all_same and int(src.get("weight_hdu", -1)) >= 0:
+                            # no data where the weight map is zero: hot columns,
+                            # saturated cores, gaps (NaN, counted by the nan flag)
+                            wbox = reader.section({**src, "hdu": src["weight_hdu"]}, y0, y1, x0, x1)
+                            dead = wbox[rows[:, :, None], cols[:, None, :]] <= 0
+                            images[objs, bi] = np.where(dead, np.nan, cut)
                         magzero[objs, bi] = src["magzero"]
                         sat = src.get("saturate", np.nan)
                         if sat is not None and np.isfinite(sat):
