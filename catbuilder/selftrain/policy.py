@@ -25,17 +25,26 @@ def select_pseudo_labels(
     ``threshold``; every class then contributes the same number (the
     smallest class's count, at most ``n_per_class``).
     """
+    best, per = ranked_per_class(proba, len(classes), threshold)
+    n = min([n_per_class] + [len(p) for p in per])
+    chosen = np.concatenate([p[:n] for p in per]) if n > 0 else np.array([], dtype=int)
+    return chosen, best[chosen]
+
+
+def ranked_per_class(
+    proba: np.ndarray, n_classes: int, threshold: float | None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each object's most probable class, and per class the objects predicted as
+    it (at least ``threshold`` probable), most probable first."""
     best = np.argmax(proba, axis=1)
     conf = proba[np.arange(len(proba)), best]
     per: list[np.ndarray] = []
-    for c in range(len(classes)):
+    for c in range(n_classes):
         idx = np.flatnonzero(best == c)
         if threshold is not None:
             idx = idx[conf[idx] >= threshold]
         per.append(idx[np.argsort(-conf[idx], kind="stable")])
-    n = min([n_per_class] + [len(p) for p in per])
-    chosen = np.concatenate([p[:n] for p in per]) if n > 0 else np.array([], dtype=int)
-    return chosen, best[chosen]
+    return best, per
 
 
 def check_per_class(value: Any) -> int | float:

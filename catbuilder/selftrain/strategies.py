@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from catbuilder.selftrain.policy import select_pseudo_labels
+from catbuilder.selftrain.policy import ranked_per_class, select_pseudo_labels
 
 __all__ = ["STRATEGIES", "check_strategies", "choose"]
 
@@ -57,14 +57,7 @@ def spread_pseudo_labels(
     proba: np.ndarray, classes: list[str], n_per_class: int, threshold: float | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced objects spread evenly over each class's confidence ranking."""
-    best = np.argmax(proba, axis=1)
-    conf = proba[np.arange(len(proba)), best]
-    per: list[np.ndarray] = []
-    for c in range(len(classes)):
-        idx = np.flatnonzero(best == c)
-        if threshold is not None:
-            idx = idx[conf[idx] >= threshold]
-        per.append(idx[np.argsort(-conf[idx], kind="stable")])
+    best, per = ranked_per_class(proba, len(classes), threshold)
     n = min([n_per_class] + [len(p) for p in per])
     if n <= 0:
         return np.array([], dtype=int), np.array([], dtype=int)
