@@ -301,3 +301,37 @@ def test_the_self_training_example_runs_on_a_small_survey(mock_survey, tmp_path)
     assert (scored["label"].to_numpy() == cls.loc[scored["objid"]].to_numpy()).all()
     assert (b.loc[b["split"] != "test", "label"] == "").all()
     assert rounds["n_eval"].iloc[0] == (scored["flags"] == 0).sum()
+
+
+@pytest.mark.slow
+def test_the_hard_regime_and_strategy_examples_run_on_a_small_survey(tmp_path):
+    """examples/hard_regime.py and examples/selftrain_strategies.py end to end, on one
+    small hard-regime mock."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1] / "examples"
+    hard = subprocess.run(
+        [sys.executable, str(root / "hard_regime.py"), str(tmp_path / "hard"), "--n-objects",
+         "900", "--seeds", "1", "--epochs", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert hard.returncode == 0, hard.stderr[-3000:]
+    assert "hard regime:" in hard.stdout and "fo, soft, ensemble" in hard.stdout
+    scores = pd.read_csv(tmp_path / "hard" / "scores.csv")
+    assert set(scores["recipe"]) >= {"hp, one-hot", "fo, soft"}
+    assert scores["accuracy"].between(0, 1).all()
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "survey").symlink_to(tmp_path / "hard" / "survey")
+    res = subprocess.run(
+        [sys.executable, str(root / "selftrain_strategies.py"), str(tmp_path / "strategies"),
+         "--seeds", "2", "--rounds", "1", "--epochs", "1", "--pool", "60", "--workers", "1",
+         "--strategies", "top,spread,control"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    rounds = pd.read_csv(tmp_path / "strategies" / "strategies" / "rounds.csv")
+    assert set(rounds["strategy"]) == {"top", "spread", "control"}
+    assert sorted(rounds["seed"].unique()) == [0, 1] and set(rounds["round"]) == {0, 1}
+    assert "pseudo-labels that are the true class" in res.stdout
