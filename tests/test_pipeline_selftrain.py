@@ -63,6 +63,7 @@ def test_a_selftrain_run_classifies_the_survey_with_the_self_trained_model(tmp_p
     des = pd.read_parquet(wd / "mock" / "des-like" / "sources.parquet")
     assert set(cat["objid"]) == set(des["objid"]) and cat["predicted"].notna().mean() > 0.9
     assert "Self-training" in (wd / "report.html").read_text()
+    assert "no objects with truth" in rec["summary"]  # the survey of inputs has no labels
     # a second run does nothing; a changed self-training setting reruns it and what follows
     plan = {p.name: p.action for p in Pipeline.from_yaml(path, progress=False).plan()}
     assert set(plan.values()) == {"skip"}, plan

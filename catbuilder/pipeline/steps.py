@@ -210,6 +210,8 @@ def _train(ctx: StepContext) -> dict[str, Path]:
 
 
 def _selftrain(ctx: StepContext) -> dict[str, Path]:
+    import numpy as np
+
     from catbuilder.selftrain import self_train
     from catbuilder.sky.selection import label_sources
     from catbuilder.sky.tiles import TileIndex
@@ -258,10 +260,15 @@ def _selftrain(ctx: StepContext) -> dict[str, Path]:
     first = first[first["seed"] == first["seed"].iloc[0]]
     last = first.sort_values("round").iloc[-1]
     gain, spread = res.gain(strategy=res.strategies[0])
+    scored = (
+        f"accuracy gain on the survey's truth {gain:+.4f} (std {spread:.4f})"
+        if np.isfinite(gain)
+        else "the survey has no objects with truth to score the rounds on"
+    )
     ctx.log(
         f"{len(a)} labelled objects, {int(first['round'].max())} rounds of "
         f"{', '.join(res.strategies)}; classifying with seed {last['seed']} round "
-        f"{last['round']}; accuracy gain on the survey's truth {gain:+.4f} (std {spread:.4f})",
+        f"{last['round']}; {scored}",
         summary=True,
     )
     return {"labelled": a_path, "selftrain": outdir, "model": Path(last["model"])}
