@@ -23,21 +23,35 @@ import itertools
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 EDGES = (14.0, 16.0, 17.0, 17.7, 18.5, 19.0, 19.5, 20.0, 21.0, 23.0)
 
 
 def _scores(cat: pd.DataFrame, truth: pd.DataFrame, name: str) -> list[dict]:
-    """Accuracy vs truth over all objects of ``cat`` and per r-magnitude bin."""
+    """Accuracy vs truth over all objects of ``cat`` and per r-magnitude bin, and what a
+    cut at p > 0.9 keeps: the fraction of objects and their accuracy; the ECE of all."""
+    from catbuilder.models.calibration import expected_calibration_error
+
     joined = cat.merge(truth[["objid", "cls", "mag_r"]], on="objid")
     right = joined["predicted"].to_numpy() == joined["cls"].to_numpy()
-    rows = [{"recipe": name, "mag_r": "all", "n": len(joined), "accuracy": right.mean()}]
+    sure = joined["confidence"].to_numpy() > 0.9
+
+    def row(sel: np.ndarray, label: str) -> dict:
+        kept = sel & sure
+        return {"recipe": name, "mag_r": label, "n": int(sel.sum()), "accuracy": right[sel].mean(),
+                "p>0.9": sure[sel].mean(),
+                "p>0.9 accuracy": right[kept].mean() if kept.any() else np.nan}  # fmt: skip
+
+    cols = [c for c in joined.columns if c.startswith("p_")]
+    y = np.array([[c[2:] for c in cols].index(v) for v in joined["cls"]])
+    rows = [{**row(np.ones(len(joined), bool), "all"),
+             "ece": expected_calibration_error(y, joined[cols].to_numpy())}]  # fmt: skip
     for lo, hi in itertools.pairwise(EDGES):
         sel = ((joined["mag_r"] >= lo) & (joined["mag_r"] < hi)).to_numpy()
         if sel.sum() >= 20:
-            rows.append({"recipe": name, "mag_r": f"{lo:g}-{hi:g}", "n": int(sel.sum()),
-                         "accuracy": right[sel].mean()})  # fmt: skip
+            rows.append(row(sel, f"{lo:g}-{hi:g}"))
     return rows
 
 
@@ -45,8 +59,9 @@ def _average(cats: list[pd.DataFrame]) -> pd.DataFrame:
     """The seeds' mean probabilities and the class they make most probable."""
     cols = [c for c in cats[0].columns if c.startswith("p_")]
     mean = sum(c.set_index("objid")[cols] for c in cats) / len(cats)
-    return pd.DataFrame({"objid": mean.index,
-                         "predicted": mean.idxmax(axis=1).str[2:].to_numpy()})  # fmt: skip
+    return pd.DataFrame({"objid": mean.index, **{c: mean[c].to_numpy() for c in cols},
+                         "predicted": mean.idxmax(axis=1).str[2:].to_numpy(),
+                         "confidence": mean.max(axis=1).to_numpy()})  # fmt: skip
 
 
 def main() -> None:
@@ -153,7 +168,10 @@ def main() -> None:
     pd.set_option("display.width", 200)
     per = t[t["seed"] != "mean"].groupby(["recipe", "mag_r"], sort=False)
     table = per["accuracy"].agg(["mean", "std"]).join(per["n"].first())
-    ens = t[t["seed"] == "mean"].set_index(["recipe", "mag_r"])[["accuracy", "n"]]
+    table = table.join(per[["p>0.9", "p>0.9 accuracy", "ece"]].mean())
+    ens = t[t["seed"] == "mean"].set_index(["recipe", "mag_r"])[
+        ["accuracy", "n", "p>0.9", "p>0.9 accuracy", "ece"]
+    ]
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     print(ens.to_string(float_format=lambda v: f"{v:.4f}"))
     t.to_csv(work / "scores.csv", index=False)
