@@ -46,11 +46,8 @@ def _read_run(path: Path) -> dict:
             f"{path}: unknown key(s) {sorted(unknown)}; a run file has "
             f"{', '.join(sorted(_RUN_KEYS))}"
         )
-    if "catbuilder" in spec:  # configuration overrides for this run
+    if "catbuilder" in spec:  # configuration overrides for this run only (run_training)
         config.validate(spec["catbuilder"])
-        import dask
-
-        dask.config.update(dask.config.config, {"catbuilder": spec["catbuilder"]}, priority="new")
     base = path.parent
     for key in ("stack", "output", "checkpoint-dir"):
         if spec.get(key) is not None and not os.path.isabs(str(spec[key])):
@@ -97,17 +94,18 @@ def run_training(
     from catbuilder.zarr_store import sibling
 
     out = Path(output or spec.get("output") or sibling(stack, ".model"))
-    result = train(
-        stack,
-        model,
-        params=params,
-        checkpoint_dir=checkpoint_dir or spec.get("checkpoint-dir"),
-        resume=resume if spec.get("resume") is None else bool(spec["resume"]) and resume,
-        cluster=cluster or spec.get("cluster"),
-        workers=workers or spec.get("workers"),
-        output=out,
-        ensemble=ensemble or spec.get("ensemble"),
-        calibration=calibration or spec.get("calibration"),
-        soft_labels=soft_labels if soft_labels is not None else spec.get("soft-labels"),
-    )
+    with config.set(spec.get("catbuilder") or {}):  # the run file's settings, for this run
+        result = train(
+            stack,
+            model,
+            params=params,
+            checkpoint_dir=checkpoint_dir or spec.get("checkpoint-dir"),
+            resume=resume if spec.get("resume") is None else bool(spec["resume"]) and resume,
+            cluster=cluster or spec.get("cluster"),
+            workers=workers or spec.get("workers"),
+            output=out,
+            ensemble=ensemble or spec.get("ensemble"),
+            calibration=calibration or spec.get("calibration"),
+            soft_labels=soft_labels if soft_labels is not None else spec.get("soft-labels"),
+        )
     return RunResult(result.model, result.history, out)
