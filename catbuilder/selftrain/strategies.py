@@ -128,7 +128,7 @@ def choose(
         if brightness is None:
             raise ValueError("the curriculum strategy needs a magnitude per object of B")
         cut = np.nanquantile(brightness, min(1.0, round_ / max(rounds, 1)))
-        candidates = np.flatnonzero(brightness <= cut)
+        candidates = np.flatnonzero(brightness <= cut)  # no magnitude (NaN): never joins
     pick = spread_pseudo_labels if strategy == "spread" else select_pseudo_labels
     sub, lab = pick(proba[candidates], classes, n_per_class, threshold)
     chosen = candidates[sub]

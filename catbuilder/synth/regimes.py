@@ -37,9 +37,10 @@ class Regime:
         Hot columns per tile and band: pixels at up to the saturation level,
         with zero weight.
     uncatalogued_fraction
-        Extra galaxies, as a fraction of the catalogued ones, drawn fainter
-        and placed next to a catalogued galaxy; they are rendered but no
-        source table lists them (``catalogued`` is False in the truth).
+        Extra galaxies, as a fraction of the catalogued ones, drawn from the
+        same population and placed next to a catalogued galaxy; they are
+        rendered but no source table lists them (``catalogued`` is False in
+        the truth).
     label_noise
         Fraction of labelled galaxies whose spiral and elliptical vote
         fractions are swapped (``flipped`` in the label table).
