@@ -346,11 +346,12 @@ def write_report(workdir: Path, path: Path, *, plots: Path, ctx: Any = None) -> 
         body["gallery"] = _img(None, "no catalog")
 
     hist = out("train", "history")
+    rounds = _selftrain_rounds(out("selftrain", "selftrain"))
     body["training"] = (
         _img(_training_curves(hist, plots / "training.png"), "training curves")
         if hist is not None and hist.exists()
-        else "<p class='missing'>No training step in this run.</p>"
-    ) + _selftrain_rounds(out("selftrain", "selftrain"))
+        else ("" if rounds else "<p class='missing'>No training step in this run.</p>")
+    ) + rounds
 
     ev_dir = out("evaluate", "plots")
     metrics, confidence = out("evaluate", "metrics"), out("evaluate", "confidence")
