@@ -100,6 +100,21 @@ def test_zero_weight_pixels_become_nan_only_when_asked(des_stack, mock_survey, t
     assert gone.any(axis=(1, 2, 3))[~sat].sum() == 0  # only where a star saturates
     assert (masked.objects()["saturated"].to_numpy() == sat).all()
     assert (masked.objects()["nan_fraction"] >= des_stack.objects()["nan_fraction"]).all()
+    # objects appended later are cut as the stack was built, whatever the setting now
+    src = files.read_sources()[["objid", "ra", "dec"]]
+    later = src["objid"].isin(des_stack.objects().loc[sat, "objid"])  # the masked ones
+    with config.set({"cutouts.mask-zero-weight": True}):
+        grown = build_stack(
+            src[~later], files.directory / "tiles", tmp_path / "g.zarr", size=32,
+            chunk_objects=16, progress=False, cluster="sync",
+        )  # fmt: skip
+    grown = append_to_stack(
+        tmp_path / "g.zarr", src[later], files.directory / "tiles", progress=False,
+        cluster="sync",
+    )  # fmt: skip
+    pos = {o: i for i, o in enumerate(masked.objects()["objid"])}
+    want = after[[pos[o] for o in grown.objects()["objid"]]]
+    np.testing.assert_array_equal(grown.images.values, want)
 
 
 def test_off_footprint_and_nan_positions_are_kept_and_flagged(mock_survey, tmp_path):

@@ -149,6 +149,7 @@ def append_to_stack(
         float(config.get("cutouts.nan-fraction-max")),
         where,
         progress,
+        params,
     )
     meta["parameters"]["n_objects"] = start + len(plan)
     meta["history"].append(

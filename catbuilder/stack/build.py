@@ -184,13 +184,16 @@ def _write_chunk(
     return res["problems"]
 
 
-def run_chunks(path, pieces, index, bands, size, nan_max, where, progress) -> list[str]:
-    """Cut and write ``pieces``: (absolute start, plan rows) in one chunk each."""
+def run_chunks(
+    path, pieces, index, bands, size, nan_max, where, progress, params: dict
+) -> list[str]:
+    """Cut and write ``pieces``: (absolute start, plan rows) in one chunk each, as the
+    stack's ``params`` say (zero-weight pixels masked when it was built so)."""
     import dask
 
     from catbuilder.runtime import compute
 
-    mask = bool(config.get("cutouts.mask-zero-weight"))
+    mask = bool(params.get("mask_zero_weight"))
     tasks = []
     for a, part in pieces:
         rows = set()
@@ -386,8 +389,9 @@ def build_stack(
     ds.attrs["catbuilder"] = meta
     zs.write_template(ds, target)
     problems = run_chunks(
-        target, chunk_pieces(plan, 0, chunk), index, bands, npix, nan_max, where, progress
-    )
+        target, chunk_pieces(plan, 0, chunk), index, bands, npix, nan_max, where, progress,
+        params,
+    )  # fmt: skip
     meta["history"][0]["at"] = now()  # when the build finished
     finish_build(target, meta, problems)
     zs.swap_in(target, path, KIND)
@@ -435,6 +439,7 @@ def resume_build(path: Path, src, index, meta, where, progress) -> ImageStack:
         float(config.get("cutouts.nan-fraction-max")),
         where,
         progress,
+        params,
     )
     meta.setdefault("history", []).append(
         {"action": "resume", "n_objects": len(missing), "at": now()}

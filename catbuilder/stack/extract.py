@@ -225,13 +225,14 @@ def extract_chunk(
                         rows = (y_lo[sel] - y0)[:, None] + offs
                         cols = (x_lo[sel] - x0)[:, None] + offs
                         cut = box[rows[:, :, None], cols[:, None, :]]
-                        images[objs, bi] = cut
+                        kept = cut
                         if all_same and int(src.get("weight_hdu", -1)) >= 0:
                             # no data where the weight map is zero: hot columns,
                             # saturated cores, gaps (NaN, counted by the nan flag)
                             wbox = reader.section({**src, "hdu": src["weight_hdu"]}, y0, y1, x0, x1)
                             dead = wbox[rows[:, :, None], cols[:, None, :]] <= 0
-                            images[objs, bi] = np.where(dead, np.nan, cut)
+                            kept = np.where(dead, np.nan, cut)
+                        images[objs, bi] = kept
                         magzero[objs, bi] = src["magzero"]
                         sat = src.get("saturate", np.nan)
                         if sat is not None and np.isfinite(sat):
