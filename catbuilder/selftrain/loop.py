@@ -114,35 +114,38 @@ def _one_seed(
         shutil.rmtree(ckpt, ignore_errors=True)
         return out
 
-    def record(strategy, r, est, chosen, pseudo, rows, curves, saved):
+    def scored(r, est, chosen, pseudo, saved) -> tuple[dict, pd.DataFrame]:
+        """A round's row and confidence curve (without its strategy)."""
         acc, n_eval, half, curve = evaluate_round(est, evalset, classes, settings["fractions"])
-        rows.append(
-            {
-                "strategy": strategy,
-                "seed": seed,
-                "round": r,
-                "n_train": len(a_train) + len(chosen),
-                "n_added": len(chosen),
-                **{f"added_{c}": int((pseudo == c).sum()) for c in classes},
-                "accuracy": acc,
-                "n_eval": n_eval,
-                "top_half_accuracy": half,
-                "model": str(saved),
-                "stopped": "",
-            }
-        )
+        row = {
+            "seed": seed,
+            "round": r,
+            "n_train": len(a_train) + len(chosen),
+            "n_added": len(chosen),
+            **{f"added_{c}": int((pseudo == c).sum()) for c in classes},
+            "accuracy": acc,
+            "n_eval": n_eval,
+            "top_half_accuracy": half,
+            "model": str(saved),
+            "stopped": "",
+        }
+        return row, curve.assign(seed=seed, round=r) if len(curve) else curve
+
+    def record(strategy, row, curve, rows, curves):
+        rows.append({"strategy": strategy, **row})
         if len(curve):
             curves.append(
-                curve.assign(strategy=strategy, seed=seed, round=r)[
+                curve.assign(strategy=strategy)[
                     ["strategy", "seed", "round", "fraction", "accuracy"]
                 ]
             )
 
     est0 = fit(lambda: a, root / "round-0", None, 0, "")
-    rows, added_rows, curves = [], [], []
     none = np.array([], dtype=object)
+    first = scored(0, est0, none, none, root / "round-0" / "model")  # shared by the strategies
+    rows, added_rows, curves = [], [], []
     for strategy in settings["strategies"]:
-        record(strategy, 0, est0, none, none, rows, curves, root / "round-0" / "model")
+        record(strategy, *first, rows, curves)
         # fine-tuning changes a model in place: every strategy starts from round 0's file
         est, previous = load_model(root / "round-0" / "model"), None
         for r in range(1, int(settings["rounds"]) + 1):
@@ -177,7 +180,7 @@ def _one_seed(
                 )  # fmt: skip
 
             est = fit(make_stack, rdir, est, r, strategy)
-            record(strategy, r, est, chosen, pseudo, rows, curves, rdir / "model")
+            record(strategy, *scored(r, est, chosen, pseudo, rdir / "model"), rows, curves)
     return {
         "rounds": rows,
         "added": added_rows,
