@@ -101,3 +101,16 @@ def test_preprocessing_never_changes_its_input():
     before = x.copy()
     to_rgb(x, ["g", "r", "i"], magzero=np.full((4, 3), 30.0), size=48)
     np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("stretch", ["asinh", "lupton", "linear"])
+def test_an_image_is_preprocessed_alike_alone_and_in_any_batch(stretch):
+    """Its model input, and so its probabilities, never depend on its batchmates
+    (an edge object's NaN once switched the whole batch's noise estimate)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (24, 3, 32, 32)).astype(np.float32)
+    x[::5, :, :6] = np.nan  # objects at a tile edge
+    batch = to_rgb(x, ["g", "r", "i"], stretch=stretch)
+    alone = np.stack([to_rgb(x[i : i + 1], ["g", "r", "i"], stretch=stretch)[0]
+                      for i in range(len(x))])  # fmt: skip
+    np.testing.assert_array_equal(batch, alone)

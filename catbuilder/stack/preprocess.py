@@ -24,18 +24,26 @@ def _robust_noise(x: np.ndarray) -> np.ndarray:
     """Per-image, per-channel noise from the median absolute deviation. x: (n, c, h, w).
 
     Estimated on every fourth pixel (a thousand or more per channel: plenty
-    for a MAD) with one partition per median (the lower median) when the
-    batch has no NaN (``nanmedian`` loops per row).
+    for a MAD), with the lower median (one partition per median). Each
+    image's value depends on its own pixels only, never on the batch it is in:
+    the NaN-free channels are done together, the few with NaN one by one.
     """
     flat = x.reshape(x.shape[0], x.shape[1], -1)[:, :, ::4]
-    if np.isnan(flat).any():
-        med = np.nanmedian(flat, axis=2, keepdims=True)
-        noise = 1.4826 * np.nanmedian(np.abs(flat - med), axis=2)
-    else:
-        k = (flat.shape[2] - 1) // 2
-        med = np.partition(flat, k, axis=2)[:, :, k : k + 1]
-        dev = np.abs(flat - med)
-        noise = 1.4826 * np.partition(dev, k, axis=2)[:, :, k]
+    has_nan = np.isnan(flat).any(axis=2)
+    noise = np.empty(flat.shape[:2], dtype=np.float64)
+    if (~has_nan).any():
+        rows = flat[~has_nan]  # (m, p)
+        k = (rows.shape[1] - 1) // 2
+        med = np.partition(rows, k, axis=1)[:, k : k + 1]
+        noise[~has_nan] = 1.4826 * np.partition(np.abs(rows - med), k, axis=1)[:, k]
+    for i, j in np.argwhere(has_nan):
+        v = flat[i, j][~np.isnan(flat[i, j])]
+        if not len(v):
+            noise[i, j] = np.nan
+            continue
+        k = (len(v) - 1) // 2
+        med = np.partition(v, k)[k]
+        noise[i, j] = 1.4826 * np.partition(np.abs(v - med), k)[k]
     return np.where(np.isfinite(noise) & (noise > 0), noise, 1.0).astype(np.float32)
 
 
