@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "self_train": "catbuilder.selftrain.loop:self_train",
     # where work runs, whole runs, mock data
     "make_cluster": "catbuilder.runtime.clusters:make_cluster",
+    "run_survey": "catbuilder.survey.run:run_survey",
     "Pipeline": "catbuilder.pipeline.run:Pipeline",
     "demo": "catbuilder.pipeline.demo:demo",
     "make_survey": "catbuilder.synth.survey:make_survey",

@@ -220,6 +220,16 @@ def _digest(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def _unwritten_pieces(todo: np.ndarray, positions: np.ndarray, chunk: int) -> list:
+    """``(start, stack positions)`` of the unwritten objects of each output chunk.
+
+    Sorted, each is one contiguous run: a chunk's region is written whole
+    before its mark.
+    """
+    groups = np.split(todo, np.flatnonzero(np.diff(todo // chunk)) + 1)
+    return [(int(g[0]), positions[g[0] : g[-1] + 1]) for g in groups]
+
+
 def _task_runs(items: list, n_threads: int, per_task: int | None) -> list[list]:
     """Group consecutive chunks into runs, one Dask task each.
 
@@ -261,7 +271,8 @@ def predict(
         Zarr store for the results (default ``<stack>.predictions.zarr``).
     cluster, workers
         Where to run: see :func:`catbuilder.runtime.connect`; by default the
-        active distributed client, else a LocalCluster on this machine.
+        active distributed client, else a LocalCluster on this machine;
+        ``"sync"`` predicts in this process (inside a task of a larger run).
     batch_size
         Objects per model call (default ``infer.batch-size``).
     embed
@@ -322,7 +333,16 @@ def predict(
     classes, n_feat = _output_shape(model_meta, model_path, embed)
     target, meta = zs.prepare(out, KIND, params, overwrite)
     todo = None if meta is None else np.flatnonzero(~zs.written(target))
-    if todo is None or len(todo):
+    if todo is not None and not len(todo):
+        pass  # complete: only its metadata is left to finish
+    elif cluster == "sync":  # here, in this process (a task of a larger run, a debugger)
+        if todo is None:
+            meta = _template(target, stack, positions, chunk, classes, n_feat, params, model_meta)
+            todo = np.arange(len(positions))
+        run = _unwritten_pieces(todo, positions, chunk)
+        _predict_chunks(os.path.abspath(stack.path), run, os.path.abspath(target), model_path,
+                        batch_size, embed, tta)  # fmt: skip
+    else:
         client = active_client() if cluster is None else None
         # the active client too goes through connect: it stays open, and its workers
         # are given their GPUs as those of a cluster connect makes
@@ -333,10 +353,7 @@ def predict(
                     target, stack, positions, chunk, classes, n_feat, params, model_meta
                 )
                 todo = np.arange(len(positions))
-            # the unwritten objects of each output chunk (sorted): one contiguous
-            # run, as a chunk's region is written whole before its mark
-            groups = np.split(todo, np.flatnonzero(np.diff(todo // chunk)) + 1)
-            pieces = [(int(g[0]), positions[g[0] : g[-1] + 1]) for g in groups]
+            pieces = _unwritten_pieces(todo, positions, chunk)
             nthreads = c.nthreads()
             tasks = _task_runs(pieces, sum(nthreads.values()) or 1, chunks_per_task)
             threads = max(nthreads.values(), default=1)

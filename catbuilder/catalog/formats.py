@@ -203,7 +203,7 @@ def write_catalog(
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            pq.write_table(_arrow_table(catalog, meta), tmp)
+            pq.write_table(arrow_table(catalog, meta), tmp)
         elif fmt == "fits":
             _fits_hdus(catalog, meta).writeto(tmp)
         elif fmt == "votable":
@@ -227,7 +227,7 @@ _HEADER_KEYS = {
 }
 
 
-def _arrow_table(catalog: pd.DataFrame, meta: dict):
+def arrow_table(catalog: pd.DataFrame, meta: dict):
     """The catalog as a pyarrow Table with field and schema metadata."""
     import io
 
