@@ -174,3 +174,21 @@ def test_bad_input_is_refused_in_one_line(mock_survey, small_model, survey_run, 
     with pytest.raises(ValueError, match=r"raise survey\.highest-order"):
         run_survey(table, tiles, small_model, tmp_path / "full", cluster="sync",
                    progress=False, partition_rows=10, highest_order=4)  # fmt: skip
+
+
+def test_a_dry_run_plans_without_reading_a_pixel(mock_survey, small_model, tmp_path):
+    from catbuilder.survey import SurveyPlan
+
+    sources, tiles = _des(mock_survey)
+    plan = run_survey(sources, tiles, small_model, tmp_path / "run", size=32, dry_run=True,
+                      progress=False, **SMALL)  # fmt: skip
+    assert isinstance(plan, SurveyPlan) and plan.n_objects == len(pd.read_parquet(sources))
+    parts = pd.read_parquet(tmp_path / "run" / "sources" / "partitions.parquet")
+    assert len(plan.tasks) == len(parts) and (plan.tasks["images"] > 0).all()
+    assert (plan.tasks["stack_bytes"] == plan.tasks["n"] * 3 * 32 * 32 * 4).all()
+    assert 1.0 <= plan.tasks["read_bytes"].sum() / plan.image_bytes < 20
+    assert not (tmp_path / "run" / "parts").exists()  # nothing cut, nothing predicted
+    text = plan.summary(cores_per_node=2)
+    assert f"{plan.n_objects:,} objects in {len(parts)} partitions" in text
+    hours = plan.n_objects * sum(plan.rates.values()) / 3.6e6
+    assert plan.projection()["core_hours"] == pytest.approx(hours)

@@ -30,6 +30,7 @@ from catbuilder import config, outputs
 from catbuilder._version import __version__
 from catbuilder.errors import OutputExistsError
 from catbuilder.survey.partition import partition_sources
+from catbuilder.survey.plan import SurveyPlan, plan_partitions
 from catbuilder.survey.task import catalog_part, part_directory, read_summary, run_partition
 
 MARKER = "catbuilder-survey.json"
@@ -211,7 +212,9 @@ def run_survey(
     cluster: Any = None,
     workers: int | None = None,
     progress: bool = True,
-) -> SurveyRun:
+    dry_run: bool = False,
+    rates: dict[str, float] | None = None,
+) -> SurveyRun | SurveyPlan:
     """Cut, classify and catalog a survey by sky partition, in bounded driver memory.
 
     The source table is split into HEALPix partitions (HATS layout, at most
@@ -246,10 +249,17 @@ def run_survey(
         ``"sync"`` runs them one after another in this process.
     progress
         Show a progress bar over objects.
+    dry_run
+        Partition the sources (kept for the run) and return the plan: tasks,
+        bytes per task, projected core-hours and nodes; no pixel is read.
+    rates
+        Core-milliseconds per object by stage for the plan's projection
+        (default :data:`catbuilder.survey.plan.MEASURED_RATES`).
 
     Returns
     -------
-    SurveyRun
+    SurveyRun or SurveyPlan
+        The finished run, or with ``dry_run`` its plan.
 
     Raises
     ------
@@ -286,7 +296,11 @@ def run_survey(
     t = index.table
     params.update(
         sources=_sources_fingerprint(sources),
-        tiles=_digest(t[["tile", "band", "path", "hdu", "wcs"]].to_csv()),
+        tiles=hashlib.sha256(
+            pd.util.hash_pandas_object(t[["tile", "band", "path", "hdu", "wcs"]], index=False)
+            .to_numpy()
+            .tobytes()
+        ).hexdigest()[:16],
         columns=[ra_col, dec_col, id_col],
         partition_rows=int(config.resolve("survey.partition-rows", partition_rows)),
         highest_order=int(config.resolve("survey.highest-order", highest_order)),
@@ -304,6 +318,15 @@ def run_survey(
         partition_rows=params["partition_rows"], highest_order=params["highest_order"],
         batch_rows=batch_rows,
     )  # fmt: skip
+    if dry_run:
+        from catbuilder.models.saved import read_manifest
+
+        manifest = read_manifest(model_path)
+        calibrated = 2 if manifest.get("calibration") else 1
+        width = len(settings["classes"]) * calibrated + (
+            int(manifest.get("embedding_dim") or 0) if settings["predict"]["embed"] else 0
+        )
+        return plan_partitions(parts, index, settings["stack"], width, rates)
     summaries = _run_partitions(root, parts, settings, cluster, workers, progress)
     _say_warnings(summaries)
     run = SurveyRun(root, parts, summaries)

@@ -1,0 +1,165 @@
+"""A DES-sized survey planned in bounded memory: 10^4 tiles, 10^8 sources, no pixel read.
+
+    python benchmarks/scripts/survey_dry_run.py [--tiles 10000 --sources 100000000]
+
+One process writes the inputs: a tile index of ``--tiles`` DES-like tiles
+(10,000^2 px at 0.263"/px, g r i, described by TAN headers only: no image
+exists) on a grid of about 5,000 deg^2, and a Parquet source table of
+``--sources`` objects (uniform within each tile, in tile order, row groups
+of 10^6). A fresh process then runs ``run_survey(..., dry_run=True)``: it
+partitions the table a batch at a time (HEALPix, HATS layout) and plans the
+run from the partitions and the index. Prints the plan, the planning
+process's peak memory (VmHWM; target < 1.5 GB) and its time, and the disk
+the inputs and partitions use.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+SIDE_PX = 10_000
+SCALE = 0.263  # arcsec per pixel
+SIDE_DEG = SIDE_PX * SCALE / 3600
+
+
+def tile_centres(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` tile centres in rows of constant Dec from -65 deg up, as DES tiles are laid."""
+    ras, decs = [], []
+    dec = -65.0
+    width = 100.0  # deg of RA per row: about 5,000 deg^2 for 10^4 tiles
+    while len(ras) < n:
+        step = SIDE_DEG / np.cos(np.radians(dec))
+        k = int(width / step)
+        ras.extend((np.arange(k) * step + 300.0) % 360.0)
+        decs.extend([dec] * k)
+        dec += SIDE_DEG
+    return np.array(ras[:n]), np.array(decs[:n])
+
+
+def make(root: Path, n_tiles: int, n_sources: int) -> dict:
+    """The synthetic index and the source table (a separate process)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from astropy.wcs import WCS
+
+    from benchmarks import fitted_model
+    from catbuilder.sky.tiles import COLUMNS, TileIndex
+
+    t0 = time.perf_counter()
+    ra, dec = tile_centres(n_tiles)
+    rows = []
+    for i, (a, d) in enumerate(zip(ra, dec)):
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.crval = [a, d]
+        w.wcs.crpix = [SIDE_PX / 2 + 0.5] * 2
+        w.wcs.cd = np.diag([-SCALE / 3600, SCALE / 3600])
+        text = w.to_header().tostring()
+        for band in "gri":
+            rows.append((f"DES{i:05d}", band, f"synthetic/DES{i:05d}_{band}.fits.fz", 1, 2,
+                         SIDE_PX, SIDE_PX, a, d, SIDE_DEG / np.sqrt(2), SCALE, 30.0, 60000.0,
+                         "", text))  # fmt: skip
+    TileIndex(pd.DataFrame(rows, columns=COLUMNS)).to_parquet(root / "index.parquet")
+    per_tile = n_sources // n_tiles
+    rng = np.random.default_rng(0)
+    schema = pa.schema([("objid", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64())])
+    group = max(1, 1_000_000 // per_tile)  # tiles per row group
+    with pq.ParquetWriter(root / "sources.parquet", schema) as writer:
+        for start in range(0, n_tiles, group):
+            a, d = ra[start : start + group], dec[start : start + group]
+            half = SIDE_DEG / 2
+            dd = np.repeat(d, per_tile) + rng.uniform(-half, half, len(d) * per_tile)
+            da = rng.uniform(-half, half, len(a) * per_tile) / np.cos(np.radians(dd))
+            objid = np.arange(start * per_tile, (start + len(a)) * per_tile, dtype=np.int64)
+            table = pa.table({"objid": objid, "ra": (np.repeat(a, per_tile) + da) % 360.0,
+                              "dec": dd}, schema=schema)  # fmt: skip
+            writer.write_table(table, row_group_size=1_000_000)
+    fitted_model("keras.small-cnn", 32, root, cutout=32)
+    return {"seconds": time.perf_counter() - t0}
+
+
+def plan(root: Path, rows: int) -> dict:
+    """``run_survey(..., dry_run=True)`` in this process; the plan and its cost."""
+    from benchmarks import peak_rss_mib
+    from catbuilder.survey import run_survey
+
+    t0 = time.perf_counter()
+    result = run_survey(root / "sources.parquet", root / "index.parquet",
+                        root / "keras.small-cnn.model", root / "run", size=32,
+                        partition_rows=rows, dry_run=True)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "peak_mib": peak_rss_mib(),
+        "plan": result.summary(),
+        "tasks": len(result.tasks),
+        "n": result.n_objects,
+    }
+
+
+def _du_gib(path: Path) -> float:
+    if path.is_file():
+        return path.stat().st_size / 2**30
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**30
+
+
+def _child(*args: str) -> dict:
+    res = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    if res.returncode:
+        sys.stderr.write(res.stderr[-3000:])
+        raise SystemExit(res.returncode)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiles", type=int, default=10_000)
+    ap.add_argument("--sources", type=int, default=100_000_000)
+    ap.add_argument("--partition-rows", type=int, default=100_000)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--make", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--plan", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="catbuilder-dry-run-"))
+    if args.make:
+        print(json.dumps(make(root, args.tiles, args.sources)))
+        return 0
+    if args.plan:
+        print(json.dumps(plan(root, args.partition_rows)))
+        return 0
+    root.mkdir(parents=True, exist_ok=True)
+    made = _child("--make", "--workdir", str(root), "--tiles", str(args.tiles),
+                  "--sources", str(args.sources))  # fmt: skip
+    res = _child("--plan", "--workdir", str(root), "--partition-rows", str(args.partition_rows))
+    print(f"inputs: {args.tiles:,} tiles (headers only), {res['n']:,} sources "
+          f"({_du_gib(root / 'sources.parquet'):.2f} GiB Parquet), written in "
+          f"{made['seconds']:.0f} s")  # fmt: skip
+    print(f"dry run (partitioning + plan): {res['seconds']:.0f} s, peak memory "
+          f"{res['peak_mib']:,.0f} MiB; partitioned sources "
+          f"{_du_gib(root / 'run' / 'sources'):.2f} GiB\n")  # fmt: skip
+    print(res["plan"])
+    if args.workdir is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
