@@ -11,11 +11,12 @@ from catbuilder.cli import build_parser
 
 #: what each command does, which decides the options it must have
 WRITES = {"synth", "tiles", "cutouts", "crossmatch", "train", "predict", "selftrain", "similar",
-          "evaluate", "run", "demo"}  # fmt: skip
-ON_DASK = {"synth", "cutouts", "crossmatch", "train", "predict", "selftrain", "run", "demo"}
+          "evaluate", "run", "demo", "survey"}  # fmt: skip
+ON_DASK = {"synth", "cutouts", "crossmatch", "train", "predict", "selftrain", "run", "demo",
+           "survey"}  # fmt: skip
 COMPUTES = ON_DASK | {"tiles", "similar", "evaluate"}
 REFUSES_EXISTING = {"tiles", "cutouts", "crossmatch", "train", "predict", "similar", "evaluate"}
-RESUMES = {"synth", "selftrain", "run", "demo"}
+RESUMES = {"synth", "selftrain", "run", "demo", "survey"}
 NEITHER = {"plugins", "weights"}  # lists plugins; writes into Keras's weights cache
 
 

@@ -192,3 +192,18 @@ def test_a_dry_run_plans_without_reading_a_pixel(mock_survey, small_model, tmp_p
     assert f"{plan.n_objects:,} objects in {len(parts)} partitions" in text
     hours = plan.n_objects * sum(plan.rates.values()) / 3.6e6
     assert plan.projection()["core_hours"] == pytest.approx(hours)
+
+
+def test_the_survey_command_runs_and_plans(mock_survey, small_model, tmp_path, capsys):
+    from catbuilder.cli import main
+
+    sources, tiles = _des(mock_survey)
+    args = ["survey", str(sources), str(tiles), "--model-dir", str(small_model), "--size", "32",
+            "--partition-rows", "40", "--highest-order", "13", "--cluster", "sync",
+            "--no-progress"]  # fmt: skip
+    assert main([*args, "-o", str(tmp_path / "plan"), "--dry-run"]) == 0
+    assert "partitions (tasks)" in capsys.readouterr().out
+    assert main([*args, "-o", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    n = len(pd.read_parquet(sources))
+    assert f"{n:,} objects in " in out and len(read_catalog(tmp_path / "run" / "catalog")) == n

@@ -8,7 +8,8 @@ exists) on a grid of about 5,000 deg^2, and a Parquet source table of
 ``--sources`` objects (uniform within each tile, in tile order, row groups
 of 10^6). A fresh process then runs ``run_survey(..., dry_run=True)``: it
 partitions the table a batch at a time (HEALPix, HATS layout) and plans the
-run from the partitions and the index. Prints the plan, the planning
+run from the partitions and the index (small CNN at 32 px; and Xception
+at 299 px, both on CPUs at rates measured here). Prints the plan, the planning
 process's peak memory (VmHWM; target < 1.5 GB) and its time, and the disk
 the inputs and partitions use.
 """
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +107,14 @@ def plan(root: Path, rows: int) -> dict:
                         root / "keras.small-cnn.model", root / "run", size=32,
                         partition_rows=rows, dry_run=True)  # fmt: skip
     seconds = time.perf_counter() - t0
+    # Xception at 299 px on CPUs: ~6 objects/s per core (docs/scale.md)
+    xception = replace(result, rates={**result.rates, "predict": 1000 / 6})
     return {
         "seconds": seconds,
         "peak_mib": peak_rss_mib(),
-        "plan": result.summary(),
+        "plan": result.summary()
+        + "\nwith Xception @ 299 px on CPUs instead:\n"
+        + "\n".join(xception.summary().splitlines()[-2:]),
         "tasks": len(result.tasks),
         "n": result.n_objects,
     }

@@ -1,4 +1,4 @@
-"""Commands that run a whole pipeline: run, demo."""
+"""Commands that run a whole workflow: run (a pipeline file), demo, survey."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 from catbuilder.cli.common import (
     command,
+    conf,
+    csv_list,
     output_option,
     resolved_output,
     where_options,
@@ -81,4 +83,79 @@ def _demo(args: argparse.Namespace) -> int:
     )
     if args.no_progress:
         print(result.summary())
+    return 0
+
+
+def _survey_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", help="source table: Parquet (read a batch at a time), FITS, CSV")
+    p.add_argument("tiles", nargs="+", help="FITS tiles, directories, globs, or an index .parquet")
+    p.add_argument("--model-dir", type=Path, required=True, help="a saved model's directory")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the run's directory")
+    p.add_argument(
+        "--size",
+        default=None,
+        help=f'cutout side: pixels, or an angle such as "20 arcsec" {conf("cutouts.size")}',
+    )
+    p.add_argument(
+        "--bands", type=csv_list, default=None, help=f"comma-separated {conf('cutouts.bands')}"
+    )
+    p.add_argument(
+        "--partition-rows",
+        type=int,
+        default=None,
+        help=f"objects per sky partition at most {conf('survey.partition-rows')}",
+    )
+    p.add_argument(
+        "--highest-order",
+        type=int,
+        default=None,
+        help=f"finest HEALPix order of a partition {conf('survey.highest-order')}",
+    )
+    p.add_argument("--id-col", default=None, help=f"id column {conf('sources.id-columns')}")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="partition the sources and print the plan (tasks, bytes, projected time); cut nothing",
+    )
+    p.add_argument(
+        "--cores-per-node", type=int, default=32, help="for the plan's projection of nodes"
+    )
+    where_options(p, "a LocalCluster")
+
+
+@command(
+    "survey",
+    "cut, classify and catalog a survey by sky partition (HEALPix, a HATS catalog), in "
+    "bounded memory; a stopped run keeps its finished partitions",
+)(_survey_args)
+def _survey(args: argparse.Namespace) -> int:
+    from catbuilder.survey import run_survey
+
+    size = args.size
+    if size is not None and size.strip().isdigit():
+        size = int(size)
+    result = run_survey(
+        args.table,
+        args.tiles[0] if len(args.tiles) == 1 else args.tiles,
+        args.model_dir,
+        args.output,
+        size=size,
+        bands=args.bands,
+        id_col=args.id_col,
+        partition_rows=args.partition_rows,
+        highest_order=args.highest_order,
+        cluster=args.cluster,
+        workers=args.workers,
+        progress=not args.no_progress,
+        dry_run=args.dry_run,
+    )
+    if args.dry_run:
+        print(result.summary(cores_per_node=args.cores_per_node))
+    else:
+        totals = result.totals()
+        print(
+            f"{totals['n_objects']:,} objects in {totals['partitions']} partitions; "
+            f"predicted {totals['predicted']}; flagged {totals['flagged']:,}; "
+            f"catalog: {result.catalog_path}"
+        )
     return 0

@@ -103,37 +103,40 @@ class SurveyPlan:
 GRID = 16
 
 
-def _tile_shares(t: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
-    """For each (image, partition) that meet: the share of the image's rows the
+def _tile_shares(tiles: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
+    """For each (tile, partition) that meet: the share of the tile's rows the
     partition's objects can span. Sampled on a GRID x GRID grid per tile (its
-    square on the sky, rows along RA)."""
+    square on the sky, rows along RA); ``tiles`` has one row per tile."""
     from catbuilder.survey.partition import healpix
 
     u = (np.arange(GRID) + 0.5) / GRID - 0.5  # -0.5 .. 0.5 of a side
-    half = t["radius"].to_numpy() * np.sqrt(2)  # a side, from centre-to-corner
-    dec = t["dec"].to_numpy()[:, None, None] + (half[:, None, None] * u[:, None])
+    side = tiles["radius"].to_numpy() * np.sqrt(2)  # from centre-to-corner
+    dec = tiles["dec"].to_numpy()[:, None, None] + (side[:, None, None] * u[:, None])
     cosd = np.cos(np.radians(np.clip(dec, -89.9, 89.9)))
-    ra = t["ra"].to_numpy()[:, None, None] + half[:, None, None] * u[None, :] / cosd
+    ra = tiles["ra"].to_numpy()[:, None, None] + side[:, None, None] * u[None, :] / cosd
     ra, dec = (ra % 360.0).ravel(), np.broadcast_to(dec, ra.shape).ravel()
-    row = np.broadcast_to(np.arange(GRID)[None, :, None], (len(t), GRID, GRID)).ravel()
-    image = np.repeat(np.arange(len(t)), GRID * GRID)
-    part = np.full(len(ra), -1, dtype=np.int64)
+    del cosd
+    row = np.broadcast_to(np.arange(GRID, dtype=np.int16)[None, :, None],
+                          (len(tiles), GRID, GRID)).ravel()  # fmt: skip
+    tile = np.repeat(np.arange(len(tiles), dtype=np.int32), GRID * GRID)
+    part = np.full(len(ra), -1, dtype=np.int32)
     keys = parts["order"].to_numpy() * (1 << 40) + parts["pixel"].to_numpy()
-    order_idx = np.argsort(keys)
+    by_key = np.argsort(keys)
     for order in np.unique(parts["order"]):
         k = int(order) * (1 << 40) + healpix(int(order), ra, dec)
-        at = np.clip(np.searchsorted(keys[order_idx], k), 0, len(keys) - 1)
-        found = keys[order_idx][at] == k
-        part[found] = order_idx[at[found]]
+        at = np.clip(np.searchsorted(keys[by_key], k), 0, len(keys) - 1)
+        found = keys[by_key][at] == k
+        part[found] = by_key[at[found]]
+    del ra, dec
     ok = part >= 0
     spans = (
-        pd.DataFrame({"image": image[ok], "part": part[ok], "row": row[ok]})
-        .groupby(["image", "part"])["row"]
+        pd.DataFrame({"tile": tile[ok], "part": part[ok], "row": row[ok]})
+        .groupby(["tile", "part"])["row"]
         .agg(["min", "max"])
         .reset_index()
     )
     spans["share"] = (spans["max"] - spans["min"] + 1) / GRID
-    return spans[["image", "part", "share"]]
+    return spans[["tile", "part", "share"]]
 
 
 def plan_partitions(parts: pd.DataFrame, index, stack: dict, outputs_per_object: int,
@@ -145,11 +148,18 @@ def plan_partitions(parts: pd.DataFrame, index, stack: dict, outputs_per_object:
     embedding).
     """
     t = index.table
-    t = t[t["band"].isin(stack["bands"])].reset_index(drop=True)
-    image_bytes = t["nx"].to_numpy(float) * t["ny"].to_numpy(float) * 4
-    spans = _tile_shares(t, parts)
-    spans["bytes"] = image_bytes[spans["image"].to_numpy()] * spans["share"]
-    per = spans.groupby("part").agg(images=("image", "size"), read=("bytes", "sum"))
+    t = t.loc[t["band"].isin(stack["bands"]), ["tile", "nx", "ny", "ra", "dec", "radius"]]
+    t = t.assign(bytes=t["nx"].astype(float) * t["ny"].astype(float) * 4)
+    # the bands of a tile share its footprint: sampled once, their bytes summed
+    tiles = t.groupby("tile", sort=False).agg(
+        ra=("ra", "first"), dec=("dec", "first"), radius=("radius", "first"),
+        images=("bytes", "size"), bytes=("bytes", "sum"),
+    )  # fmt: skip
+    spans = _tile_shares(tiles, parts)
+    at = spans["tile"].to_numpy()
+    spans["images"] = tiles["images"].to_numpy()[at]
+    spans["bytes"] = tiles["bytes"].to_numpy()[at] * spans["share"]
+    per = spans.groupby("part").agg(images=("images", "sum"), read=("bytes", "sum"))
     per = per.reindex(range(len(parts)), fill_value=0)
     n = parts["n"].to_numpy(dtype=np.int64)
     tasks = pd.DataFrame({
@@ -159,5 +169,5 @@ def plan_partitions(parts: pd.DataFrame, index, stack: dict, outputs_per_object:
         "stack_bytes": n * len(stack["bands"]) * stack["size"] ** 2 * 4,
         "prediction_bytes": n * outputs_per_object * 4,
     })  # fmt: skip
-    return SurveyPlan(tasks, int(t["tile"].nunique()), len(t), float(image_bytes.sum()),
+    return SurveyPlan(tasks, len(tiles), len(t), float(t["bytes"].sum()),
                       dict(rates or MEASURED_RATES))  # fmt: skip
