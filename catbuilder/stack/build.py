@@ -157,44 +157,67 @@ def stack_template(
     return describe_dataset(ds, index, bands, reference_band, size)
 
 
-def _write_chunk(
+def _store(group, region: slice, res: dict) -> None:
+    """One chunk's region of every variable, then its ``written`` mark."""
+    for v in DATA_VARS:
+        group[v][region] = res[v]
+    zs.mark_written(group, region)
+
+
+def _write_chunks(
     path: str,
-    start: int,
-    plan: pd.DataFrame,
-    records: dict[int, dict],
+    pieces: list[tuple[int, pd.DataFrame, dict[int, dict]]],
     bands: list[str],
     size: int,
     nan_fraction_max: float,
 ) -> list[str]:
-    """Cut one chunk and write it into its region of the store (a Dask task).
+    """Cut a run of chunks and write each into its region of the store (a Dask task).
 
-    The region is written straight into the Zarr arrays that the xarray
-    template created (their encoding is plain: no scaling, no CF fill
-    values to translate), then the ``written`` mark.
+    A writer thread stores chunk k (compression and file writes, which
+    release the GIL) while this thread cuts chunk k+1: one write in flight,
+    so a task holds two chunks at most. Each region is written straight into
+    the Zarr arrays that the xarray template created (their encoding is
+    plain: no scaling, no CF fill values to translate), then its ``written``
+    mark, so a task stopped half-way keeps the chunks it finished.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import zarr
 
-    res = extract_chunk(plan, records, bands, size, nan_fraction_max)
-    with zarr.config.set({"async.concurrency": 4}):
+    problems: list[str] = []
+    with (
+        zarr.config.set({"async.concurrency": 4}),
+        ThreadPoolExecutor(1, "catbuilder-writer") as writer,
+    ):
         group = zarr.open_group(path, mode="r+", use_consolidated=False)
-        region = slice(start, start + len(plan))
-        for v in DATA_VARS:
-            group[v][region] = res[v]
-        zs.mark_written(group, region)
-    return res["problems"]
+        pending = None
+        for start, plan, records in pieces:
+            res = extract_chunk(plan, records, bands, size, nan_fraction_max)
+            if pending is not None:
+                pending.result()  # raises a failed write here
+            pending = writer.submit(_store, group, slice(start, start + len(plan)), res)
+            problems += res["problems"]
+        if pending is not None:
+            pending.result()
+    return problems
 
 
 def run_chunks(
     path, pieces, index, bands, size, nan_max, where, progress, params: dict
 ) -> list[str]:
     """Cut and write ``pieces``: (absolute start, plan rows) in one chunk each, as the
-    stack's ``params`` say (zero-weight pixels masked when it was built so)."""
+    stack's ``params`` say (zero-weight pixels masked when it was built so).
+
+    Consecutive chunks go to one task, ``cutouts.chunks-per-task`` at a time,
+    so that writing one overlaps cutting the next.
+    """
     import dask
 
     from catbuilder.runtime import compute
 
     mask = bool(params.get("mask_zero_weight"))
-    tasks = []
+    per_task = positive_int(config.get("cutouts.chunks-per-task"), "cutouts.chunks-per-task")
+    items = []
     for a, part in pieces:
         rows = set()
         for col in ["ref_row"] + [f"src_{b}" for b in bands]:
@@ -202,21 +225,21 @@ def run_chunks(
         records = {r: index.table.loc[r].to_dict() for r in rows}
         if not mask:  # the weight maps are not read
             records = {r: {**rec, "weight_hdu": -1} for r, rec in records.items()}
-        tasks.append(
-            dask.delayed(_write_chunk, pure=False)(
-                os.path.abspath(path),  # workers elsewhere have another working directory
-                a,
-                part.reset_index(drop=True),
-                records,
-                bands,
-                size,
-                nan_max,
-                dask_key_name=f"cutouts-{a}",
-            )
+        items.append((a, part.reset_index(drop=True), records))
+    tasks = [
+        dask.delayed(_write_chunks, pure=False)(
+            os.path.abspath(path),  # workers elsewhere have another working directory
+            items[i : i + per_task],
+            bands,
+            size,
+            nan_max,
+            dask_key_name=f"cutouts-{items[i][0]}",
         )
+        for i in range(0, len(items), per_task)
+    ]
     cluster, workers = where
     results = compute(
-        tasks, cluster=cluster, workers=workers, progress=progress, desc="cutouts", unit="chunk"
+        tasks, cluster=cluster, workers=workers, progress=progress, desc="cutouts", unit="task"
     )
     return [p for r in results for p in r]
 
