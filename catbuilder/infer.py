@@ -15,6 +15,7 @@ import hashlib
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +30,42 @@ from catbuilder.runtime.thread_cpu import thread_ended
 
 __all__ = ["Predictions", "open_predictions", "predict"]
 
-_MODELS: dict[tuple[str, int], Any] = {}
-_STACKS: dict[str, Any] = {}
+_MODELS: OrderedDict[tuple[str, int], Any] = OrderedDict()
+_STACKS: OrderedDict[str, Any] = OrderedDict()
 _LOCK = threading.Lock()
 
 
+def _cached(cache: OrderedDict, key: Any, make, keep: int) -> Any:
+    """``cache[key]``, made on first use; the ``keep`` most recently used are kept.
+
+    A worker that predicts many stacks or models in turn (a survey's
+    partitions, self-training's rounds) holds a few, not every one it saw.
+    """
+    with _LOCK:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = make()
+    with _LOCK:
+        cache[key] = value
+        while len(cache) > keep:
+            cache.popitem(last=False)
+    return value
+
+
 def _model(path: str) -> Any:
-    """The model saved at ``path``, loaded once per process."""
+    """The model saved at ``path``, loaded once per process (the last two kept)."""
     from catbuilder.models.saved import MANIFEST, load_model
 
     key = (path, os.stat(Path(path) / MANIFEST).st_mtime_ns)
-    with _LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = load_model(path)
-        return _MODELS[key]
+    return _cached(_MODELS, key, lambda: load_model(path), keep=2)
 
 
 def _stack(path: str):
+    """The stack at ``path``, opened once per process (the last four kept)."""
     from catbuilder.stack.store import ImageStack
 
-    with _LOCK:
-        if path not in _STACKS:
-            _STACKS[path] = ImageStack.open(path)
-        return _STACKS[path]
+    return _cached(_STACKS, path, lambda: ImageStack.open(path), keep=4)
 
 
 def _output_shape(manifest: dict, model_path: str, embed: bool) -> tuple[list[str], int]:

@@ -252,3 +252,18 @@ def test_predict_starts_no_task_but_its_chunk_tasks(hp_stack, small_model, dask_
     n_chunks = -(-len(hp_stack) // int(hp_stack.meta["parameters"]["chunk_objects"]))
     assert len(keys) <= n_chunks  # at most one task per output chunk, none besides
     assert preds.embeddings().shape[1] == manifest["embedding_dim"]
+
+
+def test_a_worker_keeps_a_few_stacks_and_models_not_every_one_it_saw():
+    """A worker that predicts a survey's partitions in turn opens a stack for
+    each: the cache keeps the most recently used, so its memory stays flat."""
+    from collections import OrderedDict
+
+    from catbuilder.infer import _cached
+
+    cache: OrderedDict = OrderedDict()
+    made = []
+    for key in ["a", "b", "c", "a", "d", "e", "a"]:
+        _cached(cache, key, lambda k=key: made.append(k) or k.upper(), keep=3)
+    assert list(cache) == ["d", "e", "a"] and cache["a"] == "A"
+    assert made == ["a", "b", "c", "d", "e"]  # "a" stayed in use: opened once

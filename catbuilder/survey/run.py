@@ -348,9 +348,8 @@ def _run_partitions(root: Path, parts: pd.DataFrame, settings: dict, cluster, wo
         s = read_summary(root, *k)
         if s is not None:
             summaries[k] = s
-    todo = sorted((k for k in keys if k not in summaries),
-                  key=lambda k: -int(parts["n"].to_numpy()[keys.index(k)]))  # fmt: skip
     sizes = dict(zip(keys, parts["n"].tolist()))
+    todo = sorted((k for k in keys if k not in summaries), key=lambda k: -sizes[k])
     bar = tqdm(total=int(parts["n"].sum()), initial=sum(s["n"] for s in summaries.values()),
                desc="survey", unit="obj", disable=not progress)  # fmt: skip
     with bar:
