@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -156,6 +157,21 @@ _OS_HINTS = {
 }
 
 
+def _full_disk(output) -> bool:
+    """Whether the file system ``output`` is on has (almost) no space left."""
+    import shutil
+
+    if output is None:
+        return False
+    path = Path(os.path.abspath(output))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < 64 * 1024
+    except OSError:
+        return False
+
+
 def error_message(err: BaseException) -> str:
     """One line that says what went wrong (and, where known, what to do)."""
     if isinstance(err, OSError) and err.errno in _OS_HINTS:
@@ -225,6 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         msg = error_message(err)
         from catbuilder.errors import CatbuilderError
+
+        full = _full_disk(getattr(args, "output", None))
+        if isinstance(err, OSError) and err.errno != errno.ENOSPC and full:
+            # a full disk can surface as another error: a write that lost the race
+            # with the cleanup of the one that failed first finds its folder gone
+            err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            msg = f"{error_message(err)} ({msg})"
 
         own = isinstance(err, CatbuilderError)  # its messages name the path already
         if (  # an OS error that names no file happened writing the output
