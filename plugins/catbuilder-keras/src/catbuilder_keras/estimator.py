@@ -393,13 +393,20 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         prep, size = self._prep(), self._size()
         in_model = bool(config.get("keras.resize-in-model"))
 
+        step = batch_size or max(self._batch(), 64)
+
         def run(x):
-            side = x.shape[1]
+            # a short batch is padded to the full batch: every call has one shape,
+            # as oneDNN keeps kernels per input shape (a worker that predicted
+            # many stacks grew ~1.5 MiB with each new last-batch size)
+            n, side = len(x), x.shape[1]
+            if n < step:
+                x = np.concatenate([x, np.zeros((step - n, *x.shape[1:]), x.dtype)])
             out = self._infer_fn(embed, None if side == size else side)(x)
-            return [o.numpy() for o in out] if embed else out.numpy()
+            return [o.numpy()[:n] for o in out] if embed else out.numpy()[:n]
 
         def inputs():
-            for b in iter_inputs(X, batch_size or max(self._batch(), 64), bands):
+            for b in iter_inputs(X, step, bands):
                 side = b.pixels.shape[-1]
                 native = in_model and b.pixels.shape[-2] == side  # resized by the model
                 yield prep.transform(b.pixels, bands, b.magzero, size=side if native else size)
