@@ -346,14 +346,11 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
         return self._both
 
     def _infer_fn(self, embed: bool, resize_from: int | None = None):
-        """A compiled inference call, traced once for any batch size.
-
-        Cheaper per batch than ``predict_on_batch``, which builds a
-        ``tf.data`` iterator for every call. With ``resize_from``, inputs are
-        ``resize_from`` px and resized to the model's input inside the call,
-        with the same bilinear weights as the CPU path
-        (``keras.resize-in-model``: on a GPU, the resize runs there).
-        """
+        """A compiled inference call, traced once for any batch size (cheaper per
+        batch than ``predict_on_batch``, which builds a ``tf.data`` iterator per
+        call). With ``resize_from``, inputs of that size are resized to the
+        model's input inside the call with the CPU path's bilinear weights
+        (``keras.resize-in-model``: on a GPU, the resize runs there)."""
         from catbuilder_keras.tf import tf
 
         fns = self.__dict__.setdefault("_fns", {})
@@ -395,13 +392,9 @@ class KerasClassifier(ClassifierMixin, TransformerMixin, ImageEstimator):
 
         step = batch_size or max(self._batch(), 64)
 
-        def run(x):
-            # a short batch is padded to the full batch: every call has one shape,
-            # as oneDNN keeps kernels per input shape (a worker that predicted
-            # many stacks grew ~1.5 MiB with each new last-batch size)
+        def run(x):  # a short batch padded to one shape: oneDNN keeps kernels per shape
             n, side = len(x), x.shape[1]
-            if n < step:
-                x = np.concatenate([x, np.zeros((step - n, *x.shape[1:]), x.dtype)])
+            x = np.concatenate([x, np.zeros((step - n, *x.shape[1:]), x.dtype)]) if n < step else x
             out = self._infer_fn(embed, None if side == size else side)(x)
             return [o.numpy()[:n] for o in out] if embed else out.numpy()[:n]
 
