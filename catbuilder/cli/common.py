@@ -101,3 +101,20 @@ def check_output(path: Path, what: str, overwrite: bool) -> None:
 
 def csv_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",")]  # empty names are errors, not dropped
+
+
+def cutout_options(p: argparse.ArgumentParser) -> None:
+    """``--size`` and ``--bands``: what a stack's cutouts are, said one way everywhere."""
+    p.add_argument(
+        "--size",
+        default=None,
+        help=f'cutout side: pixels, or an angle such as "20 arcsec" {conf("cutouts.size")}',
+    )
+    p.add_argument(
+        "--bands", type=csv_list, default=None, help=f"comma-separated {conf('cutouts.bands')}"
+    )
+
+
+def cutout_size(value: str | None) -> int | str | None:
+    """``--size`` as ``build_stack`` takes it: pixels as an int, an angle as text."""
+    return int(value) if value is not None and value.strip().isdigit() else value

@@ -10,6 +10,8 @@ from catbuilder.cli.common import (
     command,
     conf,
     csv_list,
+    cutout_options,
+    cutout_size,
     output_option,
     resolved_output,
     where_options,
@@ -115,14 +117,7 @@ def _cutouts_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", help="source table (FITS, CSV, Parquet)")
     p.add_argument("tiles", nargs="+", help="FITS tiles, directories, globs, or an index .parquet")
     p.add_argument("-o", "--output", type=Path, required=True, help="Zarr store to write")
-    p.add_argument(
-        "--size",
-        default=None,
-        help=f'cutout side: pixels, or an angle such as "20 arcsec" {conf("cutouts.size")}',
-    )
-    p.add_argument(
-        "--bands", type=csv_list, default=None, help=f"comma-separated {conf('cutouts.bands')}"
-    )
+    cutout_options(p)
     p.add_argument(
         "--reference-band",
         default=None,
@@ -152,9 +147,7 @@ def _cutouts_args(p: argparse.ArgumentParser) -> None:
 def _cutouts(args: argparse.Namespace) -> int:
     from catbuilder.stack import append_to_stack, build_stack
 
-    size = args.size
-    if size is not None and size.strip().isdigit():
-        size = int(size)
+    size = cutout_size(args.size)
     tiles = args.tiles[0] if len(args.tiles) == 1 else args.tiles
     common = dict(
         ra_col=args.ra_col,

@@ -8,7 +8,8 @@ from pathlib import Path
 from catbuilder.cli.common import (
     command,
     conf,
-    csv_list,
+    cutout_options,
+    cutout_size,
     output_option,
     resolved_output,
     where_options,
@@ -91,14 +92,7 @@ def _survey_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("tiles", nargs="+", help="FITS tiles, directories, globs, or an index .parquet")
     p.add_argument("--model-dir", type=Path, required=True, help="a saved model's directory")
     p.add_argument("-o", "--output", type=Path, required=True, help="the run's directory")
-    p.add_argument(
-        "--size",
-        default=None,
-        help=f'cutout side: pixels, or an angle such as "20 arcsec" {conf("cutouts.size")}',
-    )
-    p.add_argument(
-        "--bands", type=csv_list, default=None, help=f"comma-separated {conf('cutouts.bands')}"
-    )
+    cutout_options(p)
     p.add_argument(
         "--partition-rows",
         type=int,
@@ -131,9 +125,7 @@ def _survey_args(p: argparse.ArgumentParser) -> None:
 def _survey(args: argparse.Namespace) -> int:
     from catbuilder.survey import run_survey
 
-    size = args.size
-    if size is not None and size.strip().isdigit():
-        size = int(size)
+    size = cutout_size(args.size)
     result = run_survey(
         args.table,
         args.tiles[0] if len(args.tiles) == 1 else args.tiles,

@@ -191,6 +191,27 @@ def find_column(
     )
 
 
+def source_columns(
+    df: pd.DataFrame, ra_col: str | None, dec_col: str | None, id_col: str | None, source: str
+) -> tuple[str, str, str | None]:
+    """The RA, Dec and id columns of ``df`` (id None: there is none and none was named).
+
+    Raises
+    ------
+    ValueError
+        For a missing position column, or a named column that is not there.
+    """
+    ra = find_column(df, ra_col, list(config.get("sources.ra-columns")), "ra", source)
+    dec = find_column(df, dec_col, list(config.get("sources.dec-columns")), "dec", source)
+    try:
+        ids = find_column(df, id_col, list(config.get("sources.id-columns")), "id", source)
+    except ValueError:
+        if id_col is not None:
+            raise
+        ids = None
+    return ra, dec, ids
+
+
 def _sexagesimal(values: pd.Series, std: str, name: str, source: str, err: Exception):
     """Degrees from sexagesimal text (RA in hours, Dec in degrees), as GZ1 publishes them."""
     from astropy.coordinates import Angle
@@ -255,14 +276,8 @@ def read_sources(
         df, source = read_table(table), str(table)
     if len(df) == 0:
         raise ValueError(f"{source}: the table has no rows")
-    ra_name = find_column(df, ra_col, list(config.get("sources.ra-columns")), "ra", source)
-    dec_name = find_column(df, dec_col, list(config.get("sources.dec-columns")), "dec", source)
-    try:
-        id_name = find_column(df, id_col, list(config.get("sources.id-columns")), "id", source)
-    except ValueError:
-        if id_col is not None:
-            raise
-        id_name = None
+    ra_name, dec_name, id_name = source_columns(df, ra_col, dec_col, id_col, source)
+    if id_name is None:
         like = [str(c) for c in df.columns if re.search(r"id(_|\d|$)", str(c).lower())]
         hint = f" (columns that look like ids: {', '.join(like)})" if like else ""
         if warn_no_id or like:

@@ -73,7 +73,7 @@ def _batches(sources: Any, batch_rows: int, columns: list[str] | None) -> Iterat
 
 def _column_names(sources: Any, ra_col, dec_col, id_col) -> tuple[str, str, str | None, str]:
     """The RA, Dec and id columns (id None: rows are numbered) and the table's name."""
-    from catbuilder.sky.tables import find_column
+    from catbuilder.sky.tables import source_columns
 
     files = _parquet_files(sources)
     if files:
@@ -83,15 +83,7 @@ def _column_names(sources: Any, ra_col, dec_col, id_col) -> tuple[str, str, str 
     else:
         head = next(_batches(sources, 1, None)).iloc[:0]
     name = "source table" if isinstance(sources, pd.DataFrame) else str(sources)
-    ra = find_column(head, ra_col, list(config.get("sources.ra-columns")), "ra", name)
-    dec = find_column(head, dec_col, list(config.get("sources.dec-columns")), "dec", name)
-    try:
-        ids = find_column(head, id_col, list(config.get("sources.id-columns")), "id", name)
-    except ValueError:
-        if id_col is not None:
-            raise
-        ids = None
-    return ra, dec, ids, name
+    return (*source_columns(head, ra_col, dec_col, id_col, name), name)
 
 
 def _standard(df: pd.DataFrame, names: tuple, offset: int) -> pd.DataFrame:
