@@ -182,3 +182,81 @@ def write_survey(
     table = pd.concat(tables, ignore_index=True)
     table.insert(0, "objid", np.arange(len(table)))
     return table
+
+
+#: a DES tile: 10,000^2 px at 0.263"/px
+DES_TILE_PX, DES_SCALE = 10_000, 0.263
+
+
+def des_tile_centres(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` tile centres in rows of constant Dec from -65 deg up, as DES tiles are
+    laid (100 deg of RA per row: about 5,000 deg^2 for 10^4 tiles)."""
+    side = DES_TILE_PX * DES_SCALE / 3600
+    ras: list[float] = []
+    decs: list[float] = []
+    dec = -65.0
+    while len(ras) < n:
+        step = side / np.cos(np.radians(dec))
+        k = int(100.0 / step)
+        ras.extend((np.arange(k) * step + 300.0) % 360.0)
+        decs.extend([dec] * k)
+        dec += side
+    return np.array(ras[:n]), np.array(decs[:n])
+
+
+def write_header_survey(root: str | Path, n_tiles: int, n_sources: int) -> None:
+    """A DES-like survey described, not rendered: ``root/index.parquet`` (a tile
+    index of ``n_tiles`` g, r, i tiles with TAN headers; no image exists) and
+    ``root/sources.parquet`` (``n_sources`` uniform within the tiles, in tile
+    order, row groups of 10^6), for plans and drivers at survey scale."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from astropy.wcs import WCS
+
+    from catbuilder.sky.tiles import COLUMNS, TileIndex
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    side = DES_TILE_PX * DES_SCALE / 3600
+    ra, dec = des_tile_centres(n_tiles)
+    rows = []
+    for i, (a, d) in enumerate(zip(ra, dec)):
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.crval = [a, d]
+        w.wcs.crpix = [DES_TILE_PX / 2 + 0.5] * 2
+        w.wcs.cd = np.diag([-DES_SCALE / 3600, DES_SCALE / 3600])
+        text = w.to_header().tostring()
+        for band in "gri":
+            rows.append((f"DES{i:05d}", band, f"synthetic/DES{i:05d}_{band}.fits.fz", 1, 2,
+                         DES_TILE_PX, DES_TILE_PX, a, d, side / np.sqrt(2), DES_SCALE, 30.0,
+                         60000.0, "", text))  # fmt: skip
+    TileIndex(pd.DataFrame(rows, columns=COLUMNS)).to_parquet(root / "index.parquet")
+    per_tile = n_sources // n_tiles
+    rng = np.random.default_rng(0)
+    schema = pa.schema([("objid", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64())])
+    group = max(1, 1_000_000 // per_tile)  # tiles per row group
+    with pq.ParquetWriter(root / "sources.parquet", schema) as writer:
+        for start in range(0, n_tiles, group):
+            a, d = ra[start : start + group], dec[start : start + group]
+            dd = np.repeat(d, per_tile) + rng.uniform(-side / 2, side / 2, len(d) * per_tile)
+            da = rng.uniform(-side / 2, side / 2, len(a) * per_tile) / np.cos(np.radians(dd))
+            objid = np.arange(start * per_tile, (start + len(a)) * per_tile, dtype=np.int64)
+            table = pa.table({"objid": objid, "ra": (np.repeat(a, per_tile) + da) % 360.0,
+                              "dec": dd}, schema=schema)  # fmt: skip
+            writer.write_table(table, row_group_size=1_000_000)
+
+
+def child_json(script: str | Path, *args: str) -> dict:
+    """Run ``script`` with ``args`` in a fresh Python process (so that its peak
+    memory is its own) and return the JSON object its last line of output holds."""
+    import json
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    if res.returncode:
+        sys.stderr.write(res.stderr[-3000:])
+        raise SystemExit(res.returncode)
+    return json.loads(res.stdout.strip().splitlines()[-1])

@@ -24,75 +24,21 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-SIDE_PX = 10_000
-SCALE = 0.263  # arcsec per pixel
-SIDE_DEG = SIDE_PX * SCALE / 3600
-
-
-def tile_centres(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` tile centres in rows of constant Dec from -65 deg up, as DES tiles are laid."""
-    ras, decs = [], []
-    dec = -65.0
-    width = 100.0  # deg of RA per row: about 5,000 deg^2 for 10^4 tiles
-    while len(ras) < n:
-        step = SIDE_DEG / np.cos(np.radians(dec))
-        k = int(width / step)
-        ras.extend((np.arange(k) * step + 300.0) % 360.0)
-        decs.extend([dec] * k)
-        dec += SIDE_DEG
-    return np.array(ras[:n]), np.array(decs[:n])
 
 
 def make(root: Path, n_tiles: int, n_sources: int) -> dict:
-    """The synthetic index and the source table (a separate process)."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from astropy.wcs import WCS
-
-    from benchmarks import fitted_model
-    from catbuilder.sky.tiles import COLUMNS, TileIndex
+    """The synthetic index, the source table and a model (a separate process)."""
+    from benchmarks import fitted_model, write_header_survey
 
     t0 = time.perf_counter()
-    ra, dec = tile_centres(n_tiles)
-    rows = []
-    for i, (a, d) in enumerate(zip(ra, dec)):
-        w = WCS(naxis=2)
-        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-        w.wcs.crval = [a, d]
-        w.wcs.crpix = [SIDE_PX / 2 + 0.5] * 2
-        w.wcs.cd = np.diag([-SCALE / 3600, SCALE / 3600])
-        text = w.to_header().tostring()
-        for band in "gri":
-            rows.append((f"DES{i:05d}", band, f"synthetic/DES{i:05d}_{band}.fits.fz", 1, 2,
-                         SIDE_PX, SIDE_PX, a, d, SIDE_DEG / np.sqrt(2), SCALE, 30.0, 60000.0,
-                         "", text))  # fmt: skip
-    TileIndex(pd.DataFrame(rows, columns=COLUMNS)).to_parquet(root / "index.parquet")
-    per_tile = n_sources // n_tiles
-    rng = np.random.default_rng(0)
-    schema = pa.schema([("objid", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64())])
-    group = max(1, 1_000_000 // per_tile)  # tiles per row group
-    with pq.ParquetWriter(root / "sources.parquet", schema) as writer:
-        for start in range(0, n_tiles, group):
-            a, d = ra[start : start + group], dec[start : start + group]
-            half = SIDE_DEG / 2
-            dd = np.repeat(d, per_tile) + rng.uniform(-half, half, len(d) * per_tile)
-            da = rng.uniform(-half, half, len(a) * per_tile) / np.cos(np.radians(dd))
-            objid = np.arange(start * per_tile, (start + len(a)) * per_tile, dtype=np.int64)
-            table = pa.table({"objid": objid, "ra": (np.repeat(a, per_tile) + da) % 360.0,
-                              "dec": dd}, schema=schema)  # fmt: skip
-            writer.write_table(table, row_group_size=1_000_000)
+    write_header_survey(root, n_tiles, n_sources)
     fitted_model("keras.small-cnn", 32, root, cutout=32)
     return {"seconds": time.perf_counter() - t0}
 
@@ -127,12 +73,9 @@ def _du_gib(path: Path) -> float:
 
 
 def _child(*args: str) -> dict:
-    res = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                         check=False)  # fmt: skip
-    if res.returncode:
-        sys.stderr.write(res.stderr[-3000:])
-        raise SystemExit(res.returncode)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    from benchmarks import child_json
+
+    return child_json(__file__, *args)
 
 
 def main() -> int:

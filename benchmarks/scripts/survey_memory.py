@@ -28,7 +28,6 @@ import argparse
 import itertools
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -97,12 +96,9 @@ def run(n: int, work: Path, workers: int, rows: int) -> dict:
 
 
 def _child(*args: str) -> dict:
-    res = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                         check=False)  # fmt: skip
-    if res.returncode:
-        sys.stderr.write(res.stderr[-3000:])
-        raise SystemExit(res.returncode)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    from benchmarks import child_json
+
+    return child_json(__file__, *args)
 
 
 def main() -> int:
