@@ -41,16 +41,14 @@ def _cached(cache: OrderedDict, key: Any, make, keep: int) -> Any:
     A worker that predicts many stacks or models in turn (a survey's
     partitions, self-training's rounds) holds a few, not every one it saw.
     """
-    with _LOCK:
+    with _LOCK:  # made under the lock: threads of one worker load a model once
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-    value = make()
-    with _LOCK:
-        cache[key] = value
+        value = cache[key] = make()
         while len(cache) > keep:
             cache.popitem(last=False)
-    return value
+        return value
 
 
 def _model(path: str) -> Any:
