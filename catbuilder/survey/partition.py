@@ -29,7 +29,7 @@ PARTITIONS_FILE = "partitions.parquet"
 SETTINGS_FILE = "partitioning.json"
 
 
-def _parquet_files(sources: Any) -> list[Path] | None:
+def parquet_files(sources: Any) -> list[Path] | None:
     """The Parquet files of a Parquet file or directory (sorted), else None."""
     if isinstance(sources, pd.DataFrame):
         return None
@@ -45,7 +45,7 @@ def _parquet_files(sources: Any) -> list[Path] | None:
 
 def _batches(sources: Any, batch_rows: int, columns: list[str] | None) -> Iterator[pd.DataFrame]:
     """The table ``batch_rows`` rows at a time, in row order (only ``columns`` if given)."""
-    files = _parquet_files(sources)
+    files = parquet_files(sources)
     if files is not None:
         import pyarrow.parquet as pq
 
@@ -75,7 +75,7 @@ def _column_names(sources: Any, ra_col, dec_col, id_col) -> tuple[str, str, str 
     """The RA, Dec and id columns (id None: rows are numbered) and the table's name."""
     from catbuilder.sky.tables import source_columns
 
-    files = _parquet_files(sources)
+    files = parquet_files(sources)
     if files:
         import pyarrow.parquet as pq
 
@@ -125,7 +125,7 @@ def _histogram(sources, names, highest: int, batch_rows: int) -> tuple[np.ndarra
     pixels, counts = np.empty(0, np.int64), np.empty(0, np.int64)
     columns = [c for c in names[:3] if c is not None]
     offset = 0
-    for df in _batches(sources, batch_rows, columns if _parquet_files(sources) else None):
+    for df in _batches(sources, batch_rows, columns if parquet_files(sources) else None):
         std = _standard(df, names, offset)
         offset += len(df)
         pix = healpix(highest, std["ra"].to_numpy(), std["dec"].to_numpy())

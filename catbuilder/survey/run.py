@@ -29,7 +29,7 @@ import pandas as pd
 from catbuilder import config, outputs
 from catbuilder._version import __version__
 from catbuilder.errors import OutputExistsError
-from catbuilder.survey.partition import partition_sources
+from catbuilder.survey.partition import parquet_files, partition_sources
 from catbuilder.survey.plan import SurveyPlan, plan_partitions
 from catbuilder.survey.task import catalog_part, part_directory, read_summary, run_partition
 
@@ -108,18 +108,15 @@ class SurveyRun:
         return open_predictions(part_directory(self.path, order, pixel) / "predictions.zarr")
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def _sources_fingerprint(sources: Any) -> str:
+    """The sources' fingerprint: of every file the partitioning reads, or of a DataFrame."""
     from catbuilder.fingerprints import file_fingerprint
 
     if isinstance(sources, pd.DataFrame):
         return "frame:" + str(int(pd.util.hash_pandas_object(sources, index=False).sum()))
-    path = Path(sources).resolve()
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-    return _digest(json.dumps([(str(f), file_fingerprint(f)) for f in files]))
+    files = parquet_files(sources) or [Path(sources)]
+    text = json.dumps([(str(f.resolve()), file_fingerprint(f)) for f in files])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _check_output(path: Path, params: dict) -> None:
