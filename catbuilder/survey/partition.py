@@ -11,7 +11,6 @@ holds one batch and the occupied pixels' counts, not the table.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
@@ -26,7 +25,6 @@ from catbuilder import config, outputs
 
 #: written last: the partitioning is complete, and what it made
 PARTITIONS_FILE = "partitions.parquet"
-SETTINGS_FILE = "partitioning.json"
 
 
 def parquet_files(sources: Any) -> list[Path] | None:
@@ -125,7 +123,7 @@ def _histogram(sources, names, highest: int, batch_rows: int) -> tuple[np.ndarra
     pixels, counts = np.empty(0, np.int64), np.empty(0, np.int64)
     columns = [c for c in names[:3] if c is not None]
     offset = 0
-    for df in _batches(sources, batch_rows, columns if parquet_files(sources) else None):
+    for df in _batches(sources, batch_rows, columns):
         std = _standard(df, names, offset)
         offset += len(df)
         pix = healpix(highest, std["ra"].to_numpy(), std["dec"].to_numpy())
@@ -215,7 +213,7 @@ def partition_sources(
     names = _column_names(sources, ra_col, dec_col, id_col)
     pixels, counts = _histogram(sources, names, highest, batch)
     dest = align(pixels, counts, highest, rows)
-    counts: dict[tuple[int, int], int] = {}
+    sizes: dict[tuple[int, int], int] = {}
     offset = 0
     for b, df in enumerate(_batches(sources, batch, None)):
         std = _standard(df, names, offset)
@@ -231,13 +229,10 @@ def partition_sources(
             folder = partition_directory(directory, *part)
             folder.mkdir(parents=True, exist_ok=True)
             rows_of.to_parquet(folder / f"part-{b:06d}.parquet", index=False)
-            counts[part] = counts.get(part, 0) + len(rows_of)
+            sizes[part] = sizes.get(part, 0) + len(rows_of)
     table = pd.DataFrame(
-        [(o, p, n) for (o, p), n in sorted(counts.items())], columns=["order", "pixel", "n"]
+        [(o, p, n) for (o, p), n in sorted(sizes.items())], columns=["order", "pixel", "n"]
     )
-    settings = {"id_column": names[2], "rows": offset, "partition_rows": rows,
-                "highest_order": highest}  # fmt: skip
-    (directory / SETTINGS_FILE).write_text(json.dumps(settings))
     with outputs.atomic_path(done) as tmp:
         table.to_parquet(tmp, index=False)
     return table

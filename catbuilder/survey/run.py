@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,28 +69,25 @@ class SurveyRun:
 
     def totals(self) -> dict[str, Any]:
         """Objects, predicted classes and flags over every partition."""
-        predicted: dict[str, int] = {}
-        flags: dict[str, int] = {}
+        predicted: Counter[str] = Counter()
+        flags: Counter[str] = Counter()
         for s in self.summaries:
-            for k, v in s["predicted"].items():
-                predicted[k] = predicted.get(k, 0) + v
-            for k, v in s["flags"].items():
-                flags[k] = flags.get(k, 0) + v
+            predicted.update(s["predicted"])
+            flags.update(s["flags"])
         return {
             "n_objects": self.n_objects,
             "partitions": len(self.summaries),
-            "predicted": predicted,
-            "flags": flags,
+            "predicted": dict(predicted),
+            "flags": dict(flags),
             "flagged": int(sum(s["flagged"] for s in self.summaries)),
         }
 
     def confusion(self) -> pd.DataFrame:
         """Labelled objects: true label (rows) against predicted class (columns)."""
-        cells: dict[tuple[str, str], int] = {}
+        cells: Counter[tuple[str, str]] = Counter()
         for s in self.summaries:
             for true, row in s["confusion"].items():
-                for pred, n in row.items():
-                    cells[(true, pred)] = cells.get((true, pred), 0) + n
+                cells.update({(true, pred): n for pred, n in row.items()})
         if not cells:
             return pd.DataFrame(dtype=np.int64)
         s = pd.Series(cells)

@@ -85,8 +85,6 @@ def _summary(cat: pd.DataFrame, classes: list[str], order: int, pixel: int) -> d
         "confusion": {
             str(t): {str(p): int(n) for p, n in row.items() if n} for t, row in confusion.iterrows()
         },
-        "objid_min": int(cat["objid"].min()),
-        "objid_max": int(cat["objid"].max()),
     }
 
 
