@@ -82,6 +82,7 @@ def run(n: int, work: Path, workers: int, rows: int) -> dict:
         "n": n,
         "seconds": seconds,
         "partitions": len(result.partitions),
+        "largest": max(s["n"] for s in result.summaries),
         "peak_driver_mib": peak_rss_mib(),
         "peak_worker_mib": worker,
         "disk_mib": {
@@ -137,7 +138,8 @@ def main() -> int:
     print(f"\nrun_survey, {args.workers} workers of one core; 16 px, g r i, small CNN, "
           f"partitions of <= {args.partition_rows:,}")  # fmt: skip
     print(f"{'objects':>10}{'partitions':>11}{'seconds':>9}{'ms/object':>11}"
-          f"{'driver MiB':>11}{'ratio':>7}{'worker MiB':>11}{'ratio':>7}")  # fmt: skip
+          f"{'driver MiB':>11}{'ratio':>7}{'worker MiB':>11}{'ratio':>7}"
+          f"{'largest':>9}")  # fmt: skip
     base = rows[0]
     for r in rows:
         print(
@@ -145,8 +147,9 @@ def main() -> int:
             f"{1000 * r['seconds'] / r['n']:>11.3f}{r['peak_driver_mib']:>11.0f}"
             f"{r['peak_driver_mib'] / base['peak_driver_mib']:>7.2f}"
             f"{r['peak_worker_mib']:>11.0f}"
-            f"{r['peak_worker_mib'] / base['peak_worker_mib']:>7.2f}"
+            f"{r['peak_worker_mib'] / base['peak_worker_mib']:>7.2f}{r['largest']:>9,}"
         )
+    print("largest: the objects of the largest partition, which a worker holds at once")
     if len(rows) > 1:
         print("\nmarginal cost per object between sizes (ms; fixed costs cancel)")
         first = None

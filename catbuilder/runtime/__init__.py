@@ -22,7 +22,11 @@ from catbuilder.runtime.clusters import (
     workers_now,
 )
 from catbuilder.runtime.execute import check_cluster, compute, run_windowed
-from catbuilder.runtime.processes import check_not_bootstrapping, end_with_parent
+from catbuilder.runtime.processes import (
+    check_not_bootstrapping,
+    end_with_parent,
+    release_freed_memory,
+)
 
 __all__ = [
     "JOBQUEUE_CLASSES",
@@ -36,6 +40,7 @@ __all__ = [
     "is_address",
     "job_script",
     "make_cluster",
+    "release_freed_memory",
     "run_windowed",
     "security",
     "worker_env",

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from catbuilder import outputs
+from catbuilder.runtime import release_freed_memory
 from catbuilder.survey.partition import healpix, partition_directory, read_partition
 
 SUMMARY_FILE = "summary.json"
@@ -127,6 +128,9 @@ def run_partition(root: str, order: int, pixel: int, settings: dict[str, Any]) -
     )
     with outputs.atomic_path(part / SUMMARY_FILE) as tmp:
         tmp.write_text(json.dumps(summary))
+    # a worker runs many partitions in turn: without this its peak grows with
+    # the survey by the freed fragments glibc keeps (docs/scale.md)
+    release_freed_memory()
     return summary
 
 
