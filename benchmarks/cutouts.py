@@ -67,6 +67,27 @@ class Cutouts:
 
     track_speedup_over_cutout2d_loop.unit = "x"
 
+    def track_fraction_of_serial_limit(self, root, n_objects):
+        """Objects/s of build_stack (one process) over the serial cut+store limit
+        (numpy slices of tiles in memory written to Zarr with the stack's chunks
+        and codecs, the better of two runs), one after the other in this process."""
+        import time
+
+        from . import cut_serial_limit
+
+        t0 = time.perf_counter()
+        self._build()
+        rate = n_objects / (time.perf_counter() - t0)
+        from catbuilder.sky import TileIndex
+
+        index = TileIndex.read_parquet(self.root / "index.parquet")
+        limit = max(cut_serial_limit(self.pos, index, self.out, self.root / "limit.zarr", 64)
+                    for _ in range(2))  # fmt: skip
+        shutil.rmtree(self.root / "limit.zarr", ignore_errors=True)
+        return rate / limit
+
+    track_fraction_of_serial_limit.unit = "fraction"
+
 
 class Cutout2DLoop:
     """The baseline: open the files and call Cutout2D for every object (200 objects)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
-from benchmarks import positions, write_tiles
+from benchmarks import cut_serial_limit, positions, write_tiles
 
 SIZE = 64
 BANDS = ("g", "r", "i")
@@ -76,38 +76,6 @@ def astrocut_loop(pos, tiles, tiles_dir):
             cut = FITSCutout(files, c, SIZE, single_outfile=False)
             out.append([cut.cutouts_by_file[f][0].data for f in files])
     return out
-
-
-def serial_limit(pos, index, stack_path, out):
-    """Objects/s of the least any cutter must do, in this process: slice each
-    object out of tiles already in memory (numpy) and write the same pixels to
-    Zarr in the stack's chunks with the stack's codecs. Loading the tiles is
-    not timed."""
-    import zarr
-    from astropy.io import fits
-
-    plan = index.locate(pos["ra"].to_numpy(), pos["dec"].to_numpy(), "r")
-    x = np.rint(plan["x"].to_numpy()).astype(int) - SIZE // 2
-    y = np.rint(plan["y"].to_numpy()).astype(int) - SIZE // 2
-    tiles = plan["tile"].to_numpy()
-    order = np.lexsort((y, tiles))
-    paths = {(r.tile, r.band): r.path for r in index.table.itertuples()}
-    data = {k: fits.getdata(v).astype(np.float32) for k, v in paths.items()}
-    src = zarr.open_array(Path(stack_path) / "images", mode="r")
-    dst = zarr.create_array(
-        out, shape=(len(pos), len(BANDS), SIZE, SIZE), chunks=src.chunks, dtype="float32",
-        compressors=src.compressors, filters=src.filters, overwrite=True,
-    )  # fmt: skip
-    chunk = src.chunks[0]
-    t = time.perf_counter()
-    for s0 in range(0, len(pos), chunk):
-        idx = order[s0 : s0 + chunk]
-        block = np.empty((len(idx), len(BANDS), SIZE, SIZE), np.float32)
-        for k, i in enumerate(idx):
-            for j, b in enumerate(BANDS):
-                block[k, j] = data[(tiles[i], b)][y[i] : y[i] + SIZE, x[i] : x[i] + SIZE]
-        dst[s0 : s0 + len(idx)] = block
-    return len(pos) / (time.perf_counter() - t)
 
 
 def catbuilder_build(pos, index, out, scheduler):
@@ -198,7 +166,7 @@ def main() -> int:
                 dt = time.perf_counter() - t
             assert len(st) == len(pos)
             rates[label] = max(rates.get(label, 0.0), len(pos) / dt)
-    limit = max(serial_limit(pos, index, work / "stack.zarr", work / "limit.zarr")
+    limit = max(cut_serial_limit(pos, index, work / "stack.zarr", work / "limit.zarr", SIZE)
                 for _ in range(3))  # fmt: skip
     sub = pos.iloc[: args.n_baseline]
     t = time.perf_counter()
