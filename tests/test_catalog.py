@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from catbuilder import config
 from catbuilder.catalog import build_catalog, crossmatch_catalog, read_catalog, write_catalog
+from catbuilder.catalog.crossmatch import auto_method
 from catbuilder.infer import predict
 from catbuilder.stack import build_stack
 
@@ -93,11 +95,15 @@ def test_crossmatch_with_astropy_and_lsdb_agree(catalog, mock_survey, tmp_path):
     sdss = mock_survey["sdss-like"].read_sources()[["objid", "ra", "dec", "cls"]]
     a = crossmatch_catalog(cat, sdss, 1.0, method="astropy")
     hats = write_catalog(cat, tmp_path / "h", "hats")
-    b = crossmatch_catalog(hats, sdss, 1.0)  # a HATS directory: lsdb
-    assert len(a) == len(b) == len(sdss)
-    pairs_a = set(zip(a["objid"], a["objid_other"]))
-    pairs_b = set(zip(b["objid"], b["objid_other"]))
-    assert pairs_a == pairs_b
+    assert auto_method(hats, sdss) == "astropy"  # small: read into memory
+    c = crossmatch_catalog(hats, sdss, 1.0)
+    with config.set({"crossmatch.lsdb-min-rows": len(cat) + len(sdss)}):
+        assert auto_method(hats, sdss) == "lsdb"  # a HATS catalog this large
+        assert auto_method(cat, sdss) == "astropy"  # tables already in memory
+        b = crossmatch_catalog(hats, sdss, 1.0)
+    assert len(a) == len(b) == len(c) == len(sdss)
+    pairs = [set(zip(x["objid"], x["objid_other"])) for x in (a, b, c)]
+    assert pairs[0] == pairs[1] == pairs[2]
     assert (b["sep_arcsec"] < 1.0).all()
 
 

@@ -34,6 +34,7 @@ SCRIPTS = {
     "scale_end_to_end": ["scale_end_to_end.py", "--sizes", "10000", "100000", "1000000"],
     "survey_memory": ["survey_memory.py", "--sizes", "100000", "1000000", "3000000"],
     "survey_dry_run": ["survey_dry_run.py"],
+    "crossmatch_scale": ["crossmatch_scale.py", "--n", "1000000", "10000000"],
 }
 
 _NOISE = re.compile(r"cuInit|cuda_driver|WARNING: All log messages|absl::InitializeLog|^\s*$")
