@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -197,3 +199,27 @@ def test_each_worker_of_a_multi_gpu_node_gets_its_own_gpu():
         # the Keras plugin's workers grow GPU memory as needed
         grow = client.run(lambda: os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH"))
         assert set(grow.values()) == {"true"}
+
+
+_TRIM = """
+from catbuilder.runtime import release_freed_memory
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+
+blocks = [bytearray(64 * 1024) for _ in range(4000)]  # 250 MiB of heap, freed below
+last = blocks[-1]  # keeps the heap's top in use, so free() alone cannot shrink it
+del blocks
+before = rss()
+print(release_freed_memory(), before, rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_freed_memory_goes_back_to_the_system():
+    out = subprocess.run([sys.executable, "-c", _TRIM], capture_output=True, text=True, check=True)
+    called, before, after = out.stdout.split()
+    assert called == "True"
+    assert float(before) - float(after) > 200  # MiB
