@@ -228,3 +228,26 @@ def test_ranks_are_bound_to_their_own_cores():  # the project's machines have tw
     assert os.sched_getaffinity(0) == before  # restored after the task
     unbound = run_rank("test_distributed:_affinity", env, {"bind_cores": False, "threads": 1})
     assert unbound == cores
+
+
+@pytest.mark.slow
+def test_two_ranks_with_backward_passes_update_alike(hp_stack, local_cluster, tmp_path):
+    from catbuilder import config
+
+    with config.set({"train.backward-passes-per-step": 2}):
+        res = train(
+            hp_stack,
+            "keras.small-cnn",
+            params=small_cnn_params(2),
+            cluster=local_cluster,
+            workers=2,
+            checkpoint_dir=tmp_path / "ck",
+        )
+    ranks = res.model.ranks_
+    # the summed gradients went through one allreduce: both ranks hold one model
+    assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"]
+    assert res.history["loss"].iloc[-1] < res.history["loss"].iloc[0]
+    zero = config.set({"train.backward-passes-per-step": 0})
+    with zero, pytest.raises(ValueError, match="backward-passes"):
+        train(hp_stack, "keras.small-cnn", params=small_cnn_params(1), cluster=local_cluster,
+              workers=2, checkpoint_dir=tmp_path / "ck0")  # fmt: skip

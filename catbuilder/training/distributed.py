@@ -277,7 +277,11 @@ def fit_distributed(
             batch = int(config.resolve("train.batch-size", getattr(est, "batch_size", None)))
             tr = shards(train_pos, n, chunk)
             va = shards(val_pos, n, chunk) if val_pos is not None else None
-            steps = max(1, min(len(s) for s in tr) // batch)
+            passes = int(config.get("train.backward-passes-per-step"))
+            if passes < 1:
+                raise ValueError(f"train.backward-passes-per-step must be >= 1, got {passes}")
+            # whole groups of backward passes: every epoch ends on an update
+            steps = max(passes, min(len(s) for s in tr) // batch // passes * passes)
             vsteps = max(1, min(len(s) for s in va) // batch) if va else None
             token = uuid.uuid4().hex[:8]
             futures = {}
@@ -292,6 +296,7 @@ def fit_distributed(
                     "steps_per_epoch": steps,
                     "validation_steps": vsteps,
                     "warmup_epochs": int(config.get("train.warmup-epochs")),
+                    "backward_passes": passes,
                     "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
                     "resume": resume,
                     "threads": int(config.get("cluster.threads-per-worker")),

@@ -411,3 +411,33 @@ def test_soft_targets_and_vote_weights_reach_the_network(fo_stack):
     np.testing.assert_allclose(weights, t["label_votes"] / t["label_votes"].mean(), rtol=1e-5)
     assert images.shape == (len(fo_stack), 32, 32, 3)
     assert ((targets > 0) & (targets < 1)).any()  # soft, not one-hot
+
+
+def test_backward_passes_make_one_update_per_group_of_batches():
+    from catbuilder import config
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32] - 16
+    blob = np.exp(-(xx**2 + yy**2) / 30.0)
+    X = rng.normal(0, 1, (64, 3, 32, 32)).astype(np.float32)
+    y = np.array(["red", "blue"] * 32)
+    X[y == "red", 2] += 40 * blob
+    X[y == "blue", 0] += 40 * blob
+    fitted = {}
+    for passes in (1, 2):
+        est = make_model(
+            "keras.small-cnn",
+            input_size=32,
+            batch_size=8,
+            augment=False,
+            stages=[{"name": "all", "epochs": 8, "learning-rate": 3e-3, "trainable-from": "all"}],
+        )
+        with config.set({"train.backward-passes-per-step": passes}):
+            est.fit(X, y)
+        fitted[passes] = est
+    # an update every batch, or one of the summed gradients of every 2 batches
+    batches = int(fitted[1].model_.optimizer.iterations)
+    assert batches >= 64 and int(fitted[2].model_.optimizer.iterations) == batches // 2
+    assert (fitted[2].predict(X) == y).mean() > 0.9
+    # the gradient sums are no weights of the model
+    assert len(fitted[2].model_.weights) == len(fitted[1].model_.weights)

@@ -64,6 +64,7 @@ def _fit_rank(payload: dict, hvd) -> dict:
         steps_per_epoch=payload["steps_per_epoch"],
         validation_steps=payload["validation_steps"] if val is not None else None,
         warmup_epochs=payload["warmup_epochs"],
+        backward_passes=payload.get("backward_passes"),
         samples_per_step=est._batch() * hvd.size(),
     )
     est.fit(

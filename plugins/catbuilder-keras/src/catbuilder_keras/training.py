@@ -2,7 +2,9 @@
 
 One code path serves a single process and each Horovod rank: with
 ``RankInfo.hvd`` set, gradients are averaged through
-``hvd.DistributedGradientTape`` inside :meth:`CatbuilderModel.train_step`,
+``hvd.DistributedGradientTape`` inside :meth:`CatbuilderModel.train_step`
+(or, with ``train.backward-passes-per-step`` > 1, summed over that many
+batches and averaged by one grouped allreduce),
 rank 0's variables (and the optimizer's) are broadcast after the first batch
 of every stage, epoch metrics are averaged over ranks, the learning rate is
 scaled by the number of ranks after a warm-up, and only rank 0 writes
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catbuilder import config
 from catbuilder_keras.architectures import set_trainable
 from catbuilder_keras.tf import keras, tf
 
@@ -29,21 +32,62 @@ _log = logging.getLogger("catbuilder.training")
 
 
 class CatbuilderModel(keras.Model):
-    """A functional model whose ``train_step`` averages gradients over Horovod ranks."""
+    """A functional model whose ``train_step`` averages gradients over Horovod ranks.
+
+    With ``backward_passes`` > 1 the gradients of that many batches are summed
+    on each rank and only their mean is allreduced and applied: one update
+    (and one allreduce) per ``backward_passes`` batches, the update of a batch
+    that many times larger. :meth:`prepare_updates` makes the sums for the
+    variables of a compiled stage.
+    """
 
     hvd: Any = None
+    backward_passes: int = 1
+
+    def prepare_updates(self) -> None:
+        """Zeroed gradient sums for this stage's trainable variables (after compile).
+
+        They are kept out of Keras's tracking: they are no weights of the
+        model and are in no checkpoint or saved file.
+        """
+        if self.backward_passes <= 1:
+            return
+        self.optimizer.build(self.trainable_variables)  # not inside the update's tf.cond
+        sums = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.trainable_variables]
+        object.__setattr__(self, "_grad_sums", (sums, tf.Variable(0, dtype=tf.int64)))
 
     def train_step(self, data):
         x, y, w = keras.utils.unpack_x_y_sample_weight(data)  # w: soft labels' vote weights
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compiled_loss(y, y_pred, w, regularization_losses=self.losses)
-        if self.hvd is not None:
-            tape = self.hvd.DistributedGradientTape(tape)
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        if self.backward_passes > 1:
+            self._accumulate(tape.gradient(loss, self.trainable_variables))
+        else:
+            if self.hvd is not None:
+                tape = self.hvd.DistributedGradientTape(tape)
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         self.compiled_metrics.update_state(y, y_pred, w)
         return {m.name: m.result() for m in self.metrics}
+
+    def _accumulate(self, grads) -> None:
+        sums, passes = self.__dict__["_grad_sums"]
+        k = self.backward_passes
+        for s, g in zip(sums, grads):
+            s.assign_add(g)
+        passes.assign_add(1)
+
+        def update():
+            mean = [s / k for s in sums]
+            if self.hvd is not None:  # one fused allreduce for all of them
+                mean = self.hvd.grouped_allreduce(mean, op=self.hvd.Average)
+            self.optimizer.apply_gradients(zip(mean, self.trainable_variables))
+            for s in sums:
+                s.assign(tf.zeros_like(s))
+            return tf.constant(True)
+
+        tf.cond(passes % k == 0, update, lambda: tf.constant(False))
 
 
 @dataclass
@@ -57,6 +101,7 @@ class RankInfo:
     validation_steps: int | None = None
     warmup_epochs: int = 0
     samples_per_step: int | None = None
+    backward_passes: int | None = None  # None: train.backward-passes-per-step
 
 
 class _Broadcast(keras.callbacks.Callback):
@@ -249,6 +294,8 @@ def fit_stages(
     rank = rank or RankInfo()
     if rank.hvd is not None:
         model.hvd = rank.hvd
+    passes = rank.backward_passes or config.get("train.backward-passes-per-step")
+    model.backward_passes = int(passes)
     samples = (rank.steps_per_epoch or 0) * (rank.samples_per_step or 0) or None
     run = _Run(model, checkpoint_dir, signature or {}, rank.rank, resume, samples)
     start_stage, start_epoch = run.state["stage"], run.state["epoch"]
@@ -263,6 +310,7 @@ def fit_stages(
             loss="categorical_crossentropy",
             metrics=["accuracy"],
         )
+        model.prepare_updates()
         if run.state["done"]:
             run.restore(optimizer=False)
             return run.history
