@@ -441,3 +441,6 @@ def test_backward_passes_make_one_update_per_group_of_batches():
     assert (fitted[2].predict(X) == y).mean() > 0.9
     # the gradient sums are no weights of the model
     assert len(fitted[2].model_.weights) == len(fitted[1].model_.weights)
+    with config.set({"train.backward-passes-per-step": 0}):
+        with pytest.raises(ValueError, match="backward-passes-per-step must be >= 1"):
+            make_model("keras.small-cnn", input_size=32, epochs=1).fit(X, y)

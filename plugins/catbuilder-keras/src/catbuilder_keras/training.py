@@ -38,7 +38,8 @@ class CatbuilderModel(keras.Model):
     on each rank and only their mean is allreduced and applied: one update
     (and one allreduce) per ``backward_passes`` batches, the update of a batch
     that many times larger. :meth:`prepare_updates` makes the sums for the
-    variables of a compiled stage.
+    variables of a compiled stage; a group a stage ends inside is dropped
+    (distributed fits run whole groups per epoch).
     """
 
     hvd: Any = None
@@ -294,8 +295,10 @@ def fit_stages(
     rank = rank or RankInfo()
     if rank.hvd is not None:
         model.hvd = rank.hvd
-    passes = rank.backward_passes or config.get("train.backward-passes-per-step")
-    model.backward_passes = int(passes)
+    passes = int(rank.backward_passes or config.get("train.backward-passes-per-step"))
+    if passes < 1:
+        raise ValueError(f"train.backward-passes-per-step must be >= 1, got {passes}")
+    model.backward_passes = passes
     samples = (rank.steps_per_epoch or 0) * (rank.samples_per_step or 0) or None
     run = _Run(model, checkpoint_dir, signature or {}, rank.rank, resume, samples)
     start_stage, start_epoch = run.state["stage"], run.state["epoch"]
