@@ -68,9 +68,10 @@ def crossmatch_catalog(
 
 def auto_method(catalog: Any, other: Any) -> str:
     """The method ``"auto"`` picks for these two sides: ``"lsdb"`` or ``"astropy"``."""
+    if not (_is_hats(catalog) or _is_hats(other)):
+        return "astropy"  # nothing to count: without a HATS side lsdb is never chosen
     rows = sum(_rows(x) for x in (catalog, other))
-    large = rows >= int(config.get("crossmatch.lsdb-min-rows"))
-    return "lsdb" if large and (_is_hats(catalog) or _is_hats(other)) else "astropy"
+    return "lsdb" if rows >= int(config.get("crossmatch.lsdb-min-rows")) else "astropy"
 
 
 def _is_hats(x: Any) -> bool:
