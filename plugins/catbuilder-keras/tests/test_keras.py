@@ -148,14 +148,20 @@ def test_estimator_follows_scikit_learn_conventions():
         est.predict_proba(np.zeros((1, 3, 32, 32), np.float32))
 
 
-def test_small_cnn_on_arrays_save_and_load(tmp_path):
+def _red_and_blue() -> tuple[np.ndarray, np.ndarray]:
+    """64 noisy 3-band 32 px cutouts: "red" objects are a blob bright in i, "blue" in g."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:32, :32] - 16
     blob = np.exp(-(xx**2 + yy**2) / 30.0)
     X = rng.normal(0, 1, (64, 3, 32, 32)).astype(np.float32)
     y = np.array(["red", "blue"] * 32)
-    X[y == "red", 2] += 40 * blob  # red objects are bright in i
-    X[y == "blue", 0] += 40 * blob  # blue in g
+    X[y == "red", 2] += 40 * blob
+    X[y == "blue", 0] += 40 * blob
+    return X, y
+
+
+def test_small_cnn_on_arrays_save_and_load(tmp_path):
+    X, y = _red_and_blue()
     est = make_model(
         "keras.small-cnn",
         input_size=32,
@@ -416,13 +422,7 @@ def test_soft_targets_and_vote_weights_reach_the_network(fo_stack):
 def test_backward_passes_make_one_update_per_group_of_batches():
     from catbuilder import config
 
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:32, :32] - 16
-    blob = np.exp(-(xx**2 + yy**2) / 30.0)
-    X = rng.normal(0, 1, (64, 3, 32, 32)).astype(np.float32)
-    y = np.array(["red", "blue"] * 32)
-    X[y == "red", 2] += 40 * blob
-    X[y == "blue", 0] += 40 * blob
+    X, y = _red_and_blue()
     fitted = {}
     for passes in (1, 2):
         est = make_model(
