@@ -6,8 +6,8 @@ import pytest
 
 from catbuilder import config
 from catbuilder.catalog import build_catalog, crossmatch_catalog, read_catalog, write_catalog
-from catbuilder.catalog.crossmatch import auto_method
 from catbuilder.infer import predict
+from catbuilder.sky.hats_catalogs import crossmatch_method
 from catbuilder.stack import build_stack
 
 
@@ -95,11 +95,11 @@ def test_crossmatch_with_astropy_and_lsdb_agree(catalog, mock_survey, tmp_path):
     sdss = mock_survey["sdss-like"].read_sources()[["objid", "ra", "dec", "cls"]]
     a = crossmatch_catalog(cat, sdss, 1.0, method="astropy")
     hats = write_catalog(cat, tmp_path / "h", "hats")
-    assert auto_method(hats, sdss) == "astropy"  # small: read into memory
+    assert crossmatch_method(hats, sdss) == "astropy"  # small: read into memory
     c = crossmatch_catalog(hats, sdss, 1.0)
     with config.set({"crossmatch.lsdb-min-rows": len(cat) + len(sdss)}):
-        assert auto_method(hats, sdss) == "lsdb"  # a HATS catalog this large
-        assert auto_method(cat, sdss) == "astropy"  # tables already in memory
+        assert crossmatch_method(hats, sdss) == "lsdb"  # a HATS catalog this large
+        assert crossmatch_method(cat, sdss) == "astropy"  # tables already in memory
         b = crossmatch_catalog(hats, sdss, 1.0)
     assert len(a) == len(b) == len(c) == len(sdss)
     pairs = [set(zip(x["objid"], x["objid_other"])) for x in (a, b, c)]

@@ -81,3 +81,33 @@ def test_labels_carried_onto_another_survey(mock_survey):
     merged = every[~unlabelled].merge(only, on="objid", suffixes=("", "_only"))
     assert (merged["label"] == merged["label_only"]).all()
     assert (merged["split"] == merged["split_only"]).all()
+
+
+def test_labels_onto_a_hats_catalog_through_lsdb_equal_those_in_memory(mock_survey, tmp_path):
+    from hats_tables import write_hats
+
+    from catbuilder import config
+    from catbuilder.sky import label_sources, read_sources
+
+    labels = mock_survey.read_labels()
+    hats = tmp_path / "des"
+    des = write_hats(pd.read_parquet(mock_survey["des-like"].sources), hats)
+    pd.testing.assert_frame_equal(
+        read_sources(hats).sort_values("objid", ignore_index=True),
+        read_sources(des).sort_values("objid", ignore_index=True),
+    )
+    want = label_sources(labels, des, sample="fo").sort_values("objid", ignore_index=True)
+    assert label_sources(labels, hats, sample="fo")["objid"].isin(want["objid"]).all()
+    with config.set({"crossmatch.lsdb-min-rows": 1}):  # auto: lsdb for a HATS catalog this large
+        got = label_sources(labels, hats, sample="fo").sort_values("objid", ignore_index=True)
+    forced = label_sources(labels, hats, sample="fo", method="lsdb")
+    assert len(want) > 10
+    pd.testing.assert_frame_equal(want, got[want.columns])
+    forced = forced.sort_values("objid", ignore_index=True)
+    pd.testing.assert_frame_equal(want, forced[want.columns])
+    with pytest.raises(ValueError, match="keep_unlabelled=True holds every source"):
+        label_sources(labels, hats, method="lsdb", keep_unlabelled=True)
+    with pytest.raises(ValueError, match="is not one"):
+        label_sources(labels, mock_survey["des-like"].sources, method="lsdb")
+    with pytest.raises(ValueError, match="method must be"):
+        label_sources(labels, hats, method="healpix")

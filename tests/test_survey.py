@@ -15,7 +15,7 @@ import pytest
 
 from catbuilder import read_catalog, run_survey
 from catbuilder.errors import OutputExistsError
-from catbuilder.survey.partition import align, partition_sources, read_partition
+from catbuilder.survey.partition import align, parquet_files, partition_sources, read_partition
 
 #: a mock survey covers a few arcminutes: fine pixels, small partitions
 SMALL = {"partition_rows": 25, "highest_order": 13}
@@ -54,6 +54,25 @@ def test_partitioning_streams_batches_and_keeps_every_row_once(mock_survey, tmp_
     first = read_partition(tmp_path / "p", int(parts["order"][0]), int(parts["pixel"][0]))
     rows = table.reset_index().set_index("objid").loc[first["objid"], "index"].to_numpy()
     assert (np.diff(rows) > 0).all()
+
+
+def test_a_hats_catalog_is_partitioned_by_its_rows_alone(mock_survey, tmp_path):
+    from hats_tables import write_hats
+
+    sources, _ = _des(mock_survey)
+    hats = tmp_path / "hats"  # a collection: the catalog, its margin and a thumbnail
+    table = write_hats(pd.read_parquet(sources), hats, as_collection=True)
+    files = parquet_files(hats)
+    assert len(files) >= 4 and all(f.name.startswith("Npix=") for f in files)
+    rows = {"partition_rows": 500, "highest_order": 13}
+    from_table = partition_sources(table, tmp_path / "a", **rows)
+    from_hats = partition_sources(hats, tmp_path / "b", **rows)
+    pd.testing.assert_frame_equal(from_table, from_hats)
+    assert from_hats["n"].sum() == len(table)
+    for o, p in zip(from_table["order"], from_table["pixel"]):
+        a = read_partition(tmp_path / "a", o, p).sort_values("objid", ignore_index=True)
+        b = read_partition(tmp_path / "b", o, p).sort_values("objid", ignore_index=True)
+        pd.testing.assert_frame_equal(a, b[a.columns])
 
 
 @pytest.fixture(scope="module")

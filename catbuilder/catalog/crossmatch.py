@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from catbuilder import config
 from catbuilder.sky.geometry import angle_arcsec
+from catbuilder.sky.hats_catalogs import crossmatch_method
 
 
 def crossmatch_catalog(
@@ -35,7 +35,7 @@ def crossmatch_catalog(
 
     radius = angle_arcsec(config.resolve("crossmatch.radius-arcsec", radius), "radius")
     if method == "auto":
-        method = auto_method(catalog, other)
+        method = crossmatch_method(catalog, other)
     if method == "astropy":
         left = catalog if isinstance(catalog, pd.DataFrame) else read_catalog(catalog)
         right = other if isinstance(other, pd.DataFrame) else read_catalog(other)
@@ -64,31 +64,3 @@ def crossmatch_catalog(
     if "_dist_arcsec" in df:
         df = df.rename(columns={"_dist_arcsec": "sep_arcsec"})
     return df
-
-
-def auto_method(catalog: Any, other: Any) -> str:
-    """The method ``"auto"`` picks for these two sides: ``"lsdb"`` or ``"astropy"``."""
-    if not (_is_hats(catalog) or _is_hats(other)):
-        return "astropy"  # nothing to count: without a HATS side lsdb is never chosen
-    rows = sum(_rows(x) for x in (catalog, other))
-    return "lsdb" if rows >= int(config.get("crossmatch.lsdb-min-rows")) else "astropy"
-
-
-def _is_hats(x: Any) -> bool:
-    return isinstance(x, (str, os.PathLike)) and Path(x).is_dir()
-
-
-def _rows(x: Any) -> int:
-    """Rows of a table, a Parquet file or a HATS catalog (from its metadata); 0 if unknown."""
-    if isinstance(x, pd.DataFrame):
-        return len(x)
-    if _is_hats(x):  # a catalog or a collection (a catalog and its margin)
-        import hats
-
-        found = hats.read_hats(x)
-        return int(getattr(found, "main_catalog", found).catalog_info.total_rows or 0)
-    if isinstance(x, (str, os.PathLike)) and Path(x).suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(x).metadata.num_rows)
-    return 0

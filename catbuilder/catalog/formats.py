@@ -368,39 +368,16 @@ def read_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def _read_hats(path: Path) -> tuple[pd.DataFrame, dict | None]:
-    import lsdb
     from hats.catalog.dataset.table_properties import TableProperties
 
-    df = _numpy_dtypes(lsdb.read_hats(path).compute().reset_index(drop=True))
+    from catbuilder.sky.hats_catalogs import read_hats_table
+
+    df = read_hats_table(path)
     if (path / "catbuilder.json").exists():  # written before provenance moved to properties
         return df, json.loads((path / "catbuilder.json").read_text())
     props = TableProperties.read_from_dir(_hats_primary(path))
     extra = {str(k): str(v) for k, v in props.extra_dict(by_alias=True).items()}
     return df, catalog_schema.unflatten(extra) or None
-
-
-def _numpy_dtypes(df: pd.DataFrame) -> pd.DataFrame:
-    """Arrow-backed columns (lsdb's) as every other format reads: text as objects with
-    None, integers with nulls as ``Int64``, the rest as numpy."""
-    out = {}
-    for col in df.columns:
-        s = df[col]
-        if isinstance(s.dtype, pd.StringDtype):
-            out[col] = pd.Series(s.to_numpy(dtype=object, na_value=None), index=s.index)
-            continue
-        if not isinstance(s.dtype, pd.ArrowDtype):
-            out[col] = s
-            continue
-        kind = s.dtype.numpy_dtype.kind if s.dtype.numpy_dtype is not None else "O"
-        if kind in "OUS":
-            out[col] = pd.Series(s.to_numpy(dtype=object, na_value=None), index=s.index)
-        elif kind in "iu" and s.isna().any():
-            out[col] = s.astype("Int64")
-        elif kind == "b" and not s.isna().any():
-            out[col] = s.to_numpy(dtype=bool)
-        else:
-            out[col] = s.to_numpy(dtype=s.dtype.numpy_dtype, na_value=np.nan)
-    return pd.DataFrame(out, index=df.index)
 
 
 def _read_astropy(path: Path) -> tuple[pd.DataFrame, dict | None]:

@@ -188,6 +188,7 @@ def label_sources(
     radius: float | str | Any | None = None,
     splits: bool = True,
     keep_unlabelled: bool = False,
+    method: str = "auto",
     **selection: float,
 ) -> pd.DataFrame:
     """Carry Galaxy Zoo labels onto another survey's sources by position.
@@ -203,7 +204,8 @@ def label_sources(
         published (see :func:`select_galaxy_zoo`; RA/Dec columns as
         :func:`catbuilder.sky.read_sources` finds them).
     sources
-        Target table or path (read with :func:`catbuilder.sky.read_sources`).
+        Target table or path (read with :func:`catbuilder.sky.read_sources`),
+        or a HATS catalog.
     sample
         ``"hp"`` or ``"fo"``, see :func:`select_galaxy_zoo`.
     radius
@@ -213,6 +215,14 @@ def label_sources(
         Add a deterministic ``split`` column (train/validation/test).
     keep_unlabelled
         Keep unmatched target sources too, with an empty label.
+    method
+        ``"astropy"`` reads the sources into memory and matches them there
+        (:func:`catbuilder.sky.crossmatch`); ``"lsdb"`` matches a HATS
+        catalog of sources partition by partition, so that only the matched
+        sources are ever held (it needs an id column, and no
+        ``keep_unlabelled``). ``"auto"`` (default) takes lsdb for a HATS
+        catalog when it and the labels hold at least
+        ``crossmatch.lsdb-min-rows`` rows, else astropy.
     **selection
         Threshold overrides for :func:`select_galaxy_zoo`.
 
@@ -231,15 +241,24 @@ def label_sources(
     >>> labelled["label"].value_counts()  # doctest: +SKIP
     """
     from catbuilder.sky.crossmatch import crossmatch
+    from catbuilder.sky.hats_catalogs import crossmatch_method
     from catbuilder.sky.tables import read_sources
 
     chosen = read_sources(select_galaxy_zoo(labels, sample, **selection), warn_no_id=False)
-    target = read_sources(sources)
-    res = crossmatch(target, chosen, radius)
+    if method == "auto":
+        method = "astropy" if keep_unlabelled else crossmatch_method(sources, chosen)
+    if method == "lsdb":
+        target = _matched_with_lsdb(sources, chosen, radius, keep_unlabelled)
+        li, ri = np.arange(len(target)), target.pop("label_row").to_numpy()
+    elif method == "astropy":
+        target = read_sources(sources)
+        res = crossmatch(target, chosen, radius)
+        li, ri = res.matches["left"].to_numpy(), res.matches["right"].to_numpy()
+    else:
+        raise ValueError(f"method must be auto, astropy or lsdb, got {method!r}")
     out = target.copy()
     out["label"] = ""
     out["label_prob"] = np.nan
-    li, ri = res.matches["left"].to_numpy(), res.matches["right"].to_numpy()
     out.loc[li, "label"] = chosen["label"].to_numpy()[ri]
     out.loc[li, "label_prob"] = chosen["label_prob"].to_numpy()[ri]
     if "label_votes" in chosen:
@@ -260,3 +279,31 @@ def label_sources(
         split = assign_splits(out["objid"].to_numpy())
         out["split"] = np.where(out["label"].to_numpy() != "", split, "").astype(object)
     return out.reset_index(drop=True)
+
+
+def _matched_with_lsdb(sources: Any, chosen: pd.DataFrame, radius: Any,
+                       keep_unlabelled: bool) -> pd.DataFrame:  # fmt: skip
+    """The sources of a HATS catalog with a chosen galaxy in the radius, standardised, and
+    ``label_row`` (the galaxy's row in ``chosen``)."""
+    from catbuilder.sky.geometry import angle_arcsec
+    from catbuilder.sky.hats_catalogs import is_hats_catalog, nearest_within
+    from catbuilder.sky.tables import read_sources, source_columns
+
+    if keep_unlabelled:
+        raise ValueError(
+            "keep_unlabelled=True holds every source in memory: use method='astropy' (or 'auto')"
+        )
+    if not is_hats_catalog(sources):
+        raise ValueError(f"method='lsdb' matches a HATS catalog of sources; {sources!r} is not one")
+    r = angle_arcsec(config.resolve("crossmatch.radius-arcsec", radius), "radius")
+    matched = nearest_within(sources, chosen, r)
+    rows = matched.pop("other_row").to_numpy()
+    matched = matched.drop(columns="sep_arcsec")
+    if source_columns(matched.iloc[:0], None, None, None, str(sources))[2] is None:
+        raise ValueError(
+            f"{sources}: no id column (sources.id-columns); matched partition by partition, "
+            "sources cannot be numbered by their row: add ids or use method='astropy'"
+        )
+    target = read_sources(matched)
+    target["label_row"] = rows
+    return target

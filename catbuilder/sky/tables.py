@@ -1,4 +1,4 @@
-"""Read source tables (FITS, CSV, Parquet) with configurable column names."""
+"""Read source tables (FITS, CSV, Parquet, HATS) with configurable column names."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pandas as pd
 
 from catbuilder import config
 from catbuilder.errors import warn
+from catbuilder.sky.hats_catalogs import is_hats_catalog, read_hats_table
 
 __all__ = ["find_column", "read_sources", "read_table"]
 
@@ -43,7 +44,7 @@ def _kind(path: Path) -> str:
 
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a FITS, CSV, Parquet, ECSV or VOTable file into a DataFrame.
+    """Read a FITS, CSV, Parquet, ECSV or VOTable file, or a HATS catalog, into a DataFrame.
 
     Multidimensional FITS columns are dropped with a warning; byte strings
     become str.
@@ -58,6 +59,8 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"source table not found: {path}")
+    if is_hats_catalog(path):
+        return read_hats_table(path)
     kind = _kind(path)
     try:
         if kind == "parquet":

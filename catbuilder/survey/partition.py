@@ -22,15 +22,22 @@ import numpy as np
 import pandas as pd
 
 from catbuilder import config, outputs
+from catbuilder.sky.hats_catalogs import data_files, is_hats_catalog
 
 #: written last: the partitioning is complete, and what it made
 PARTITIONS_FILE = "partitions.parquet"
 
 
 def parquet_files(sources: Any) -> list[Path] | None:
-    """The Parquet files of a Parquet file or directory (sorted), else None."""
+    """The Parquet files of a Parquet file, a directory or a HATS catalog (sorted), else None.
+
+    Of a HATS catalog, only the files holding its rows (not its margins or
+    thumbnail).
+    """
     if isinstance(sources, pd.DataFrame):
         return None
+    if is_hats_catalog(sources):
+        return data_files(sources)
     path = Path(sources)
     if path.is_dir():
         return sorted(
@@ -177,9 +184,9 @@ def partition_sources(
     Parameters
     ----------
     sources
-        A Parquet file or directory of Parquet files (read in row batches), any
-        table :func:`catbuilder.sky.read_sources` reads (read whole), or a
-        DataFrame.
+        A Parquet file, a directory of Parquet files or a HATS catalog (read
+        in row batches), any table :func:`catbuilder.sky.read_sources` reads
+        (read whole), or a DataFrame.
     directory
         Where the partitions are written; made by this function. A partitioning
         that stopped before its end is started again.

@@ -221,8 +221,9 @@ def run_survey(
     Parameters
     ----------
     sources
-        Source table: a Parquet file or directory (read a batch at a time), or
-        any table :func:`catbuilder.sky.read_sources` reads (read whole).
+        Source table: a Parquet file or directory, or a HATS catalog (read a
+        batch at a time), or any table :func:`catbuilder.sky.read_sources`
+        reads (read whole).
     tiles
         A :class:`~catbuilder.sky.TileIndex`, a saved index, or FITS files /
         directories / globs.
