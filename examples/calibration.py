@@ -73,17 +73,15 @@ def main() -> None:
     from catbuilder import build_catalog, load_model, predict, save_model, train
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack, open_stack
-    from catbuilder.synth import make_survey, open_survey
+    from catbuilder.synth import make_survey
     from catbuilder.training.ensemble import calibrate
 
     work = args.workdir
     t0 = time.perf_counter()
     survey_dir = work / "survey"
-    if (survey_dir / "survey.json").exists():
-        survey = open_survey(survey_dir)
-    else:
-        survey = make_survey(survey_dir, presets="des-like", n_objects=args.n_objects,
-                             seed=args.seed)  # fmt: skip
+    survey = make_survey(
+        survey_dir, presets="des-like", n_objects=args.n_objects, seed=args.seed, reuse=True
+    )
     sources = survey["des-like"].read_sources()
     if not (work / "hp.zarr").exists():
         table = label_sources(survey.read_labels(), survey["des-like"].sources, sample="hp")

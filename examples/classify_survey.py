@@ -73,18 +73,15 @@ def main() -> None:
     from catbuilder.runtime import make_cluster
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack
-    from catbuilder.synth import make_survey, open_survey
+    from catbuilder.synth import make_survey
     from catbuilder.training import train
 
     work = args.workdir
     times = {}
     t = time.perf_counter()
-    if (work / "survey" / "survey.json").exists():
-        survey = open_survey(work / "survey")
-    else:
-        survey = make_survey(
-            work / "survey", presets="des-like", n_objects=args.n_objects, seed=args.seed
-        )
+    survey = make_survey(
+        work / "survey", presets="des-like", n_objects=args.n_objects, seed=args.seed, reuse=True
+    )
     des = survey["des-like"]
     times["survey"] = time.perf_counter() - t
 

@@ -82,7 +82,7 @@ def main() -> None:
     from catbuilder import build_catalog, config, predict, train
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack, open_stack
-    from catbuilder.synth import make_survey, open_survey
+    from catbuilder.synth import make_survey
 
     work = args.workdir
     settings = contextlib.ExitStack()  # held to the end of the script
@@ -90,11 +90,14 @@ def main() -> None:
         settings.enter_context(config.set({"cutouts.mask-zero-weight": True}))
     t0 = time.perf_counter()
     survey_dir = work / "survey"
-    if (survey_dir / "survey.json").exists():
-        survey = open_survey(survey_dir)
-    else:
-        survey = make_survey(survey_dir, presets="des-like", n_objects=args.n_objects,
-                             seed=args.seed, regime=args.regime)  # fmt: skip
+    survey = make_survey(
+        survey_dir,
+        presets="des-like",
+        n_objects=args.n_objects,
+        seed=args.seed,
+        regime=args.regime,
+        reuse=True,
+    )
     tiles = survey["des-like"].directory / "tiles"
     sources = survey["des-like"].read_sources()
     galaxies = sources[sources["cls"] != "star"]

@@ -93,16 +93,13 @@ def main() -> None:
     from catbuilder.selftrain import self_train
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack, open_stack
-    from catbuilder.synth import make_survey, open_survey
+    from catbuilder.synth import make_survey
 
     work = args.workdir
     retrain = args.retrain or config.get("selftrain.retrain")
     t0 = time.perf_counter()
     sdir = work / "survey"
-    if (sdir / "survey.json").exists():
-        survey = open_survey(sdir)
-    else:
-        survey = make_survey(sdir, n_objects=args.n_objects, seed=args.seed)
+    survey = make_survey(sdir, n_objects=args.n_objects, seed=args.seed, reuse=True)
     print(f"survey: {time.perf_counter() - t0:.0f} s")
     size = args.pixels or "20 arcsec"
     tag = f"{args.pixels}px" if args.pixels else "20arcsec"

@@ -47,16 +47,19 @@ def main() -> None:
     from catbuilder.sky import label_sources
     from catbuilder.sky.selection import assign_splits
     from catbuilder.stack import build_stack, open_stack
-    from catbuilder.synth import make_survey, open_survey
+    from catbuilder.synth import make_survey
 
     work = args.workdir
     t0 = time.perf_counter()
     sdir = work / "survey"
-    if (sdir / "survey.json").exists():
-        survey = open_survey(sdir)
-    else:
-        survey = make_survey(sdir, presets="des-like", n_objects=args.n_objects,
-                             seed=args.seed, regime="hard")  # fmt: skip
+    survey = make_survey(
+        sdir,
+        presets="des-like",
+        n_objects=args.n_objects,
+        seed=args.seed,
+        regime="hard",
+        reuse=True,
+    )
     tiles = survey["des-like"].directory / "tiles"
     if not (work / "a.zarr").exists():
         table = label_sources(survey.read_labels(), survey["des-like"].sources, sample="hp")

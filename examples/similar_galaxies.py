@@ -39,15 +39,12 @@ def main() -> None:
     from catbuilder.infer import predict
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack, open_stack
-    from catbuilder.synth import make_survey, open_survey
+    from catbuilder.synth import make_survey
     from catbuilder.training import train
 
     work = args.workdir
     sdir = work / "survey"
-    if (sdir / "survey.json").exists():
-        survey = open_survey(sdir)
-    else:
-        survey = make_survey(sdir, presets="des-like", n_objects=args.n_objects, seed=11)
+    survey = make_survey(sdir, presets="des-like", n_objects=args.n_objects, seed=11, reuse=True)
     des = survey["des-like"]
     sources = des.read_sources().rename(columns={"cls": "truth"})  # the mock's true class
     labelled = label_sources(survey.read_labels(), des.sources, keep_unlabelled=True)

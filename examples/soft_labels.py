@@ -34,15 +34,13 @@ def main() -> None:
     from catbuilder import build_catalog, predict, train
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack, open_stack
-    from catbuilder.synth import make_survey, open_survey
+    from catbuilder.synth import make_survey
 
     work = args.workdir
     survey_dir = work / "survey"
-    if (survey_dir / "survey.json").exists():
-        survey = open_survey(survey_dir)
-    else:
-        survey = make_survey(survey_dir, presets="des-like", n_objects=args.n_objects,
-                             seed=args.seed)  # fmt: skip
+    survey = make_survey(
+        survey_dir, presets="des-like", n_objects=args.n_objects, seed=args.seed, reuse=True
+    )
     tiles = survey["des-like"].directory / "tiles"
     sources = survey["des-like"].read_sources()
     galaxies = sources[sources["cls"] != "star"]

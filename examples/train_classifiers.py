@@ -45,17 +45,14 @@ def main() -> None:
 
     from catbuilder.sky import label_sources
     from catbuilder.stack import build_stack, open_stack
-    from catbuilder.synth import make_survey, open_survey
+    from catbuilder.synth import make_survey
     from catbuilder.training import train
 
     work = args.workdir
     survey_dir = work / "survey"
-    if (survey_dir / "survey.json").exists():
-        survey = open_survey(survey_dir)
-    else:
-        survey = make_survey(
-            survey_dir, presets="des-like", n_objects=args.n_objects, seed=args.seed
-        )
+    survey = make_survey(
+        survey_dir, presets="des-like", n_objects=args.n_objects, seed=args.seed, reuse=True
+    )
     stack_path = work / "hp.zarr"
     if not stack_path.exists():
         table = label_sources(survey.read_labels(), survey["des-like"].sources, sample="hp")

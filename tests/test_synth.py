@@ -187,6 +187,23 @@ def test_same_seed_same_pixels_other_seed_other_pixels(tmp_path):
     assert reopened.params["seed"] == 5 and list(reopened.surveys) == ["des-like"]
 
 
+def test_a_survey_made_alike_is_reused_and_one_made_otherwise_refused(tmp_path):
+    from catbuilder.errors import OutputExistsError
+
+    kw = {"presets": "des-like", "n_objects": 15, "cluster": "sync", "progress": False}
+    made = make_survey(tmp_path / "s", seed=5, reuse=True, **kw)
+    files = sorted(p for p in (tmp_path / "s").rglob("*") if p.is_file())
+    stamps = [p.stat().st_mtime_ns for p in files]
+    again = make_survey(tmp_path / "s", seed=5, reuse=True, **kw)
+    assert again.params == made.params and again.surveys == made.surveys
+    assert [p.stat().st_mtime_ns for p in files] == stamps  # opened, nothing rendered
+    with pytest.raises(OutputExistsError, match=r"other parameters .*seed: 5 != 6"):
+        make_survey(tmp_path / "s", seed=6, reuse=True, **kw)
+    with pytest.raises(OutputExistsError, match="table_format: 'parquet' != 'fits'"):
+        make_survey(tmp_path / "s", seed=5, reuse=True, table_format="fits", **kw)
+    assert [p.stat().st_mtime_ns for p in files] == stamps
+
+
 def test_population_does_not_depend_on_presets_rendered(tmp_path):
     a = make_survey(
         tmp_path / "a", presets="sdss-like", n_objects=15, seed=5, cluster="sync", progress=False

@@ -203,6 +203,7 @@ def make_survey(
     workers: int | None = None,
     progress: bool = True,
     preview: bool = False,
+    reuse: bool = False,
 ) -> MockSurvey:
     """Make GalSim mock surveys of one sky: FITS tiles, source and label tables.
 
@@ -247,6 +248,10 @@ def make_survey(
     preview
         Also write PNG previews (a tile composite and a gallery of objects per
         class) for each preset.
+    reuse
+        Where ``outdir`` already holds a mock survey made with the same
+        parameters (its ``survey.json``), open it instead of rendering it
+        again; one made with other parameters is refused.
 
     Returns
     -------
@@ -294,6 +299,8 @@ def make_survey(
         "regime": regime.name,
     }
     root = Path(outdir)
+    if reuse and (root / "survey.json").is_file():
+        return _reopen(root, params, table_format, preview)
     root.mkdir(parents=True, exist_ok=True)
 
     n_unl = round(n_objects * params["unlabelled_fraction"])
@@ -391,18 +398,45 @@ def make_survey(
     params["catbuilder_version"] = __version__
     (root / "survey.json").write_text(json.dumps(params, indent=2))
     survey = MockSurvey(root, root / "truth.parquet", root / "galaxy_zoo.parquet", surveys, params)
-
     if preview:
-        from catbuilder.synth.preview import write_previews
-
-        for name, files in surveys.items():
-            if not {"g", "r", "i"} <= set(bands):
-                break
-            src = files.read_sources()
-            first = src["tile"].value_counts().index[0]
-            paths = {b: str(files.directory / "tiles" / f"{first}_{b}.fits") for b in "gri"}
-            survey.previews += write_previews(files.directory, paths, src, root / f"preview_{name}")
+        _write_previews(survey)
     return survey
+
+
+def _reopen(root: Path, params: dict, table_format: str, preview: bool) -> MockSurvey:
+    """The survey in ``root``, if it was made with ``params`` (else OutputExistsError)."""
+    from catbuilder.errors import OutputExistsError
+    from catbuilder.zarr_store import describe_difference
+
+    survey = open_survey(root)
+    made = {k: survey.params.get(k) for k in params}
+    made["table_format"] = "fits" if any(
+        f.sources.suffix == ".fits" for f in survey.surveys.values()
+    ) else "parquet"  # fmt: skip
+    params = {**params, "table_format": table_format}
+    if made != params:
+        raise OutputExistsError(
+            f"{root} holds a mock survey made with other parameters "
+            f"({describe_difference(made, params)}): choose another directory"
+        )
+    if preview:
+        _write_previews(survey)
+    return survey
+
+
+def _write_previews(survey: MockSurvey) -> None:
+    """A tile composite and a gallery per class for each preset (g, r and i rendered)."""
+    from catbuilder.synth.preview import write_previews
+
+    if not {"g", "r", "i"} <= set(survey.params["bands"]):
+        return
+    for name, files in survey.surveys.items():
+        src = files.read_sources()
+        first = src["tile"].value_counts().index[0]
+        paths = {b: str(files.directory / "tiles" / f"{first}_{b}.fits") for b in "gri"}
+        survey.previews += write_previews(
+            files.directory, paths, src, survey.root / f"preview_{name}"
+        )
 
 
 def _deeper(preset: SurveyPreset, offset: float) -> SurveyPreset:
