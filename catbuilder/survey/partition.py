@@ -118,6 +118,15 @@ def _standard(df: pd.DataFrame, names: tuple, offset: int) -> pd.DataFrame:
     return std
 
 
+#: a partition's key holds its pixel in the low bits, its order above them
+_PIXEL_BITS = 40
+
+
+def partition_key(order: Any, pixel: Any) -> np.ndarray:
+    """One integer per partition ``(order, pixel)``: sorted and searched as one column."""
+    return np.asarray(order, np.int64) * (1 << _PIXEL_BITS) + np.asarray(pixel, np.int64)
+
+
 def healpix(order: int, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     """Nested HEALPix pixel of each position at ``order`` (as HATS numbers them)."""
     from hats.pixel_math.healpix_shim import radec2pix
@@ -227,11 +236,11 @@ def partition_sources(
         offset += len(df)
         to = dest[np.searchsorted(pixels, healpix(highest, std["ra"].to_numpy(),
                                                   std["dec"].to_numpy()))]  # fmt: skip
-        key = to[:, 0] * (1 << 40) + to[:, 1]  # one integer per partition
+        key = partition_key(to[:, 0], to[:, 1])
         order = np.argsort(key, kind="stable")  # rows keep their table order
         keys, starts = np.unique(key[order], return_index=True)
         for k, (start, stop) in zip(keys, zip(starts, [*starts[1:], len(order)])):
-            part = (int(k >> 40), int(k & ((1 << 40) - 1)))
+            part = (int(k >> _PIXEL_BITS), int(k & ((1 << _PIXEL_BITS) - 1)))
             rows_of = std.iloc[order[start:stop]]
             folder = partition_directory(directory, *part)
             folder.mkdir(parents=True, exist_ok=True)

@@ -107,7 +107,7 @@ def _tile_shares(tiles: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
     """For each (tile, partition) that meet: the share of the tile's rows the
     partition's objects can span. Sampled on a GRID x GRID grid per tile (its
     square on the sky, rows along RA); ``tiles`` has one row per tile."""
-    from catbuilder.survey.partition import healpix
+    from catbuilder.survey.partition import healpix, partition_key
 
     u = (np.arange(GRID) + 0.5) / GRID - 0.5  # -0.5 .. 0.5 of a side
     side = tiles["radius"].to_numpy() * np.sqrt(2)  # from centre-to-corner
@@ -120,10 +120,10 @@ def _tile_shares(tiles: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
                           (len(tiles), GRID, GRID)).ravel()  # fmt: skip
     tile = np.repeat(np.arange(len(tiles), dtype=np.int32), GRID * GRID)
     part = np.full(len(ra), -1, dtype=np.int32)
-    keys = parts["order"].to_numpy() * (1 << 40) + parts["pixel"].to_numpy()
+    keys = partition_key(parts["order"].to_numpy(), parts["pixel"].to_numpy())
     by_key = np.argsort(keys)
     for order in np.unique(parts["order"]):
-        k = int(order) * (1 << 40) + healpix(int(order), ra, dec)
+        k = partition_key(order, healpix(int(order), ra, dec))
         at = np.clip(np.searchsorted(keys[by_key], k), 0, len(keys) - 1)
         found = keys[by_key][at] == k
         part[found] = by_key[at[found]]
