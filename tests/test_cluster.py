@@ -15,22 +15,31 @@ def _env():
     return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "TF_NUM_INTRAOP_THREADS")}
 
 
-@pytest.mark.parametrize("trim", [True, False])  # True first: its Nanny leaks the variable
-def test_local_workers_get_threads_and_malloc_settings(trim):
+def _profiling(dask_worker) -> bool:
+    return "profile" in dask_worker.periodic_callbacks
+
+
+# True first: its Nanny leaks the variable
+@pytest.mark.parametrize("dask_defaults", [True, False])
+def test_local_workers_get_threads_malloc_and_profiler_settings(dask_defaults):
     from distributed import Client
 
     from catbuilder.runtime import make_cluster, workers_now
 
-    with config.set({"cluster.trim-memory": trim}):
+    settings = {"cluster.trim-memory": dask_defaults, "cluster.worker-profile": dask_defaults}
+    with config.set(settings):
         cluster = make_cluster("local", 1, threads_per_worker=1)
     with cluster, Client(cluster) as client:
         client.wait_for_workers(1, timeout=60)
         (env,) = client.run(_env).values()
+        (profiling,) = client.run(_profiling).values()
         addr = next(iter(workers_now(client)))
     assert addr.startswith("tcp://127.0.0.1:")
     assert env["TF_NUM_INTRAOP_THREADS"] == "1"
     # dask's default (65536) pins glibc's mmap threshold: off unless asked for
-    assert env["MALLOC_TRIM_THRESHOLD_"] == ("65536" if trim else None)
+    assert env["MALLOC_TRIM_THRESHOLD_"] == ("65536" if dask_defaults else None)
+    # dask's profiler: off unless asked for (memory, docs/scale.md)
+    assert profiling is dask_defaults
 
 
 def test_jobqueue_script_carries_the_worker_environment():
@@ -43,6 +52,7 @@ def test_jobqueue_script_carries_the_worker_environment():
     assert "export TF_NUM_INTRAOP_THREADS=1" in script
     assert "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None" in script
     assert "unset MALLOC_TRIM_THRESHOLD_" in script
+    assert "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in script
     assert "#SBATCH" in script
 
 

@@ -72,6 +72,7 @@ def worker_env(threads: int) -> dict[str, str]:
 
 
 _PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
+_PROFILE = "distributed.worker.profile.enabled"
 
 
 def _forget_leaked_trim() -> None:
@@ -203,6 +204,7 @@ def make_cluster(
     n = workers if workers is not None else config.get("cluster.workers")
     env = {**worker_env(threads), **kwargs.pop("env", {})}
     trim = bool(config.get("cluster.trim-memory"))
+    profile = bool(config.get("cluster.worker-profile"))
     if kind == "local":
         import dask
         from distributed import LocalCluster
@@ -229,14 +231,15 @@ def make_cluster(
             # a taken dashboard port moves to a free one: the client's
             # dashboard_link says where, no warning needed
             warnings.filterwarnings("ignore", message="Port .* is already in use")
-            if trim:
-                return LocalCluster(**local)
-            _forget_leaked_trim()
-            # read by each Nanny when it is created, and set before its worker spawns
-            with dask.config.set({f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None}):
+            # read by each Nanny when it is created and passed to its worker
+            settings: dict[str, Any] = {_PROFILE: profile}
+            if not trim:
+                _forget_leaked_trim()
+                settings[f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_"] = None
+            with dask.config.set(settings):
                 return LocalCluster(**local)
     if kind in JOBQUEUE_CLASSES:
-        cls, params = _jobqueue(kind, interface, env, trim, kwargs)
+        cls, params = _jobqueue(kind, interface, env, trim, profile, kwargs)
         cluster = cls(**params)
         cluster.scale(n=int(n) if n is not None else 1)  # 0: none yet
         return cluster
@@ -254,7 +257,7 @@ def _dashboard(value: Any) -> str | None:
     return f"127.0.0.1{text}" if text.startswith(":") else text
 
 
-def _jobqueue(kind: str, interface, env: dict, trim: bool, kwargs: dict):
+def _jobqueue(kind: str, interface, env: dict, trim: bool, profile: bool, kwargs: dict):
     """The dask-jobqueue class for ``kind`` and its keyword arguments."""
     import dask_jobqueue
 
@@ -271,6 +274,8 @@ def _jobqueue(kind: str, interface, env: dict, trim: bool, kwargs: dict):
     if not trim:  # see the local case; sbatch & co. pass this process's environment on
         key = "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_"
         prologue += ["unset MALLOC_TRIM_THRESHOLD_", f"export {key}=None"]
+    if not profile:
+        prologue.append("export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False")
     params["job_script_prologue"] = list(params.get("job_script_prologue") or []) + prologue
     return cls, params
 
@@ -295,6 +300,7 @@ def job_script(kind: str | None = None, **kwargs: Any) -> str:
         config.get("cluster.interface"),
         worker_env(threads),
         bool(config.get("cluster.trim-memory")),
+        bool(config.get("cluster.worker-profile")),
         kwargs,
     )
     cluster_only = {"n_workers", "loop", "security", "shared_temp_directory", "silence_logs",
