@@ -142,7 +142,7 @@ def nearest_within(catalog: str | os.PathLike[str], other: pd.DataFrame,
                           suffixes=("", "_other"), suffix_method="all_columns")  # fmt: skip
     df = out.compute()
     df = df.iloc[np.argsort(df.index.to_numpy(), kind="stable")].reset_index(drop=True)
-    kept = df[[f"{c}" for c in names]].copy()
+    kept = df[names].copy()
     kept["other_row"] = df["other_row_other"].to_numpy(np.int64)
     kept["sep_arcsec"] = df["_dist_arcsec"].to_numpy(float)
     return numpy_dtypes(kept)
