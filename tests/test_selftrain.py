@@ -263,7 +263,8 @@ def test_selftrain_cli(hp_stack, unlabelled, tmp_path):
 
 @pytest.mark.slow
 def test_the_self_training_example_runs_on_a_small_survey(mock_survey, tmp_path):
-    """examples/self_training.py end to end, on the session's 120-object mock survey."""
+    """examples/self_training.py end to end, on the session's 120-object mock survey
+    (the example reuses a survey made with the parameters it is given)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -273,8 +274,9 @@ def test_the_self_training_example_runs_on_a_small_survey(mock_survey, tmp_path)
     (work / "survey").symlink_to(mock_survey.root)
     script = Path(__file__).parents[1] / "examples" / "self_training.py"
     res = subprocess.run(
-        [sys.executable, str(script), str(work), "--seeds", "2", "--rounds", "1",
-         "--epochs", "6", "--per-class", "0.5", "--truth", "unlabelled",
+        [sys.executable, str(script), str(work), "--n-objects", "120", "--seed", "7",
+         "--seeds", "2", "--rounds", "1", "--epochs", "6", "--per-class", "0.5",
+         "--truth", "unlabelled",
          "--retrain", "fine-tune", "--control"],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -326,8 +328,8 @@ def test_the_hard_regime_and_strategy_examples_run_on_a_small_survey(tmp_path):
     (tmp_path / "strategies" / "survey").symlink_to(tmp_path / "hard" / "survey")
     res = subprocess.run(
         [sys.executable, str(root / "selftrain_strategies.py"), str(tmp_path / "strategies"),
-         "--seeds", "2", "--rounds", "1", "--epochs", "1", "--pool", "60", "--workers", "1",
-         "--strategies", "top,spread,control"],
+         "--n-objects", "900", "--seeds", "2", "--rounds", "1", "--epochs", "1", "--pool", "60",
+         "--workers", "1", "--strategies", "top,spread,control"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
