@@ -203,8 +203,6 @@ def make_cluster(
     interface = c("cluster.interface", interface) if interface is None else interface
     n = workers if workers is not None else config.get("cluster.workers")
     env = {**worker_env(threads), **kwargs.pop("env", {})}
-    trim = bool(config.get("cluster.trim-memory"))
-    profile = bool(config.get("cluster.worker-profile"))
     if kind == "local":
         import dask
         from distributed import LocalCluster
@@ -232,14 +230,14 @@ def make_cluster(
             # dashboard_link says where, no warning needed
             warnings.filterwarnings("ignore", message="Port .* is already in use")
             # read by each Nanny when it is created and passed to its worker
-            settings: dict[str, Any] = {_PROFILE: profile}
-            if not trim:
+            settings: dict[str, Any] = {_PROFILE: bool(config.get("cluster.worker-profile"))}
+            if not config.get("cluster.trim-memory"):
                 _forget_leaked_trim()
                 settings[f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_"] = None
             with dask.config.set(settings):
                 return LocalCluster(**local)
     if kind in JOBQUEUE_CLASSES:
-        cls, params = _jobqueue(kind, interface, env, trim, profile, kwargs)
+        cls, params = _jobqueue(kind, interface, env, kwargs)
         cluster = cls(**params)
         cluster.scale(n=int(n) if n is not None else 1)  # 0: none yet
         return cluster
@@ -257,7 +255,7 @@ def _dashboard(value: Any) -> str | None:
     return f"127.0.0.1{text}" if text.startswith(":") else text
 
 
-def _jobqueue(kind: str, interface, env: dict, trim: bool, profile: bool, kwargs: dict):
+def _jobqueue(kind: str, interface, env: dict, kwargs: dict):
     """The dask-jobqueue class for ``kind`` and its keyword arguments."""
     import dask_jobqueue
 
@@ -271,10 +269,11 @@ def _jobqueue(kind: str, interface, env: dict, trim: bool, profile: bool, kwargs
         if sec is not None:
             params["security"] = sec  # dask-jobqueue then speaks tls:// to its jobs
     prologue = [f"export {k}={v}" for k, v in env.items()]
-    if not trim:  # see the local case; sbatch & co. pass this process's environment on
+    # as in the local case; sbatch & co. pass this process's environment on
+    if not config.get("cluster.trim-memory"):
         key = "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_"
         prologue += ["unset MALLOC_TRIM_THRESHOLD_", f"export {key}=None"]
-    if not profile:
+    if not config.get("cluster.worker-profile"):
         prologue.append("export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False")
     params["job_script_prologue"] = list(params.get("job_script_prologue") or []) + prologue
     return cls, params
@@ -299,8 +298,6 @@ def job_script(kind: str | None = None, **kwargs: Any) -> str:
         kind,
         config.get("cluster.interface"),
         worker_env(threads),
-        bool(config.get("cluster.trim-memory")),
-        bool(config.get("cluster.worker-profile")),
         kwargs,
     )
     cluster_only = {"n_workers", "loop", "security", "shared_temp_directory", "silence_logs",
