@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -256,12 +257,23 @@ def stale_temporaries(path: str | os.PathLike[str], tag: str = "") -> list[Path]
     return sorted(p for p in path.parent.iterdir() if p.name.startswith(prefix))
 
 
+def _gone_is_removed(function, path, exc) -> None:
+    """``rmtree``'s error handler: an entry that vanished meanwhile is removed."""
+    # a writer thread that failed alongside (a full disk) deletes its own partial file
+    err = exc if isinstance(exc, BaseException) else exc[1]  # onexc, or onerror's exc_info
+    if not isinstance(err, FileNotFoundError):
+        raise err
+
+
 def remove_temporary(path: Path) -> None:
     """Delete one of catbuilder's temporary siblings (recognised by its name)."""
     if _TMP_TAG not in path.name or not path.name.startswith("."):
         raise ValueError(f"{path} is not a catbuilder temporary path")
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=_gone_is_removed)
+        else:
+            shutil.rmtree(path, onerror=_gone_is_removed)
     else:
         path.unlink(missing_ok=True)
 

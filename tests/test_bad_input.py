@@ -630,6 +630,45 @@ def test_full_disk_is_one_line(work, capsys, mount):
     one_error(rc, err, r"writing .*s\.zarr: No space left on device.*run the same command again")
 
 
+@pytest.mark.root
+def test_a_full_disk_that_surfaces_as_a_vanished_file_is_named(work, capsys, mount, monkeypatch):
+    # writer threads race the cleanup of the write that failed first: the error that
+    # reaches the command can be another one (a file gone), which depends on timing
+    d = mount("size=64k")
+
+    def fill_then_lose_a_file(*args, **kwargs):
+        with open(d / "filler", "wb", buffering=0) as f, pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+        raise FileNotFoundError(2, "No such file or directory", str(d / "s.zarr" / "x"))
+
+    monkeypatch.setattr("catbuilder.stack.build_stack", fill_then_lose_a_file)
+    rc, err = cut(capsys, "sources.csv", "tiles", d / "s.zarr")
+    one_error(rc, err, r"writing .*s\.zarr: No space left on device.*run the same command again.*"
+              r"\(\[Errno 2\] No such file")  # fmt: skip
+
+
+def test_a_temporary_whose_entries_vanish_meanwhile_is_removed(tmp_path, monkeypatch):
+    from catbuilder import outputs
+
+    tmp = outputs.temporary_sibling(tmp_path / "s.zarr", "template-")
+    (tmp / "x").mkdir(parents=True)
+    for name in ("a", "b", "x/c"):
+        (tmp / name).write_bytes(b"1")
+    unlink = os.unlink
+
+    def another_thread_was_first(path, *args, **kwargs):
+        unlink(path, *args, **kwargs)  # the entry is gone when rmtree gets to it
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", another_thread_was_first)
+    outputs.remove_temporary(tmp)
+    monkeypatch.undo()
+    assert not tmp.exists()
+    with pytest.raises(ValueError, match="not a catbuilder temporary path"):
+        outputs.remove_temporary(tmp_path)
+
+
 # -- catalogs, models, predictions -------------------------------------------------
 
 

@@ -208,8 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     name = f"catbuilder {args.command}"
     if args.debug:  # before any framework loads, here and in worker processes
-        import os
-
         os.environ["CATBUILDER_DEBUG"] = "1"
 
     def one_line(message, category, filename, lineno, file=None, line=None):
