@@ -204,7 +204,6 @@ def make_cluster(
     n = workers if workers is not None else config.get("cluster.workers")
     env = {**worker_env(threads), **kwargs.pop("env", {})}
     if kind == "local":
-        import dask
         from distributed import LocalCluster
 
         n = int(n or os.cpu_count() or 1)
