@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from catbuilder.sky.geometry import pixel_to_world, wcs_from_text, world_to_pixel
 from catbuilder.stack.flags import FLAG_BITS
@@ -29,7 +30,12 @@ class _Images:
         self.files: dict[str, Any] = {}
 
     def section(self, rec: dict, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Pixels [y0:y1, x0:x1] of an image, NaN where outside it."""
+        """Pixels [y0:y1, x0:x1] of an image, NaN where outside it.
+
+        A box inside the image is returned as :func:`read_scaled` gives it (a
+        view of the memory map where no scaling applies), one that crosses
+        an edge as a float32 copy padded with NaN.
+        """
         from astropy.io import fits
 
         path = rec["path"]
@@ -44,9 +50,11 @@ class _Images:
                     raise OSError(f"truncated file: {w.message}")
             self.files[path] = hdul
         hdu = self.files[path][int(rec["hdu"])]
-        out = np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float32)
         ya, yb = max(y0, 0), min(y1, int(rec["ny"]))
         xa, xb = max(x0, 0), min(x1, int(rec["nx"]))
+        if (ya, yb, xa, xb) == (y0, y1, x0, x1):  # inside the image: no padding, no copy
+            return read_scaled(hdu, ya, yb, xa, xb)
+        out = np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float32)
         if ya < yb and xa < xb:
             out[ya - y0 : yb - y0, xa - x0 : xb - x0] = read_scaled(hdu, ya, yb, xa, xb)
         return out
@@ -115,7 +123,7 @@ def _reprojected(images: _Images, src: dict, ref: dict, y0, y1, x0, x1) -> np.nd
         return np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float32)
     sx0, sx1 = int(np.floor(sx.min())) - 2, int(np.ceil(sx.max())) + 3
     sy0, sy1 = int(np.floor(sy.min())) - 2, int(np.ceil(sy.max())) + 3
-    data = images.section(src, sy0, sy1, sx0, sx1)
+    data = np.asarray(images.section(src, sy0, sy1, sx0, sx1), dtype=np.float32)
     out = reproject_interp(
         (data, _shifted_wcs(src["wcs"], sx0, sy0)),
         _shifted_wcs(ref["wcs"], x0, y0),
@@ -188,7 +196,6 @@ def extract_chunk(
     # the first pixel of each cutout, as astropy's Cutout2D places it
     lo_x = np.ceil(plan["tile_x"].fillna(0).to_numpy() - size / 2.0).astype(np.int64)
     lo_y = np.ceil(plan["tile_y"].fillna(0).to_numpy() - size / 2.0).astype(np.int64)
-    offs = np.arange(size)
     reader = _Images()
     try:
         for r_ref in np.unique(ref_rows[ref_rows >= 0]):
@@ -222,15 +229,15 @@ def extract_chunk(
                                 f"{src['path']}[{src['hdu']}]: {type(err).__name__}: {err}"
                             )
                             break
-                        rows = (y_lo[sel] - y0)[:, None] + offs
-                        cols = (x_lo[sel] - x0)[:, None] + offs
-                        cut = box[rows[:, :, None], cols[:, None, :]]
+                        # every object's size x size window of the box, gathered at once
+                        at = (y_lo[sel] - y0, x_lo[sel] - x0)
+                        cut = sliding_window_view(box, (size, size))[at]
                         kept = cut
                         if all_same and int(src.get("weight_hdu", -1)) >= 0:
                             # no data where the weight map is zero: hot columns,
                             # saturated cores, gaps (NaN, counted by the nan flag)
                             wbox = reader.section({**src, "hdu": src["weight_hdu"]}, y0, y1, x0, x1)
-                            dead = wbox[rows[:, :, None], cols[:, None, :]] <= 0
+                            dead = sliding_window_view(wbox, (size, size))[at] <= 0
                             kept = np.where(dead, np.nan, cut)
                         images[objs, bi] = kept
                         magzero[objs, bi] = src["magzero"]
