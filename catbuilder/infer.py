@@ -109,10 +109,15 @@ def _predict_chunks(
     held: dict[str, list[np.ndarray]] = {}  # predicted, not yet written: per variable
     done = k = 0  # objects predicted; pieces written
 
+    arrays: dict[str, Any] = {}  # opened once: each opening reads the array's metadata
+
     def write(region: slice, values: dict[str, np.ndarray]) -> None:
+        for name in (*values, "written"):
+            if name not in arrays:
+                arrays[name] = group[name]
         for name, v in values.items():
-            group[name][region] = v
-        group["written"][region] = np.ones(region.stop - region.start, dtype=bool)  # last
+            arrays[name][region] = v
+        zs.mark_written(arrays, region)  # last
 
     writes = []
     writer = ThreadPoolExecutor(1, "catbuilder-writer")

@@ -212,7 +212,10 @@ def write_template(ds, target: str | os.PathLike[str]) -> None:
 
 
 def mark_written(group, region: slice) -> None:
-    """Mark a region's objects written: the last write of the task that made them."""
+    """Mark a region's objects written: the last write of the task that made them.
+
+    ``group`` is the store's Zarr group, or a mapping of its opened arrays.
+    """
     group["written"][region] = np.ones(region.stop - region.start, dtype=bool)
 
 

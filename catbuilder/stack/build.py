@@ -157,11 +157,20 @@ def stack_template(
     return describe_dataset(ds, index, bands, reference_band, size)
 
 
-def _store(group, region: slice, res: dict) -> None:
-    """One chunk's region of every variable, then its ``written`` mark."""
-    for v in DATA_VARS:
-        group[v][region] = res[v]
-    zs.mark_written(group, region)
+def _store(arrays: dict, region: slice, res: dict, image_writer) -> None:
+    """One chunk's region of every variable, then its ``written`` mark.
+
+    The image array (nearly all the bytes) is written by ``image_writer``
+    while this thread writes the small per-object variables.
+    """
+    images = image_writer.submit(arrays["images"].__setitem__, region, res["images"])
+    try:
+        for v in DATA_VARS:
+            if v != "images":
+                arrays[v][region] = res[v]
+    finally:
+        images.result()  # raises a failed image write, after the others finished
+    zs.mark_written(arrays, region)
 
 
 def _write_chunks(
@@ -177,8 +186,9 @@ def _write_chunks(
     release the GIL) while this thread cuts chunk k+1: one write in flight,
     so a task holds two chunks at most. Each region is written straight into
     the Zarr arrays that the xarray template created (their encoding is
-    plain: no scaling, no CF fill values to translate), then its ``written``
-    mark, so a task stopped half-way keeps the chunks it finished.
+    plain: no scaling, no CF fill values to translate), opened once a task,
+    then its ``written`` mark, so a task stopped half-way keeps the chunks
+    it finished.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -188,14 +198,17 @@ def _write_chunks(
     with (
         zarr.config.set({"async.concurrency": 4}),
         ThreadPoolExecutor(1, "catbuilder-writer") as writer,
+        ThreadPoolExecutor(1, "catbuilder-image-writer") as image_writer,
     ):
         group = zarr.open_group(path, mode="r+", use_consolidated=False)
+        arrays = {v: group[v] for v in (*DATA_VARS, "written")}  # metadata read once
         pending = None
         for start, plan, records in pieces:
             res = extract_chunk(plan, records, bands, size, nan_fraction_max)
             if pending is not None:
                 pending.result()  # raises a failed write here
-            pending = writer.submit(_store, group, slice(start, start + len(plan)), res)
+            region = slice(start, start + len(plan))
+            pending = writer.submit(_store, arrays, region, res, image_writer)
             problems += res["problems"]
         if pending is not None:
             pending.result()
