@@ -149,11 +149,15 @@ def stack_template(
     }
     data["written"] = (("object",), lazy((n,), bool, False))
     ds = xr.Dataset(data, coords=coords)
-    # noise-dominated float pixels: byte shuffle + lz4 is ~3x faster than
-    # zarr's default zstd at the same size
+    # noise-dominated float pixels: on a chunk of 256 cutouts (64 px, 3 bands)
+    # bit shuffle + lz4 keeps 0.90 of the bytes, encoding in 6 ms, where byte
+    # shuffle + lz4 keeps 0.92 in 12 ms and zarr's default zstd 0.92 in 16 ms;
+    # it decodes in 2.7 ms (byte shuffle 2.1 ms, zstd 12 ms)
     from zarr.codecs import BloscCodec
 
-    ds["images"].encoding["compressors"] = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+    ds["images"].encoding["compressors"] = (
+        BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
+    )
     return describe_dataset(ds, index, bands, reference_band, size)
 
 
