@@ -200,7 +200,9 @@ def _write_chunks(
 
     problems: list[str] = []
     with (
-        zarr.config.set({"async.concurrency": 4}),
+        # every chunk is written as it is: comparing each against the fill
+        # value first (to skip empty ones) scans the image chunk a second time
+        zarr.config.set({"async.concurrency": 4, "array.write_empty_chunks": True}),
         ThreadPoolExecutor(1, "catbuilder-writer") as writer,
         ThreadPoolExecutor(1, "catbuilder-image-writer") as image_writer,
     ):
