@@ -174,3 +174,27 @@ def test_single_band_data_needs_no_reference_band(tmp_path):
     stack = build_stack(_sources(), tmp_path / "tiles", tmp_path / "u.zarr", size=SIZE,
                         bands=["u"], cluster="sync", progress=False)  # fmt: skip
     assert stack.bands == ["u"] and len(stack) == 5
+
+
+def test_the_image_reader_keeps_the_files_used_last_open_and_reads_the_same(tmp_path):
+    from catbuilder.stack.extract import ImageReader
+
+    rng = np.random.default_rng(3)
+    recs = []
+    for k in range(3):
+        data = rng.normal(size=(20, 30)).astype(">f4")
+        path = tmp_path / f"t{k}.fits"
+        fits.PrimaryHDU(data).writeto(path)
+        recs.append(({"path": str(path), "hdu": 0, "ny": 20, "nx": 30}, data))
+    reader = ImageReader(max_open=2)
+    try:
+        for rec, data in recs + recs[:1]:
+            np.testing.assert_array_equal(reader.section(rec, 2, 12, 5, 25), data[2:12, 5:25])
+            assert len(reader.files) <= 2
+        assert list(reader.files) == [recs[2][0]["path"], recs[0][0]["path"]]  # t1 was closed
+        edge = reader.section(recs[1][0], -3, 5, 25, 35)  # crosses two edges: padded with NaN
+        assert np.isnan(edge[:3]).all() and np.isnan(edge[:, 5:]).all()
+        np.testing.assert_array_equal(edge[3:, :5], recs[1][1][:5, 25:30])
+    finally:
+        reader.close()
+    assert reader.files == {}

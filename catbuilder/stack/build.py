@@ -29,7 +29,7 @@ from catbuilder.sky.tables import read_sources
 from catbuilder.sky.tiles import TileIndex
 from catbuilder.stack.columns import encode as encode_column
 from catbuilder.stack.describe import cutout_wcs_values, describe_dataset
-from catbuilder.stack.extract import extract_chunk
+from catbuilder.stack.extract import ImageReader, extract_chunk
 from catbuilder.stack.flags import FLAG_BITS
 from catbuilder.stack.limits import check_bands, check_cutout_memory, parse_bands, positive_int
 from catbuilder.stack.plan import plan_objects, size_in_pixels
@@ -195,6 +195,7 @@ def _write_chunks(
     it finished.
     """
     from concurrent.futures import ThreadPoolExecutor
+    from contextlib import closing
 
     import zarr
 
@@ -205,12 +206,13 @@ def _write_chunks(
         zarr.config.set({"async.concurrency": 4, "array.write_empty_chunks": True}),
         ThreadPoolExecutor(1, "catbuilder-writer") as writer,
         ThreadPoolExecutor(1, "catbuilder-image-writer") as image_writer,
+        closing(ImageReader()) as reader,
     ):
         group = zarr.open_group(path, mode="r+", use_consolidated=False)
         arrays = {v: group[v] for v in (*DATA_VARS, "written")}  # metadata read once
         pending = None
         for start, plan, records in pieces:
-            res = extract_chunk(plan, records, bands, size, nan_fraction_max)
+            res = extract_chunk(plan, records, bands, size, nan_fraction_max, reader)
             if pending is not None:
                 pending.result()  # raises a failed write here
             region = slice(start, start + len(plan))

@@ -20,14 +20,21 @@ from numpy.lib.stride_tricks import sliding_window_view
 from catbuilder.sky.geometry import pixel_to_world, wcs_from_text, world_to_pixel
 from catbuilder.stack.flags import FLAG_BITS
 
-__all__ = ["extract_chunk"]
+__all__ = ["ImageReader", "extract_chunk"]
 
 
-class _Images:
-    """Open FITS files once per task and read sections from them."""
+class ImageReader:
+    """FITS files kept open across the chunks of a task, and sections read from them.
 
-    def __init__(self) -> None:
-        self.files: dict[str, Any] = {}
+    Opening a file parses its headers, which costs about as much as cutting
+    the chunk's objects out of it; consecutive chunks are cut from the same
+    tiles, so the ``max_open`` files used last stay open (memory maps: only
+    the pages read count against memory, and they are the page cache's).
+    """
+
+    def __init__(self, max_open: int = 16) -> None:
+        self.max_open = max_open
+        self.files: dict[str, Any] = {}  # least recently used first
 
     def section(self, rec: dict, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Pixels [y0:y1, x0:x1] of an image, NaN where outside it.
@@ -39,7 +46,11 @@ class _Images:
         from astropy.io import fits
 
         path = rec["path"]
-        if path not in self.files:
+        if path in self.files:
+            self.files[path] = self.files.pop(path)  # now the most recently used
+        else:
+            while len(self.files) >= self.max_open:
+                self.files.pop(next(iter(self.files))).close()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 # raw values on a memory map; scaling is applied per section below
@@ -109,7 +120,7 @@ def _shifted_wcs(text: str, dx: int, dy: int):
         return WCS(hdr, naxis=2)
 
 
-def _reprojected(images: _Images, src: dict, ref: dict, y0, y1, x0, x1) -> np.ndarray:
+def _reprojected(images: ImageReader, src: dict, ref: dict, y0, y1, x0, x1) -> np.ndarray:
     """Band image ``src`` resampled onto the reference grid box [y0:y1, x0:x1]."""
     from reproject import reproject_interp
 
@@ -157,6 +168,7 @@ def extract_chunk(
     bands: list[str],
     size: int,
     nan_fraction_max: float,
+    reader: ImageReader | None = None,
 ) -> dict[str, Any]:
     """Cut the objects of ``plan`` (one output chunk) in every band.
 
@@ -174,6 +186,9 @@ def extract_chunk(
         Cutout side in reference pixels.
     nan_fraction_max
         Above this fraction of NaN pixels the ``nan`` flag is set.
+    reader
+        Files kept open from the task's earlier chunks (closed by the
+        caller); by default the chunk opens and closes its own.
 
     Returns
     -------
@@ -196,7 +211,8 @@ def extract_chunk(
     # the first pixel of each cutout, as astropy's Cutout2D places it
     lo_x = np.ceil(plan["tile_x"].fillna(0).to_numpy() - size / 2.0).astype(np.int64)
     lo_y = np.ceil(plan["tile_y"].fillna(0).to_numpy() - size / 2.0).astype(np.int64)
-    reader = _Images()
+    own = reader is None
+    reader = ImageReader() if reader is None else reader
     try:
         for r_ref in np.unique(ref_rows[ref_rows >= 0]):
             ref = records[int(r_ref)]
@@ -249,9 +265,9 @@ def extract_chunk(
                         continue
                     # an unreadable image: every object of this group lacks the band
                     missing[in_tile[pick], bi] = True
-            reader.close()  # unmap this tile's files before the next
     finally:
-        reader.close()
+        if own:
+            reader.close()
     band_nan = np.isnan(images).mean(axis=(2, 3))
     nan_fraction = band_nan.mean(axis=1).astype(np.float32)
     nan_band = band_nan > nan_fraction_max  # one band all NaN is as bad as all bands
