@@ -285,6 +285,7 @@ def cut_serial_limit(
     dst = zarr.create_array(
         out, shape=(len(pos), len(bands), size, size), chunks=src.chunks, dtype="float32",
         compressors=src.compressors, filters=src.filters, overwrite=True,
+        config={"write_empty_chunks": True},  # no comparison with the fill value first
     )  # fmt: skip
     chunk = src.chunks[0]
     t = time.perf_counter()
