@@ -31,6 +31,11 @@ class ImageReader:
     from the same tiles, so the ``max_open`` files used last stay open
     (memory maps: only the pages read count against memory, and they are
     the page cache's).
+
+    Parameters
+    ----------
+    max_open
+        Files kept open at most; the one used least recently is closed first.
     """
 
     def __init__(self, max_open: int = 16) -> None:
@@ -72,6 +77,7 @@ class ImageReader:
         return out
 
     def close(self) -> None:
+        """Close every file still open."""
         for f in self.files.values():
             f.close()
         self.files.clear()
