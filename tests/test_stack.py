@@ -71,6 +71,9 @@ def test_edge_and_saturation_flags(des_stack):
     assert np.isnan(edge_pix).any(axis=(1, 2, 3)).all()
     assert (obj.loc[obj["edge"], "nan_fraction"] > 0).all()
     assert (obj.loc[~obj["edge"], "nan_fraction"] == 0).all()
+    # the fraction is the stored pixels' own, over all bands
+    counted = np.isnan(des_stack.images.values).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(obj["nan_fraction"].to_numpy(), counted, rtol=1e-6)
     sat = obj["saturated"].to_numpy()
     px = des_stack.images.values
     for k in np.flatnonzero(sat):

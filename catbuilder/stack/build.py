@@ -162,19 +162,9 @@ def stack_template(
     return describe_dataset(ds, index, bands, reference_band, size)
 
 
-def _store(arrays: dict, region: slice, res: dict, image_writer) -> None:
-    """One chunk's region of every variable, then its ``written`` mark.
-
-    The image array (nearly all the bytes) is written by ``image_writer``
-    while this thread writes the small per-object variables.
-    """
-    images = image_writer.submit(arrays["images"].__setitem__, region, res["images"])
-    try:
-        for v in DATA_VARS:
-            if v != "images":
-                arrays[v][region] = res[v]
-    finally:
-        images.result()  # raises a failed image write, after the others finished
+def _store(arrays: dict, region: slice, res: dict) -> None:
+    """One chunk's region of every variable, then its ``written`` mark."""
+    zs.write_region(arrays, region, {v: res[v] for v in DATA_VARS})
     zs.mark_written(arrays, region)
 
 
@@ -206,7 +196,6 @@ def _write_chunks(
         # value first (to skip empty ones) scans the image chunk a second time
         zarr.config.set({"async.concurrency": 4, "array.write_empty_chunks": True}),
         ThreadPoolExecutor(1, "catbuilder-writer") as writer,
-        ThreadPoolExecutor(1, "catbuilder-image-writer") as image_writer,
         closing(ImageReader()) as reader,
     ):
         group = zarr.open_group(path, mode="r+", use_consolidated=False)
@@ -217,7 +206,7 @@ def _write_chunks(
             if pending is not None:
                 pending.result()  # raises a failed write here
             region = slice(start, start + len(plan))
-            pending = writer.submit(_store, arrays, region, res, image_writer)
+            pending = writer.submit(_store, arrays, region, res)
             problems += res["problems"]
         if pending is not None:
             pending.result()

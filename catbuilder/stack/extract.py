@@ -41,6 +41,8 @@ class ImageReader:
     def __init__(self, max_open: int = 16) -> None:
         self.max_open = max_open
         self.files: dict[str, Any] = {}  # least recently used first
+        # (path, hdu) -> its pixels and scaling, read from the header once
+        self._images: dict[tuple[str, int], _Image] = {}
 
     def section(self, rec: dict, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Pixels [y0:y1, x0:x1] of an image, NaN where outside it.
@@ -56,7 +58,9 @@ class ImageReader:
             self.files[path] = self.files.pop(path)  # now the most recently used
         else:
             while len(self.files) >= self.max_open:
-                self.files.pop(next(iter(self.files))).close()
+                gone = next(iter(self.files))
+                self.files.pop(gone).close()
+                self._images = {k: v for k, v in self._images.items() if k[0] != gone}
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 # raw values on a memory map; scaling is applied per section below
@@ -66,14 +70,17 @@ class ImageReader:
                     hdul.close()
                     raise OSError(f"truncated file: {w.message}")
             self.files[path] = hdul
-        hdu = self.files[path][int(rec["hdu"])]
+        key = (path, int(rec["hdu"]))
+        image = self._images.get(key)
+        if image is None:
+            image = self._images[key] = _Image(self.files[path][key[1]])
         ya, yb = max(y0, 0), min(y1, int(rec["ny"]))
         xa, xb = max(x0, 0), min(x1, int(rec["nx"]))
         if (ya, yb, xa, xb) == (y0, y1, x0, x1):  # inside the image: no padding, no copy
-            return read_scaled(hdu, ya, yb, xa, xb)
+            return image.read(ya, yb, xa, xb)
         out = np.full((y1 - y0, x1 - x0), np.nan, dtype=np.float32)
         if ya < yb and xa < xb:
-            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = read_scaled(hdu, ya, yb, xa, xb)
+            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = image.read(ya, yb, xa, xb)
         return out
 
     def close(self) -> None:
@@ -81,6 +88,38 @@ class ImageReader:
         for f in self.files.values():
             f.close()
         self.files.clear()
+        self._images.clear()
+
+
+class _Image:
+    """One image HDU's raw pixels and FITS scaling, its header read once."""
+
+    __slots__ = ("blank", "bscale", "bzero", "raw")
+
+    def __init__(self, hdu) -> None:
+        from astropy.io.fits import CompImageHDU
+
+        # decompresses only the tiles a read needs; else a memory map
+        self.raw = hdu.section if isinstance(hdu, CompImageHDU) else hdu.data
+        hdr = hdu.header
+        self.bscale = float(hdr.get("BSCALE", 1.0))
+        self.bzero = float(hdr.get("BZERO", 0.0))
+        self.blank = hdr.get("BLANK")  # applies to integer pixels only
+
+    def read(self, ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
+        raw = self.raw[ya:yb, xa:xb]
+        blank = self.blank if raw.dtype.kind in "iu" else None
+        if self.bscale == 1.0 and self.bzero == 0.0 and blank is None:
+            return raw
+        wide = raw.dtype.kind in "iu" and raw.dtype.itemsize > 2
+        out = np.array(raw, dtype=np.float64 if wide or raw.dtype == np.float64 else np.float32)
+        if self.bscale != 1.0:
+            out *= self.bscale
+        if self.bzero != 0.0:
+            out += self.bzero
+        if blank is not None:
+            out[raw == int(blank)] = np.nan
+        return out
 
 
 def read_scaled(hdu, ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
@@ -91,27 +130,7 @@ def read_scaled(hdu, ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
     where an integer pixel equals BLANK. Only these rows are read (a memory
     map, or the tiles of a compressed image that hold them).
     """
-    from astropy.io.fits import CompImageHDU
-
-    if isinstance(hdu, CompImageHDU):
-        raw = hdu.section[ya:yb, xa:xb]  # decompresses only the tiles needed
-    else:
-        raw = hdu.data[ya:yb, xa:xb]  # a memory map: touches just these pages
-    hdr = hdu.header
-    bscale = float(hdr.get("BSCALE", 1.0))
-    bzero = float(hdr.get("BZERO", 0.0))
-    blank = hdr.get("BLANK") if raw.dtype.kind in "iu" else None
-    if bscale == 1.0 and bzero == 0.0 and blank is None:
-        return raw
-    wide = raw.dtype.kind in "iu" and raw.dtype.itemsize > 2
-    out = np.array(raw, dtype=np.float64 if wide or raw.dtype == np.float64 else np.float32)
-    if bscale != 1.0:
-        out *= bscale
-    if bzero != 0.0:
-        out += bzero
-    if blank is not None:
-        out[raw == int(blank)] = np.nan
-    return out
+    return _Image(hdu).read(ya, yb, xa, xb)
 
 
 def _shifted_wcs(text: str, dx: int, dy: int):
@@ -169,6 +188,19 @@ def _strips(y_lo: np.ndarray, size: int, max_rows: int | None = None) -> list[np
     return out
 
 
+def _nan_fractions(images: np.ndarray) -> np.ndarray:
+    """The fraction of NaN pixels of each (object, band) image.
+
+    A sum is NaN wherever its image holds a NaN, and summing is faster than
+    testing every pixel: only the images whose sum is not finite are counted.
+    """
+    out = np.zeros(images.shape[:2], dtype=np.float64)
+    some = ~np.isfinite(images.sum(axis=(2, 3)))
+    if some.any():
+        out[some] = np.isnan(images[some]).mean(axis=(1, 2))
+    return out
+
+
 def extract_chunk(
     plan: pd.DataFrame,
     records: dict[int, dict],
@@ -206,7 +238,8 @@ def extract_chunk(
         (n, band), and ``problems`` (messages about images that could not be read).
     """
     n, nb = len(plan), len(bands)
-    images = np.full((n, nb, size, size), np.nan, dtype=np.float32)
+    images = np.empty((n, nb, size, size), dtype=np.float32)
+    cut_out = np.zeros((n, nb), dtype=bool)  # the windows written; NaN fills the others
     missing = np.zeros((n, nb), dtype=bool)
     magzero = np.full((n, nb), np.nan, dtype=np.float32)
     saturated = np.zeros(n, dtype=bool)
@@ -263,6 +296,7 @@ def extract_chunk(
                             dead = sliding_window_view(wbox, (size, size))[at] <= 0
                             kept = np.where(dead, np.nan, cut)
                         images[objs, bi] = kept
+                        cut_out[objs, bi] = True
                         magzero[objs, bi] = src["magzero"]
                         sat = src.get("saturate", np.nan)
                         if sat is not None and np.isfinite(sat):
@@ -275,7 +309,8 @@ def extract_chunk(
     finally:
         if own:
             reader.close()
-    band_nan = np.isnan(images).mean(axis=(2, 3))
+    images[~cut_out] = np.nan
+    band_nan = _nan_fractions(images)
     nan_fraction = band_nan.mean(axis=1).astype(np.float32)
     nan_band = band_nan > nan_fraction_max  # one band all NaN is as bad as all bands
     flags = np.zeros(n, dtype=np.uint8)
