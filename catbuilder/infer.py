@@ -115,8 +115,7 @@ def _predict_chunks(
         for name in (*values, "written"):
             if name not in arrays:
                 arrays[name] = group[name]
-        for name, v in values.items():
-            arrays[name][region] = v
+        zs.write_region(arrays, region, values)
         zs.mark_written(arrays, region)  # last
 
     writes = []

@@ -529,3 +529,22 @@ def test_interrupted_append_resumes_without_duplicates(mock_survey, tmp_path):
     pos = {oid: i for i, oid in enumerate(whole.objects()["objid"])}
     order = [pos[o] for o in st.objects()["objid"]]
     np.testing.assert_array_equal(st.images.values, whole.images.values[order])
+
+
+def test_a_failed_region_write_raises_after_the_others_finished(tmp_path):
+    import zarr
+
+    from catbuilder import zarr_store as zs
+
+    group = zarr.open_group(tmp_path / "s.zarr", mode="w")
+    arrays = {
+        name: group.create_array(name, shape=(8,), chunks=(4,), dtype="float32", fill_value=0)
+        for name in ("a", "b", "c")
+    }
+    good = np.arange(4, dtype=np.float32) + 1
+    with pytest.raises(ValueError):  # "b" gets a value of the wrong shape
+        zs.write_region(arrays, slice(4, 8), {"a": good, "b": np.ones(3), "c": good})
+    # the writes beside the failed one were not abandoned half-way
+    np.testing.assert_array_equal(arrays["a"][4:], good)
+    np.testing.assert_array_equal(arrays["c"][4:], good)
+    np.testing.assert_array_equal(arrays["b"][:], 0)
