@@ -290,6 +290,9 @@ def test_a_node_lost_midway_leaves_the_cutouts_and_predictions_complete_and_iden
         "cluster.interface": "lo",
         # one core per job, on one-core nodes: the three jobs land on three nodes
         "cluster.jobqueue": {**jobqueue_settings(slurm, tmp_path), "job_extra_directives": []},
+        # a chunk of 100 a task (below): the marks come a few at a time over
+        # about a second, a window the watcher cannot miss
+        "cutouts.chunks-per-task": 1,
     }
     events: dict = {}
     with config.set(settings), connect("slurm", 3) as client:
@@ -302,7 +305,7 @@ def test_a_node_lost_midway_leaves_the_cutouts_and_predictions_complete_and_iden
             tmp_path / "tiles",
             tmp_path / "s.zarr",
             size=32,
-            chunk_objects=200,
+            chunk_objects=100,
             cluster=client,
             progress=False,
         )
@@ -329,7 +332,7 @@ def test_a_node_lost_midway_leaves_the_cutouts_and_predictions_complete_and_iden
         tmp_path / "tiles",
         tmp_path / "ref.zarr",
         size=32,
-        chunk_objects=200,
+        chunk_objects=200,  # chunked otherwise: the pixels do not depend on it
         cluster="sync",
         progress=False,
     )
