@@ -214,11 +214,12 @@ def write_template(ds, target: str | os.PathLike[str]) -> None:
 def write_region(arrays: dict, region: slice, values: dict[str, np.ndarray]) -> None:
     """Write each variable's ``values`` into ``region`` of its array, all at once.
 
-    One trip to Zarr's event loop for every array (``asyncio.gather`` of
-    their asynchronous writes), where a write per array waits for the one
-    before it: a chunk of cutouts is one large image chunk and several
-    per-object chunks of a few hundred bytes, whose cost is the trip and
-    the file's creation rather than their bytes.
+    One trip to Zarr's event loop for all the arrays (``asyncio.gather`` of
+    their asynchronous writes), instead of one trip per array, each waiting
+    for the one before: a chunk of cutouts is one large image chunk and
+    several per-object chunks of a few hundred bytes, whose cost is the
+    trip and the file's creation rather than their bytes. If a write fails,
+    the first failure is raised once the others have finished.
     """
     import asyncio
 
