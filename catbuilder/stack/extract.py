@@ -41,13 +41,13 @@ class ImageReader:
     def __init__(self, max_open: int = 16) -> None:
         self.max_open = max_open
         self.files: dict[str, Any] = {}  # least recently used first
-        # (path, hdu) -> its pixels and scaling, read from the header once
-        self._images: dict[tuple[str, int], _Image] = {}
+        # per open file: its HDUs' pixels and scaling, each header read once
+        self._images: dict[str, dict[int, _Image]] = {}
 
     def section(self, rec: dict, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Pixels [y0:y1, x0:x1] of an image, NaN where outside it.
 
-        A box inside the image is returned as :func:`read_scaled` gives it (a
+        A box inside the image is returned as ``_Image.read`` gives it (a
         view of the memory map where no scaling applies), one that crosses
         an edge as a float32 copy padded with NaN.
         """
@@ -60,7 +60,7 @@ class ImageReader:
             while len(self.files) >= self.max_open:
                 gone = next(iter(self.files))
                 self.files.pop(gone).close()
-                self._images = {k: v for k, v in self._images.items() if k[0] != gone}
+                self._images.pop(gone, None)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 # raw values on a memory map; scaling is applied per section below
@@ -70,10 +70,11 @@ class ImageReader:
                     hdul.close()
                     raise OSError(f"truncated file: {w.message}")
             self.files[path] = hdul
-        key = (path, int(rec["hdu"]))
-        image = self._images.get(key)
-        if image is None:
-            image = self._images[key] = _Image(self.files[path][key[1]])
+        images = self._images.setdefault(path, {})
+        hdu = int(rec["hdu"])
+        if hdu not in images:
+            images[hdu] = _Image(self.files[path][hdu])
+        image = images[hdu]
         ya, yb = max(y0, 0), min(y1, int(rec["ny"]))
         xa, xb = max(x0, 0), min(x1, int(rec["nx"]))
         if (ya, yb, xa, xb) == (y0, y1, x0, x1):  # inside the image: no padding, no copy
@@ -92,7 +93,8 @@ class ImageReader:
 
 
 class _Image:
-    """One image HDU's raw pixels and FITS scaling, its header read once."""
+    """One image HDU's raw pixels and FITS scaling, its header read once (the
+    HDU opened with ``do_not_scale_image_data``)."""
 
     __slots__ = ("blank", "bscale", "bzero", "raw")
 
@@ -107,6 +109,13 @@ class _Image:
         self.blank = hdr.get("BLANK")  # applies to integer pixels only
 
     def read(self, ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
+        """Pixels [ya:yb, xa:xb], scaled as astropy scales them.
+
+        Physical = BZERO + BSCALE * raw, in float32 for 8- and 16-bit
+        integers and float64 for wider ones, and NaN where an integer pixel
+        equals BLANK. Only these rows are read (a memory map, or the tiles of
+        a compressed image that hold them).
+        """
         raw = self.raw[ya:yb, xa:xb]
         blank = self.blank if raw.dtype.kind in "iu" else None
         if self.bscale == 1.0 and self.bzero == 0.0 and blank is None:
@@ -120,17 +129,6 @@ class _Image:
         if blank is not None:
             out[raw == int(blank)] = np.nan
         return out
-
-
-def read_scaled(hdu, ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
-    """Pixels [ya:yb, xa:xb] of an image HDU opened with ``do_not_scale_image_data``.
-
-    FITS scaling as astropy applies it: physical = BZERO + BSCALE * raw, in
-    float32 for 8- and 16-bit integers and float64 for wider ones, and NaN
-    where an integer pixel equals BLANK. Only these rows are read (a memory
-    map, or the tiles of a compressed image that hold them).
-    """
-    return _Image(hdu).read(ya, yb, xa, xb)
 
 
 def _shifted_wcs(text: str, dx: int, dy: int):
